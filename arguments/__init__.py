@@ -1,0 +1,167 @@
+"""Command-line parameter groups with the flags users of 3DGS / Deformable-3DGS / EgoMask know.
+
+Each group's attributes are its flags; a leading underscore also gives a one-letter short flag
+(``_source_path`` -> ``-s/--source_path``). The resolved configuration is saved as JSON
+(``cfg_args.json``) and read back with ``json`` by ``render.py``: no ``eval``.
+"""
+import json
+import os
+import sys
+from argparse import ArgumentParser, Namespace
+
+CONFIG_FILE = "cfg_args.json"
+
+
+class GroupParams:
+    pass
+
+
+class ParamGroup:
+    choices: dict = {}
+
+    def __init__(self, parser: ArgumentParser, name: str, fill_none: bool = False):
+        group = parser.add_argument_group(name)
+        for key, value in vars(self).items():
+            shorthand = key.startswith("_")
+            key = key.lstrip("_")
+            flags = [f"--{key}"] + ([f"-{key[0]}"] if shorthand else [])
+            default = None if fill_none else value
+            kwargs = {"default": default}
+            if key in self.choices:
+                kwargs["choices"] = self.choices[key]
+            if isinstance(value, bool):
+                group.add_argument(*flags, action="store_true", **kwargs)
+            else:
+                kwargs["type"] = None if value is None else type(value)
+                group.add_argument(*flags, **kwargs)
+
+    def extract(self, args: Namespace) -> GroupParams:
+        group = GroupParams()
+        for key in vars(self):
+            name = key.lstrip("_")
+            setattr(group, name, getattr(args, name))
+        return group
+
+
+class ModelParams(ParamGroup):
+    choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"]}
+
+    def __init__(self, parser, sentinel=False):
+        self.sh_degree = 3
+        self._source_path = ""
+        self._model_path = ""
+        self._images = "images"
+        self._resolution = -1
+        self._white_background = False
+        self.data_device = "cuda"
+        self.eval = False
+        self.load2gpu_on_the_fly = False
+        self.is_blender = False
+        self.is_6dof = False
+        self.mask_dimension = 3
+        self.llffhold = 20
+        self.depth_prior_kind = "disparity"
+        self.no_masks = False   # train without hand-mask supervision even where masks exist
+        self.no_depth = False   # train without the depth prior even where priors exist
+        self.deform_depth = 8
+        self.deform_width = 256
+        super().__init__(parser, "Loading Parameters", sentinel)
+
+    def extract(self, args):
+        group = super().extract(args)
+        if group.source_path:
+            group.source_path = os.path.abspath(group.source_path)
+        return group
+
+
+class PipelineParams(ParamGroup):
+    choices = {"rasterizer": ["auto", "cuda", "torch"], "deform_precision": ["fp32", "tf32", "bf16"]}
+
+    def __init__(self, parser):
+        self.convert_SHs_python = False
+        self.compute_cov3D_python = False
+        self.debug = False
+        self.rasterizer = "auto"
+        self.deform_precision = "fp32"
+        super().__init__(parser, "Pipeline Parameters")
+
+
+class OptimizationParams(ParamGroup):
+    choices = {"depth_loss": ["minmax", "ssi"]}
+
+    def __init__(self, parser):
+        self.iterations = 40_000
+        self.warm_up = 3_000
+        self.position_lr_init = 0.00016
+        self.position_lr_final = 0.0000016
+        self.position_lr_delay_mult = 0.01
+        self.position_lr_max_steps = 30_000
+        self.deform_lr_max_steps = 40_000
+        self.feature_lr = 0.0025
+        self.opacity_lr = 0.05
+        self.scaling_lr = 0.001
+        self.rotation_lr = 0.001
+        self.mask_lr = 0.0025
+        self.percent_dense = 0.01
+        self.lambda_dssim = 0.2
+        self.densification_interval = 100
+        self.opacity_reset_interval = 3000
+        self.densify_from_iter = 500
+        self.densify_until_iter = 15_000
+        self.densify_grad_threshold = 0.0002
+        self.mask_start = 30_000
+        self.mask_stop = 40_000
+        self.stop_MLP = 40_000
+        self.loss_reduce = 0.5
+        self.depth_loss = "minmax"
+        self.time_noise_steps = 20_000
+        super().__init__(parser, "Optimization Parameters")
+
+
+def add_run_arguments(parser: ArgumentParser) -> None:
+    """Flags of a training run that are not model, pipeline or optimization parameters."""
+    parser.add_argument("--test_iterations", nargs="+", type=int, default=[5000, 6000, 7000] + list(range(10000, 40001, 1000)))
+    parser.add_argument("--save_iterations", nargs="+", type=int, default=[7000, 10000, 20000, 30000, 40000])
+    parser.add_argument("--checkpoint_iterations", nargs="+", type=int, default=[])
+    parser.add_argument("--start_checkpoint", type=str, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--detect_anomaly", action="store_true")
+
+
+def save_config(args: Namespace, model_path: str) -> str:
+    """Write the resolved configuration as JSON; returns its path."""
+    path = os.path.join(model_path, CONFIG_FILE)
+    os.makedirs(model_path, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(vars(args), f, indent=2, sort_keys=True, default=str)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def load_config(model_path: str) -> dict:
+    path = os.path.join(model_path, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No {CONFIG_FILE} in {model_path!r}: is this a folder written by train.py? "
+            "Pass the model folder with -m, or give -s and the other flags explicitly.")
+    with open(path) as f:
+        return json.load(f)
+
+
+def get_combined_args(parser: ArgumentParser, argv=None) -> Namespace:
+    """Command line over the saved config: flags given now win, the rest come from cfg_args.json."""
+    argv = sys.argv[1:] if argv is None else argv
+    cmdline = parser.parse_args(argv)
+    defaults = parser.parse_args([a for a in argv if a in ("-m", "--model_path")] +
+                                 ([cmdline.model_path] if getattr(cmdline, "model_path", "") else []))
+    try:
+        saved = load_config(cmdline.model_path)
+    except FileNotFoundError as err:
+        print(f"Note: {err}")
+        saved = {}
+    merged = dict(saved)
+    for key, value in vars(cmdline).items():
+        if key not in saved or value != getattr(defaults, key, None):
+            merged[key] = value
+    return Namespace(**merged)
