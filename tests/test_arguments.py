@@ -1,0 +1,49 @@
+import json
+from argparse import ArgumentParser
+
+import pytest
+
+from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_arguments, get_combined_args,
+                       load_config, save_config)
+
+
+def parser():
+    p = ArgumentParser()
+    groups = ModelParams(p), OptimizationParams(p), PipelineParams(p)
+    add_run_arguments(p)
+    return p, groups
+
+
+def test_defaults_and_short_flags():
+    p, (lp, op, pp) = parser()
+    args = p.parse_args(["-s", "scene", "-m", "out", "-r", "2", "--eval", "--iterations", "100"])
+    model, opt, pipe = lp.extract(args), op.extract(args), pp.extract(args)
+    assert model.resolution == 2 and model.eval and model.mask_dimension == 3 and model.llffhold == 20
+    assert opt.iterations == 100 and opt.warm_up == 3000 and opt.mask_start == 30000
+    assert opt.densify_grad_threshold == 0.0002 and opt.lambda_dssim == 0.2
+    assert pipe.rasterizer == "auto"
+
+
+def test_unknown_flag_and_bad_choice_are_errors():
+    p, _ = parser()
+    with pytest.raises(SystemExit):
+        p.parse_args(["-s", "x", "--itrations", "5"])
+    with pytest.raises(SystemExit):
+        p.parse_args(["-s", "x", "--rasterizer", "vulkan"])
+
+
+def test_config_json_round_trip_and_combination(tmp_path):
+    p, _ = parser()
+    args = p.parse_args(["-s", "scene", "-m", str(tmp_path), "--eval", "--is_blender", "--mask_dimension", "1"])
+    path = save_config(args, str(tmp_path))
+    assert json.load(open(path))["is_blender"] is True
+    assert load_config(str(tmp_path))["mask_dimension"] == 1
+    # render.py style: only -m given now, the rest comes from the saved config; explicit flags win.
+    combined = get_combined_args(p, ["-m", str(tmp_path), "--white_background"])
+    assert combined.eval and combined.is_blender and combined.mask_dimension == 1
+    assert combined.white_background is True and combined.source_path == "scene"
+
+
+def test_missing_config_is_explained(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cfg_args.json"):
+        load_config(str(tmp_path))

@@ -1,0 +1,322 @@
+"""Train a deformable Gaussian scene from an egocentric video with the EgoMask losses.
+
+    python train.py -s SCENE -m OUT --eval [--iterations 40000 --warm_up 3000 ...]
+
+The loss phases live in ``utils/schedule.py``; this file wires data, model, renderer and losses.
+"""
+import os
+import random
+import sys
+import time
+from argparse import ArgumentParser, Namespace
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+from tqdm import tqdm
+
+from arguments import ModelParams, OptimizationParams, PipelineParams, add_run_arguments, save_config
+from gaussian_renderer import render
+from scene import Scene, print_once
+from scene.dataset_types import DatasetError
+from scene.deform_model import DeformModel
+from scene.densify import DensificationStrategy
+from scene.gaussian_model import GaussianModel
+from utils.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from utils.general_utils import seed_everything
+from utils.image_utils import psnr
+from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, l1_loss, mask_loss, ssim
+from utils.schedule import TrainingSchedule
+
+SH_UP_INTERVAL = 1000
+MIN_OPACITY = 0.005
+SCREEN_SIZE_LIMIT = 20  # px, pruned after the first opacity reset
+NUM_TRAIN_EVAL_VIEWS = 5
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class RunState:
+    """What changes from one iteration to the next apart from the models themselves."""
+    iteration: int = 0
+    camera_stack: List[int] = field(default_factory=list)
+    ema_loss: float = 0.0
+    best_psnr: float = 0.0
+    best_iteration: int = 0
+
+
+def training_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_camera(state: RunState, cameras: List, rng: random.Random):
+    """Random view without replacement within an epoch (as upstream), reproducibly seeded."""
+    if not state.camera_stack:
+        state.camera_stack = list(range(len(cameras)))
+    return cameras[state.camera_stack.pop(rng.randrange(len(state.camera_stack)))]
+
+
+def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, schedule, iteration: int,
+               time_interval: float, add_noise: bool):
+    """Deformation offsets at the camera's time; zero before warm-up (no network call)."""
+    if not phase.deform:
+        return 0.0, 0.0, 0.0
+    n = gaussians.get_xyz.shape[0]
+    time_input = camera.fid.to(gaussians.get_xyz.device).reshape(1, 1).expand(n, 1)
+    if add_noise and phase.time_noise:
+        noise = torch.randn(1, 1, device=time_input.device) * time_interval * schedule.time_noise_scale(iteration)
+        time_input = time_input + noise.expand(n, 1)
+    return deform.step(gaussians.get_xyz.detach(), time_input)
+
+
+def compute_losses(render_pkg: Dict, camera, phase, opt, depth_kind_default: str) -> Dict[str, torch.Tensor]:
+    """Each active loss term, unweighted except the colour mix; the total under key ``total``."""
+    image = render_pkg["render"]
+    gt = camera.original_image.to(image.device)
+    l1 = l1_loss(image, gt)
+    terms = {"color": (1.0 - opt.lambda_dssim) * l1 + opt.lambda_dssim * (1.0 - ssim(image, gt)), "l1": l1}
+    total = phase.color_weight * terms["color"]
+    if phase.depth_weight > 0 and camera.depth_prior is not None:
+        prior = camera.depth_prior.to(image.device)
+        valid = (render_pkg["alpha"] > 0.5) & torch.isfinite(prior)
+        kind = camera.depth_kind or depth_kind_default
+        fn = depth_loss_ssi if opt.depth_loss == "ssi" else depth_loss_minmax
+        terms["depth"] = fn(render_pkg["depth"], prior, kind, valid)
+        total = total + phase.depth_weight * terms["depth"]
+    if phase.mask_weight > 0 and camera.mask is not None and render_pkg["hands_map"].shape[0] > 0:
+        terms["mask"] = mask_loss(render_pkg["hands_map"], camera.mask.to(image.device))
+        total = total + phase.mask_weight * terms["mask"]
+    terms["total"] = total
+    return terms
+
+
+def check_finite(terms: Dict[str, torch.Tensor], iteration: int) -> None:
+    for name, value in terms.items():
+        if not torch.isfinite(value).all():
+            raise NonFiniteLoss(f"The {name} loss is {value.item()} at iteration {iteration}.")
+
+
+def densify(strategy: DensificationStrategy, gaussians: GaussianModel, render_pkg: Dict, opt, iteration: int,
+            extent: float, white_background: bool) -> None:
+    if iteration >= opt.densify_until_iter:
+        return
+    strategy.add_stats(render_pkg["viewspace_points"], render_pkg["visibility_filter"], render_pkg["radii"])
+    if iteration > opt.densify_from_iter and iteration % opt.densification_interval == 0:
+        size_threshold = SCREEN_SIZE_LIMIT if iteration > opt.opacity_reset_interval else None
+        strategy.densify_and_prune(gaussians, opt.densify_grad_threshold, MIN_OPACITY, extent, size_threshold)
+    if iteration % opt.opacity_reset_interval == 0 or (white_background and iteration == opt.densify_from_iter):
+        strategy.reset_opacity(gaussians)
+
+
+def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.Random) -> Dict:
+    return {
+        "iteration": state.iteration,
+        "run_state": vars(state).copy(),
+        "gaussians": gaussians.state_dict(),
+        "deform": deform.state_dict(),
+        "densification": strategy.state_dict(),
+        "rng": capture_rng_state(),
+        "camera_rng": rng.getstate(),
+    }
+
+
+def restore_checkpoint(path: str, gaussians, deform, strategy, rng: random.Random, opt) -> RunState:
+    ckpt = load_checkpoint(path, map_location=training_device())
+    gaussians.load_state_dict(ckpt["gaussians"], opt)
+    deform.load_state_dict(ckpt["deform"])
+    strategy.load_state_dict(ckpt["densification"])
+    restore_rng_state(ckpt["rng"])
+    rng.setstate(ckpt["camera_rng"])
+    return RunState(**ckpt["run_state"])
+
+
+@torch.no_grad()
+def evaluate(scene: Scene, gaussians, deform, pipe, background, is_6dof: bool, phase, writer, iteration: int,
+             schedule) -> Optional[float]:
+    """L1 and PSNR on the test views and a few training views; one image on the device at a time."""
+    train_cams = scene.getTrainCameras()
+    step = max(1, len(train_cams) // NUM_TRAIN_EVAL_VIEWS)
+    splits = {"test": scene.getTestCameras(), "train": train_cams[::step][:NUM_TRAIN_EVAL_VIEWS]}
+    test_psnr = None
+    for split, cameras in splits.items():
+        if not cameras:
+            continue
+        l1_sum, psnr_sum = 0.0, 0.0
+        for idx, camera in enumerate(cameras):
+            d = deform_for(camera, gaussians, deform, phase, schedule, iteration, 0.0, add_noise=False)
+            out = render(camera, gaussians, pipe, background, *d, is_6dof=is_6dof)
+            image = out["render"].clamp(0.0, 1.0)
+            gt = camera.original_image.to(image.device)
+            l1_sum += l1_loss(image, gt).item()
+            psnr_sum += psnr(image, gt).mean().item()
+            if writer is not None and idx < 3:
+                writer.add_image(f"{split}_view_{camera.image_name}/render", image, iteration)
+                if iteration == schedule.first_eval_iteration:
+                    writer.add_image(f"{split}_view_{camera.image_name}/ground_truth", gt, iteration)
+        l1_avg, psnr_avg = l1_sum / len(cameras), psnr_sum / len(cameras)
+        print(f"\n[ITER {iteration}] Evaluating {split}: L1 {l1_avg:.5f} PSNR {psnr_avg:.2f}")
+        if writer is not None:
+            writer.add_scalar(f"{split}/l1", l1_avg, iteration)
+            writer.add_scalar(f"{split}/psnr", psnr_avg, iteration)
+        if split == "test":
+            test_psnr = psnr_avg
+    return test_psnr
+
+
+def make_writer(model_path: str):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print_once("TensorBoard is not installed: no training curves will be logged.")
+        return None
+    return SummaryWriter(model_path)
+
+
+def log_scalars(writer, terms: Dict[str, torch.Tensor], gaussians, deform, iteration: int, iter_ms: float):
+    if writer is None:
+        return
+    for name, value in terms.items():
+        writer.add_scalar(f"train/loss_{name}", value.item(), iteration)
+    writer.add_scalar("train/num_gaussians", gaussians.get_xyz.shape[0], iteration)
+    writer.add_scalar("train/iter_time_ms", iter_ms, iteration)
+    for group in gaussians.optimizer.param_groups:
+        if group.get("name") == "xyz":
+            writer.add_scalar("train/lr_xyz", group["lr"], iteration)
+    writer.add_scalar("train/lr_deform", deform.optimizer.param_groups[0]["lr"], iteration)
+
+
+def training(dataset, opt, pipe, run: Namespace) -> Dict:
+    """The training loop; returns a summary (best test PSNR and its iteration, final count)."""
+    device = training_device()
+    seed_everything(run.seed)
+    gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension)
+    scene = Scene(dataset, gaussians)
+    deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth,
+                         width=dataset.deform_width, precision=pipe.deform_precision, device=device)
+    gaussians.training_setup(opt)
+    deform.train_setting(opt)
+    strategy = DensificationStrategy(opt.percent_dense)
+    strategy.reset(gaussians.get_xyz.shape[0], device)
+    schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth)
+    schedule.first_eval_iteration = min(run.test_iterations) if run.test_iterations else 0
+    for notice in schedule.notices:
+        print_once(notice)
+
+    rng = random.Random(run.seed)
+    state = RunState()
+    if run.start_checkpoint:
+        state = restore_checkpoint(run.start_checkpoint, gaussians, deform, strategy, rng, opt)
+        print(f"Resuming from {run.start_checkpoint} at iteration {state.iteration}.")
+
+    background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+    train_cameras = scene.getTrainCameras()
+    time_interval = 1.0 / max(1, len(train_cameras))
+    writer = None if run.quiet else make_writer(dataset.model_path)
+    progress = tqdm(range(state.iteration + 1, opt.iterations + 1), initial=state.iteration, total=opt.iterations,
+                    desc="Training", disable=run.quiet, dynamic_ncols=True)
+    torch.autograd.set_detect_anomaly(run.detect_anomaly)
+
+    for iteration in progress:
+        start = time.perf_counter()
+        phase = schedule.phase(iteration)
+        gaussians.update_learning_rate(iteration)
+        deform.update_learning_rate(iteration)
+        gaussians.set_mask_trainable(phase.train_mask_feature)
+        deform.set_trainable(phase.train_deform)
+        if iteration % SH_UP_INTERVAL == 0:
+            gaussians.oneupSHdegree()
+
+        camera = pick_camera(state, train_cameras, rng)
+        if dataset.load2gpu_on_the_fly:
+            camera.to(device)
+        d_xyz, d_rot, d_scale = deform_for(camera, gaussians, deform, phase, schedule, iteration, time_interval,
+                                           add_noise=not dataset.is_blender)
+        render_pkg = render(camera, gaussians, pipe, background, d_xyz, d_rot, d_scale, is_6dof=dataset.is_6dof)
+        terms = compute_losses(render_pkg, camera, phase, opt, dataset.depth_prior_kind)
+        try:
+            check_finite(terms, iteration)
+        except NonFiniteLoss as err:
+            # Parameters are still those after iteration - 1: save them before stopping.
+            path = os.path.join(dataset.model_path, f"chkpnt{iteration - 1}.pth")
+            save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng))
+            raise NonFiniteLoss(f"{err} Training stopped; the last good state is in {path}.") from None
+        terms["total"].backward()
+
+        with torch.no_grad():
+            densify(strategy, gaussians, render_pkg, opt, iteration, scene.cameras_extent, dataset.white_background)
+            gaussians.optimizer.step()
+            gaussians.optimizer.zero_grad(set_to_none=True)
+            if phase.train_deform:
+                deform.optimizer.step()
+            deform.optimizer.zero_grad(set_to_none=True)
+        if dataset.load2gpu_on_the_fly:
+            camera.to("cpu")
+
+        state.iteration = iteration
+        state.ema_loss = 0.4 * terms["total"].item() + 0.6 * state.ema_loss
+        iter_ms = (time.perf_counter() - start) * 1000.0
+        if iteration % 10 == 0:
+            progress.set_postfix({"loss": f"{state.ema_loss:.5f}", "gaussians": gaussians.get_xyz.shape[0]})
+        log_scalars(writer, terms, gaussians, deform, iteration, iter_ms)
+
+        if iteration in run.test_iterations:
+            test_psnr = evaluate(scene, gaussians, deform, pipe, background, dataset.is_6dof, phase, writer,
+                                 iteration, schedule)
+            if test_psnr is not None and test_psnr > state.best_psnr:
+                state.best_psnr, state.best_iteration = test_psnr, iteration
+        if iteration in run.save_iterations:
+            print(f"\n[ITER {iteration}] Saving Gaussians and deformation")
+            scene.save(iteration)
+            deform.save_weights(dataset.model_path, iteration)
+        if iteration in run.checkpoint_iterations:
+            path = os.path.join(dataset.model_path, f"chkpnt{iteration}.pth")
+            save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng))
+            print(f"\n[ITER {iteration}] Saved checkpoint {path}")
+
+    progress.close()
+    if writer is not None:
+        writer.close()
+    summary = {"best_test_psnr": state.best_psnr, "best_iteration": state.best_iteration,
+               "num_gaussians": int(gaussians.get_xyz.shape[0]), "iterations": opt.iterations}
+    if state.best_iteration:
+        print(f"Best test PSNR {state.best_psnr:.2f} at iteration {state.best_iteration}.")
+    return summary
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Train an EgoMask deformable Gaussian model.")
+    groups = ModelParams(parser), OptimizationParams(parser), PipelineParams(parser)
+    add_run_arguments(parser)
+    return parser, groups
+
+
+def resolve_model_path(args: Namespace) -> None:
+    if not args.model_path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        args.model_path = os.path.join("output", f"{os.path.basename(os.path.normpath(args.source_path))}-{stamp}")
+
+
+def main(argv=None) -> Dict:
+    parser, (lp, op, pp) = build_parser()
+    args = parser.parse_args(argv)  # unknown flags are an error (argparse exits with status 2)
+    if not args.source_path:
+        parser.error("-s/--source_path is required: the scene folder to train on.")
+    resolve_model_path(args)
+    args.save_iterations = sorted(set(args.save_iterations + [args.iterations]))
+    dataset, opt, pipe = lp.extract(args), op.extract(args), pp.extract(args)
+    print(f"Output folder: {args.model_path}")
+    save_config(args, args.model_path)
+    try:
+        summary = training(dataset, opt, pipe, args)
+    except (DatasetError, NonFiniteLoss, CheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print("Training complete.")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
