@@ -1,0 +1,98 @@
+"""Which Gaussians are hands: the one rule used by render.py (static / hands renders) and metrics.
+
+Each Gaussian carries a learned hand-mask feature m [K] that is splatted into the hand map and
+supervised with the hand masks (1 = hand, 0 = scene), so a hand Gaussian has m close to 1.
+
+Rules:
+  ``threshold`` (default): hand  <=>  mean_k m_k > hand_threshold (0.5: halfway between the targets).
+  ``percentile`` (the paper's code): hand  <=>  Σ_k |m_k| > the hand_percentile-th percentile of
+      that score over all Gaussians (85 -> the top 15 % are hands, whatever the training reached).
+static is always the complement of hands. With mask_dimension 0 there are no hands.
+"""
+import argparse
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+HAND_RULES = ("threshold", "percentile")
+
+
+@dataclass
+class Decomposition:
+    hands: torch.Tensor    # bool [N]
+    static: torch.Tensor   # bool [N], == ~hands
+    rule: str
+    notice: Optional[str] = None  # one line for the user, e.g. "no hand features: all static"
+
+    @property
+    def num_hands(self) -> int:
+        return int(self.hands.sum().item())
+
+
+def _percentile_arg(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"--hand_percentile must be in [0, 100], got {text}")
+    return value
+
+
+def _finite_arg(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"--hand_threshold must be a finite number, got {text}")
+    return value
+
+
+def add_decomposition_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Hands decomposition")
+    group.add_argument("--hand_rule", choices=HAND_RULES, default="threshold",
+                       help="threshold: mean mask feature > --hand_threshold; "
+                            "percentile: summed |mask feature| above --hand_percentile (paper's code)")
+    group.add_argument("--hand_threshold", type=_finite_arg, default=0.5)
+    group.add_argument("--hand_percentile", type=_percentile_arg, default=85.0)
+
+
+def percentile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """q-th percentile (0..100) of a 1-D tensor with linear interpolation, as numpy.percentile.
+
+    Sorting instead of torch.quantile, which refuses inputs above 2**24 elements."""
+    ordered = values.sort().values
+    position = q / 100.0 * (ordered.numel() - 1)
+    low = int(position)
+    high = min(low + 1, ordered.numel() - 1)
+    frac = position - low
+    return ordered[low] * (1.0 - frac) + ordered[high] * frac
+
+
+def select_hands(mask_features: torch.Tensor, rule: str = "threshold", threshold: float = 0.5,
+                 hand_percentile: float = 85.0) -> torch.Tensor:
+    """bool [N]: True for hand Gaussians. mask_features [N, K] (K may be 0)."""
+    if rule not in HAND_RULES:
+        raise ValueError(f"Unknown hand rule {rule!r}: use one of {', '.join(HAND_RULES)}")
+    features = mask_features.detach()
+    n, k = features.shape
+    if n == 0 or k == 0:
+        return torch.zeros(n, dtype=torch.bool, device=features.device)
+    if rule == "threshold":
+        return features.mean(dim=1) > threshold
+    score = features.abs().sum(dim=1)
+    return score > percentile(score, hand_percentile)
+
+
+def decompose(mask_features: torch.Tensor, rule: str = "threshold", threshold: float = 0.5,
+              hand_percentile: float = 85.0) -> Decomposition:
+    """Split the Gaussians into complementary hand and static sets. mask_features [N, K]."""
+    hands = select_hands(mask_features, rule, threshold, hand_percentile)
+    notice = None
+    if mask_features.shape[1] == 0:
+        notice = "The model has no hand-mask feature (mask_dimension 0): every Gaussian is static, hands/ is empty."
+    return Decomposition(hands=hands, static=~hands, rule=rule, notice=notice)
+
+
+def decompose_model(gaussians, args: argparse.Namespace) -> Decomposition:
+    """decompose() on a GaussianModel with the --hand_* flags of add_decomposition_args."""
+    features = gaussians.get_mask
+    if features is None:  # tolerate models that store no mask tensor at all when K = 0
+        features = torch.zeros(gaussians.get_xyz.shape[0], 0, device=gaussians.get_xyz.device)
+    return decompose(features, args.hand_rule, args.hand_threshold, args.hand_percentile)
