@@ -63,6 +63,7 @@ class ModelParams(ParamGroup):
         self.depth_prior_kind = "disparity"
         self.no_masks = False   # train without hand-mask supervision even where masks exist
         self.no_depth = False   # train without the depth prior even where priors exist
+        self.ignore_distortion = False  # accept distorted COLMAP cameras, ignoring the distortion
         self.deform_depth = 8
         self.deform_width = 256
         super().__init__(parser, "Loading Parameters", sentinel)

@@ -1,0 +1,124 @@
+"""Reading and writing images as float arrays in [0, 1], with clear errors for bad files.
+
+``read_image`` keeps what the file holds (gray, RGB, RGBA; 8 or 16 bit); the helpers
+``to_rgb`` / ``to_gray`` turn that into what a reader needs.
+"""
+import os
+from typing import Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+
+from scene.dataset_types import DatasetError
+
+_INTEGER_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def read_raw(path: str) -> np.ndarray:
+    """The file's pixels as cv2 decodes them (channel order BGR[A]), any dtype; DatasetError if
+    the file is missing or cannot be decoded."""
+    if not os.path.isfile(path):
+        raise DatasetError(f"Image file not found: {path}. Add the file or fix the path that refers to it.")
+    try:
+        buffer = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise DatasetError(f"Cannot read image file {path}: {err.strerror}.") from None
+    pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    if pixels is None:
+        raise DatasetError(f"Image file {path} is corrupt or not an image format OpenCV can decode. "
+                           "Re-export it (PNG or JPEG) or remove it from the dataset.")
+    return pixels
+
+
+def normalize_pixels(pixels: np.ndarray, path: str = "<array>") -> np.ndarray:
+    """Integer pixels divided by their dtype's maximum (8 or 16 bit); float pixels kept as they are."""
+    if pixels.dtype in _INTEGER_MAX:
+        return pixels.astype(np.float32) / _INTEGER_MAX[pixels.dtype]
+    if np.issubdtype(pixels.dtype, np.floating):
+        return pixels.astype(np.float32)
+    raise DatasetError(f"Image file {path} has unsupported pixel type {pixels.dtype}: "
+                       "use 8- or 16-bit PNG/JPEG (or float EXR/TIFF).")
+
+
+def read_image(path: str) -> np.ndarray:
+    """[H, W, C] float32 in [0, 1], C = 1 (gray), 3 (RGB) or 4 (RGBA), from an 8/16-bit or float file."""
+    pixels = read_raw(path)
+    image = normalize_pixels(pixels, path)
+    if image.ndim == 2:
+        return image[:, :, None]
+    if image.shape[2] == 3:
+        return np.ascontiguousarray(image[:, :, ::-1])
+    if image.shape[2] == 4:
+        return np.ascontiguousarray(image[:, :, [2, 1, 0, 3]])
+    raise DatasetError(f"Image file {path} has {image.shape[2]} channels; expected gray, RGB or RGBA.")
+
+
+def to_rgb(image: np.ndarray, background: Optional[Sequence[float]] = None) -> np.ndarray:
+    """[H, W, C] -> [H, W, 3]. Gray is repeated; RGBA is composited ``rgb * a + bg * (1 - a)``
+    (background None drops alpha instead)."""
+    channels = image.shape[2]
+    if channels == 1:
+        return np.repeat(image, 3, axis=2)
+    if channels == 3:
+        return image
+    rgb, alpha = image[:, :, :3], image[:, :, 3:4]
+    if background is None:
+        return np.ascontiguousarray(rgb)
+    bg = np.asarray(background, dtype=np.float32).reshape(1, 1, 3)
+    return rgb * alpha + bg * (1.0 - alpha)
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """[H, W, C] -> [H, W]: the single channel, or the luma of RGB(A) (alpha ignored)."""
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    return cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2GRAY)
+
+
+def read_rgb(path: str, background: Optional[Sequence[float]] = None) -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1]; RGBA composited on ``background`` (see ``to_rgb``)."""
+    return to_rgb(read_image(path), background)
+
+
+def write_image(path: str, image: Union[np.ndarray, torch.Tensor], bit_depth: int = 8) -> None:
+    """Write a PNG (or any format cv2 knows by the extension).
+
+    ``image``: a torch tensor [C, H, W] or [H, W], or a numpy array [H, W, C] or [H, W], C in {1, 3, 4}
+    (RGB order). Floats are taken in [0, 1] (clipped) and stored with ``bit_depth`` 8 or 16;
+    uint8 / uint16 arrays are written unchanged. Parent folders are created.
+    """
+    pixels = _as_hwc_numpy(image)
+    if np.issubdtype(pixels.dtype, np.floating):
+        if bit_depth not in (8, 16):
+            raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+        dtype = np.uint8 if bit_depth == 8 else np.uint16
+        scale = 255.0 if bit_depth == 8 else 65535.0
+        pixels = np.round(np.clip(pixels, 0.0, 1.0) * scale).astype(dtype)
+    elif pixels.dtype not in _INTEGER_MAX:
+        raise ValueError(f"Cannot write pixels of type {pixels.dtype} to {path}: use float, uint8 or uint16.")
+    if pixels.ndim == 3 and pixels.shape[2] in (3, 4):
+        pixels = pixels[:, :, [2, 1, 0, 3][:pixels.shape[2]]]  # cv2 writes BGR(A)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    if not cv2.imwrite(path, np.ascontiguousarray(pixels)):
+        raise OSError(f"Could not write image {path}: check the folder is writable and the extension "
+                      "is an image format (e.g. .png).")
+
+
+def _as_hwc_numpy(image: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        if image.is_floating_point():
+            image = image.float()  # bf16 / fp16 have no numpy twin
+        if image.dim() == 3:
+            image = image.permute(1, 2, 0)
+        image = image.numpy()
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(f"Expected an image [H, W], [H, W, C] (numpy) or [C, H, W] (torch), "
+                         f"C in 1/3/4; got shape {tuple(image.shape)}")
+    return image
