@@ -1,0 +1,226 @@
+"""DeformModel: the deformation MLP with its device, precision, optimizer, schedule and files.
+
+Optimizer and learning rate follow Deformable-3DGS: Adam (eps 1e-15) with
+lr = position_lr_init × 5 decayed log-linearly to position_lr_final (not × 5) over
+deform_lr_max_steps. position_lr_delay_mult is passed as upstream, but without delay steps it
+has no effect there either.
+Weights live in ``<model_path>/deform/iteration_N/deform.pth`` as a plain network state dict,
+the upstream file format.
+"""
+import contextlib
+import os
+import re
+from typing import List, Optional, Tuple
+
+import torch
+
+from utils.general_utils import get_expon_lr_func
+from utils.time_utils import DeformNetwork
+
+SPATIAL_LR_SCALE = 5  # upstream "spatial_lr_scale" of the deformation network (a constant there)
+PRECISIONS = ("fp32", "tf32", "bf16")
+WEIGHTS_DIR = "deform"
+WEIGHTS_FILE = "deform.pth"
+
+
+class DeformModel:
+    def __init__(self, is_blender: bool = False, is_6dof: bool = False, depth: int = 8, width: int = 256,
+                 precision: str = "fp32", device=None):
+        if precision not in PRECISIONS:
+            raise ValueError(f"Unknown deformation precision {precision!r}: use one of {', '.join(PRECISIONS)} "
+                             "(--deform_precision).")
+        self.device = _resolve_device(device)
+        self.is_blender, self.is_6dof = is_blender, is_6dof
+        self.deform = DeformNetwork(D=depth, W=width, is_blender=is_blender, is_6dof=is_6dof).to(self.device)
+        self.notices: List[str] = []   # one-line messages the caller prints once
+        self.precision = self._usable_precision(precision)
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.deform_scheduler_args = None
+        self.trainable = True
+
+    # ---- forward -------------------------------------------------------------------------
+    def step(self, xyz: torch.Tensor, time_input: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """xyz [N, 3] (detached by the caller), time_input [N, 1] -> d_xyz [N, 3] or [N, 4, 4]
+        (is_6dof), d_rotation [N, 4], d_scaling [N, 3]; always float32 whatever the precision."""
+        _check_inputs(xyz, time_input, self.device)
+        with self.precision_context():
+            d_xyz, d_rotation, d_scaling = self.deform(xyz, time_input)
+        return d_xyz.float(), d_rotation.float(), d_scaling.float()
+
+    def precision_context(self):
+        """The numeric mode of the network. bf16 autocast is recorded in the graph, so its backward
+        follows by itself; TF32 is a global switch read when kernels launch, so wrap
+        ``loss.backward()`` in this context too to get TF32 gradients."""
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.precision == "tf32":
+            return _allow_tf32()
+        return contextlib.nullcontext()
+
+    def _usable_precision(self, precision: str) -> str:
+        if precision == "bf16" and not torch.amp.is_autocast_available(self.device.type):
+            self.notices.append(f"bf16 autocast is not available on {self.device.type}: "
+                                "the deformation network runs in fp32.")
+            return "fp32"
+        if precision == "tf32" and self.device.type != "cuda":
+            self.notices.append("TF32 only exists on CUDA GPUs: the deformation network runs in fp32.")
+            return "fp32"
+        return precision
+
+    # ---- optimization --------------------------------------------------------------------
+    def train_setting(self, training_args) -> None:
+        """Adam and the learning-rate schedule from an OptimizationParams group."""
+        lr_init = training_args.position_lr_init * SPATIAL_LR_SCALE
+        self.optimizer = torch.optim.Adam(
+            [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}], lr=0.0, eps=1e-15)
+        self.deform_scheduler_args = get_expon_lr_func(
+            lr_init=lr_init, lr_final=training_args.position_lr_final,
+            lr_delay_mult=training_args.position_lr_delay_mult, max_steps=training_args.deform_lr_max_steps)
+
+    def update_learning_rate(self, iteration: int) -> float:
+        self._require_optimizer("update_learning_rate")
+        lr = self.deform_scheduler_args(iteration)
+        for group in self.optimizer.param_groups:
+            if group["name"] == "deform":
+                group["lr"] = lr
+        return lr
+
+    def set_trainable(self, flag: bool) -> None:
+        """Switch learning on or off (stop_MLP). Off drops pending gradients, so a later
+        optimizer step leaves the weights and the Adam moments exactly as they are."""
+        self.trainable = bool(flag)
+        for p in self.deform.parameters():
+            p.requires_grad_(self.trainable)
+            if not self.trainable:
+                p.grad = None
+
+    def optimizer_step(self) -> None:
+        """Apply and clear the gradients (a no-op while frozen)."""
+        self._require_optimizer("optimizer_step")
+        if self.trainable:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _require_optimizer(self, what: str) -> None:
+        if self.optimizer is None:
+            raise RuntimeError(f"DeformModel.{what} needs the optimizer: call train_setting(opt) first.")
+
+    # ---- files and checkpoints -----------------------------------------------------------
+    def save_weights(self, model_path: str, iteration: int) -> str:
+        """Write deform/iteration_N/deform.pth atomically (temporary file + rename); returns its path."""
+        folder = os.path.join(model_path, WEIGHTS_DIR, f"iteration_{iteration}")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, WEIGHTS_FILE)
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(self.deform.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_weights(self, model_path: str, iteration: int = -1) -> int:
+        """Load deform/iteration_N/deform.pth (-1: the highest N); returns the iteration loaded."""
+        folder = os.path.join(model_path, WEIGHTS_DIR)
+        if iteration == -1:
+            iteration = latest_iteration(folder)
+        path = os.path.join(folder, f"iteration_{iteration}", WEIGHTS_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No deformation weights at {path!r}: available iterations in {folder!r}: "
+                                    f"{_saved_iterations(folder) or 'none'}. Pass one of them (--iteration).")
+        try:
+            weights = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:
+            raise RuntimeError(f"Cannot read deformation weights {path!r} ({err}); the file may be truncated. "
+                               "Load another iteration.") from err
+        self._load_network(weights, source=path)
+        return iteration
+
+    def state_dict(self) -> dict:
+        """Network, optimizer and trainable flag: everything an exact resume needs."""
+        return {"network": self.deform.state_dict(),
+                "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+                "trainable": self.trainable,
+                "architecture": self.architecture()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._load_network(state["network"], source="the checkpoint")
+        if state.get("optimizer") is not None:
+            self._require_optimizer("load_state_dict (of a checkpoint with optimizer state)")
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.set_trainable(state.get("trainable", True))
+
+    def architecture(self) -> dict:
+        return {"is_blender": self.is_blender, "is_6dof": self.is_6dof,
+                "depth": self.deform.D, "width": self.deform.W}
+
+    def _load_network(self, weights: dict, source: str) -> None:
+        expected = {k: tuple(v.shape) for k, v in self.deform.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in weights.items()}
+        if expected != found:
+            raise RuntimeError(
+                f"The deformation weights in {source} do not fit this network ({self._describe()}): "
+                f"{_first_difference(expected, found)}. Use the --deform_depth, --deform_width, "
+                "--is_blender and --is_6dof of the run that wrote them.")
+        self.deform.load_state_dict(weights)
+
+    def _describe(self) -> str:
+        a = self.architecture()
+        return (f"depth {a['depth']}, width {a['width']}, is_blender={a['is_blender']}, "
+                f"is_6dof={a['is_6dof']}")
+
+
+def latest_iteration(folder: str) -> int:
+    """The highest N among folder/iteration_N (numeric, so 10000 beats 9000)."""
+    iterations = _saved_iterations(folder)
+    if not iterations:
+        raise FileNotFoundError(f"No saved deformation weights in {folder!r} (expected iteration_N/{WEIGHTS_FILE}): "
+                                "is this a model folder written by train.py, and did training reach a save iteration?")
+    return iterations[-1]
+
+
+def _saved_iterations(folder: str) -> List[int]:
+    if not os.path.isdir(folder):
+        return []
+    found = (re.fullmatch(r"iteration_(\d+)", name) for name in os.listdir(folder))
+    return sorted(int(m.group(1)) for m in found
+                  if m and os.path.isfile(os.path.join(folder, m.group(0), WEIGHTS_FILE)))
+
+
+def _first_difference(expected: dict, found: dict) -> str:
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        return f"missing {missing[0]}"
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        return f"unexpected {unexpected[0]}"
+    key = next(k for k in expected if expected[k] != found[k])
+    return f"{key} has shape {list(found[key])}, expected {list(expected[key])}"
+
+
+def _check_inputs(xyz: torch.Tensor, time_input: torch.Tensor, device: torch.device) -> None:
+    if xyz.dim() != 2 or xyz.shape[1] != 3:
+        raise ValueError(f"DeformModel.step expects xyz of shape [N, 3], got {list(xyz.shape)}.")
+    if time_input.shape != (xyz.shape[0], 1):
+        raise ValueError(f"DeformModel.step expects time_input of shape [N, 1] = [{xyz.shape[0]}, 1], "
+                         f"got {list(time_input.shape)} (expand the camera's fid to every Gaussian).")
+    if xyz.device.type != device.type or time_input.device.type != device.type:
+        raise ValueError(f"DeformModel lives on {device} but got xyz on {xyz.device} and time_input on "
+                         f"{time_input.device}: move them (or build DeformModel with device=...).")
+
+
+def _resolve_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("DeformModel was asked for a CUDA device but no GPU is available: "
+                           "pass device='cpu' (--data_device cpu).")
+    return device
+
+
+@contextlib.contextmanager
+def _allow_tf32():
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous

@@ -1,0 +1,270 @@
+"""DeformNetwork architecture and DeformModel behaviour: outputs, precision, optimizer, files, resume."""
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from scene.deform_model import DeformModel, latest_iteration
+from utils.time_utils import DeformNetwork, PositionalEncoding
+
+SMALL = dict(depth=4, width=32, device="cpu")
+
+
+def opt_params(**overrides):
+    values = dict(position_lr_init=0.00016, position_lr_final=0.0000016, position_lr_delay_mult=0.01,
+                  deform_lr_max_steps=40_000)
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+def inputs(n=64, t=0.25):
+    return torch.randn(n, 3), torch.full((n, 1), t)
+
+
+# ---- architecture --------------------------------------------------------------------------
+def test_positional_encoding_matches_the_nerf_layout():
+    x = torch.randn(7, 3)
+    pieces = [x]
+    for k in range(10):  # per frequency: sin of every input dim, then cos of every input dim
+        pieces += [torch.sin(x * 2.0 ** k), torch.cos(x * 2.0 ** k)]
+    assert torch.equal(PositionalEncoding(3, 10)(x), torch.cat(pieces, dim=1))
+
+
+@pytest.mark.parametrize("is_blender, time_ch", [(False, 21), (True, 30)])
+def test_default_network_has_the_upstream_layer_shapes(is_blender, time_ch):
+    # Deformable-3DGS: 63 xyz channels + 21 time channels (or the 30 of the Blender time net),
+    # 8 layers of 256, the inputs concatenated again after layer 4.
+    shapes = {k: tuple(v.shape) for k, v in DeformNetwork(is_blender=is_blender).state_dict().items()}
+    inputs_ch = 63 + time_ch
+    assert shapes["linear.0.weight"] == (256, inputs_ch)
+    assert shapes["linear.5.weight"] == (256, 256 + inputs_ch)
+    assert all(shapes[f"linear.{j}.weight"] == (256, 256) for j in (1, 2, 3, 4, 6, 7))
+    assert "linear.8.weight" not in shapes
+    assert shapes["gaussian_warp.weight"] == (3, 256)
+    assert shapes["gaussian_rotation.weight"] == (4, 256)
+    assert shapes["gaussian_scaling.weight"] == (3, 256)
+    if is_blender:
+        assert shapes["timenet.0.weight"] == (256, 13) and shapes["timenet.2.weight"] == (30, 256)
+    else:
+        assert not any(k.startswith("timenet") for k in shapes)
+
+
+def test_skip_connection_feeds_the_encoded_inputs_again():
+    net = DeformNetwork(D=4, W=16)
+    seen = {}
+    net.linear[3].register_forward_hook(lambda m, args, out: seen.update(input=args[0]))
+    x, t = inputs(5)
+    net(x, t)
+    encoded = net.encode(x, t)
+    assert torch.equal(seen["input"][:, :encoded.shape[1]], encoded)
+
+
+@pytest.mark.parametrize("is_blender", [False, True])
+@pytest.mark.parametrize("is_6dof", [False, True])
+def test_step_shapes_and_dtype(is_blender, is_6dof):
+    model = DeformModel(is_blender, is_6dof, **SMALL)
+    d_xyz, d_rot, d_scale = model.step(*inputs(10))
+    assert d_xyz.shape == ((10, 4, 4) if is_6dof else (10, 3))
+    assert d_rot.shape == (10, 4) and d_scale.shape == (10, 3)
+    assert {d_xyz.dtype, d_rot.dtype, d_scale.dtype} == {torch.float32}
+
+
+def test_6dof_output_is_a_rigid_transform():
+    model = DeformModel(is_6dof=True, **SMALL)
+    with torch.no_grad():
+        model.deform.branch_w.bias.fill_(0.7)  # a clearly non-zero rotation
+    T = model.step(*inputs(20))[0].detach()
+    R = T[:, :3, :3]
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3).expand(20, 3, 3), atol=1e-5)
+    assert torch.equal(T[:, 3], torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(20, 4))
+    assert (R - torch.eye(3)).abs().max() > 0.1
+
+
+def test_output_depends_on_time_and_gradients_reach_every_weight():
+    model = DeformModel(**SMALL)
+    x, _ = inputs(16)
+    out0 = model.step(x, torch.zeros(16, 1))
+    out1 = model.step(x, torch.ones(16, 1))
+    assert not torch.allclose(out0[0], out1[0])
+    sum(o.sum() for o in out1).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.deform.parameters())
+
+
+def test_bad_inputs_are_rejected_with_shapes_in_the_message():
+    model = DeformModel(**SMALL)
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        model.step(torch.zeros(4, 2), torch.zeros(4, 1))
+    with pytest.raises(ValueError, match=r"\[4, 1\]"):
+        model.step(torch.zeros(4, 3), torch.zeros(4))
+    with pytest.raises(ValueError, match="fp64"):
+        DeformModel(precision="fp64", **SMALL)
+
+
+# ---- precision -----------------------------------------------------------------------------
+def test_bf16_is_close_to_fp32_and_returns_fp32():
+    fp32 = DeformModel(**SMALL)
+    bf16 = DeformModel(precision="bf16", **SMALL)
+    bf16.deform.load_state_dict(fp32.deform.state_dict())
+    x, t = inputs(32)
+    ref, low = fp32.step(x, t), bf16.step(x, t)
+    for a, b in zip(ref, low):
+        assert b.dtype == torch.float32
+        assert torch.allclose(a, b, atol=0.05, rtol=0.05)
+    assert bf16.precision in ("bf16", "fp32")  # fp32 fallback comes with a notice
+    assert bf16.precision == "bf16" or bf16.notices
+
+
+def test_tf32_on_cpu_falls_back_with_a_notice_and_leaves_the_flag_alone():
+    before = torch.backends.cuda.matmul.allow_tf32
+    model = DeformModel(precision="tf32", **SMALL)
+    model.step(*inputs(4))
+    assert model.precision == "fp32" and "TF32" in model.notices[0]
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+
+
+@pytest.mark.cuda
+def test_tf32_is_scoped_to_the_context_on_cuda():
+    before = torch.backends.cuda.matmul.allow_tf32
+    model = DeformModel(precision="tf32", depth=4, width=32, device="cuda")
+    with model.precision_context():
+        assert torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+
+
+# ---- optimizer and schedule ----------------------------------------------------------------
+def test_learning_rate_schedule_follows_upstream():
+    model = DeformModel(**SMALL)
+    model.train_setting(opt_params())
+    assert model.optimizer.defaults["eps"] == 1e-15
+    assert model.update_learning_rate(0) == pytest.approx(0.00016 * 5)
+    assert model.update_learning_rate(40_000) == pytest.approx(0.0000016)
+    assert model.update_learning_rate(80_000) == pytest.approx(0.0000016)
+    # log-linear: halfway is the geometric mean
+    assert model.update_learning_rate(20_000) == pytest.approx((0.0008 * 0.0000016) ** 0.5)
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx((0.0008 * 0.0000016) ** 0.5)
+
+
+def test_update_learning_rate_before_train_setting_says_what_to_do():
+    with pytest.raises(RuntimeError, match="train_setting"):
+        DeformModel(**SMALL).update_learning_rate(1)
+
+
+def train_steps(model, steps, x, t):
+    for _ in range(steps):
+        out = model.step(x, t)
+        sum((o ** 2).sum() for o in out).backward()
+        model.optimizer_step()
+
+
+def test_training_reduces_the_loss():
+    model = DeformModel(**SMALL)
+    model.train_setting(opt_params(position_lr_init=1e-3))
+    x, t = inputs(32)
+    loss = lambda: sum((o ** 2).sum() for o in model.step(x, t)).item()
+    before = loss()
+    train_steps(model, 20, x, t)
+    assert loss() < 0.5 * before
+
+
+def test_set_trainable_freezes_weights_and_optimizer_state():
+    model = DeformModel(**SMALL)
+    model.train_setting(opt_params(position_lr_init=1e-3))
+    x, t = inputs(16)
+    train_steps(model, 2, x, t)
+    weights = {k: v.clone() for k, v in model.deform.state_dict().items()}
+    model.set_trainable(False)
+    out = model.step(x, t)
+    assert not any(o.requires_grad for o in out)
+    for _ in range(3):  # the training loop keeps stepping; nothing may move
+        model.optimizer_step()
+    assert all(torch.equal(weights[k], v) for k, v in model.deform.state_dict().items())
+    model.set_trainable(True)
+    train_steps(model, 1, x, t)
+    assert not all(torch.equal(weights[k], v) for k, v in model.deform.state_dict().items())
+
+
+def test_state_dict_gives_an_exact_resume():
+    x, t = inputs(16)
+    reference = DeformModel(**SMALL)
+    reference.train_setting(opt_params(position_lr_init=1e-3))
+    train_steps(reference, 3, x, t)
+    snapshot = reference.state_dict()
+    snapshot = {k: (v if not isinstance(v, dict) else _clone(v)) for k, v in snapshot.items()}
+    train_steps(reference, 3, x, t)
+
+    resumed = DeformModel(**SMALL)  # different random init
+    resumed.train_setting(opt_params(position_lr_init=1e-3))
+    resumed.load_state_dict(snapshot)
+    train_steps(resumed, 3, x, t)
+    for k, v in reference.deform.state_dict().items():
+        assert torch.equal(v, resumed.deform.state_dict()[k]), k
+
+
+def _clone(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone(v) for v in obj]
+    return obj
+
+
+def test_frozen_flag_survives_a_checkpoint():
+    model = DeformModel(**SMALL)
+    model.train_setting(opt_params())
+    model.set_trainable(False)
+    restored = DeformModel(**SMALL)
+    restored.train_setting(opt_params())
+    restored.load_state_dict(model.state_dict())
+    assert restored.trainable is False
+    assert not any(p.requires_grad for p in restored.deform.parameters())
+
+
+# ---- weight files --------------------------------------------------------------------------
+def test_save_and_load_weights_round_trip(tmp_path):
+    model = DeformModel(**SMALL)
+    path = model.save_weights(str(tmp_path), 7000)
+    assert path == os.path.join(str(tmp_path), "deform", "iteration_7000", "deform.pth")
+    assert os.listdir(os.path.dirname(path)) == ["deform.pth"]  # no temporary file left behind
+    other = DeformModel(**SMALL)
+    assert other.load_weights(str(tmp_path), 7000) == 7000
+    x, t = inputs(8)
+    for a, b in zip(model.step(x, t), other.step(x, t)):
+        assert torch.equal(a, b)
+
+
+def test_load_latest_picks_the_numerically_highest_iteration(tmp_path):
+    models = {it: DeformModel(**SMALL) for it in (9000, 10000, 500)}
+    for it, m in models.items():
+        m.save_weights(str(tmp_path), it)
+    os.makedirs(tmp_path / "deform" / "iteration_99999")  # empty folder: not a save
+    loaded = DeformModel(**SMALL)
+    assert loaded.load_weights(str(tmp_path)) == 10000
+    assert torch.equal(loaded.deform.linear[0].weight, models[10000].deform.linear[0].weight)
+    assert latest_iteration(str(tmp_path / "deform")) == 10000
+
+
+def test_missing_weights_name_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="deform"):
+        DeformModel(**SMALL).load_weights(str(tmp_path))
+    DeformModel(**SMALL).save_weights(str(tmp_path), 100)
+    with pytest.raises(FileNotFoundError, match=r"iteration_200.*\[100\]"):
+        DeformModel(**SMALL).load_weights(str(tmp_path), 200)
+
+
+def test_weights_of_another_architecture_are_refused_clearly(tmp_path):
+    DeformModel(depth=4, width=32, device="cpu").save_weights(str(tmp_path), 1)
+    with pytest.raises(RuntimeError, match="--deform_width"):
+        DeformModel(depth=4, width=16, device="cpu").load_weights(str(tmp_path), 1)
+    with pytest.raises(RuntimeError, match="missing branch_"):
+        DeformModel(is_6dof=True, depth=4, width=32, device="cpu").load_weights(str(tmp_path), 1)
+
+
+def test_truncated_weights_file_is_reported(tmp_path):
+    path = DeformModel(**SMALL).save_weights(str(tmp_path), 5)
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(RuntimeError, match="truncated"):
+        DeformModel(**SMALL).load_weights(str(tmp_path), 5)
