@@ -29,6 +29,7 @@ class CameraInfo:
     mask: Optional[np.ndarray] = None    # [H, W] float32 in [0, 1], 1 = hand
     depth: Optional[np.ndarray] = None   # [H, W] float32 monocular prior
     depth_kind: Optional[str] = None     # "disparity" (inverse depth) or "depth"
+    downscale: int = 1   # factor the reader already shrank the full-resolution frames by (Nerfies rgb/<r>x); -r divides only by the rest
 
 
 @dataclass

@@ -122,3 +122,23 @@ def _as_hwc_numpy(image: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
         raise ValueError(f"Expected an image [H, W], [H, W, C] (numpy) or [C, H, W] (torch), "
                          f"C in 1/3/4; got shape {tuple(image.shape)}")
     return image
+
+
+def resize(array: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:
+    """[H, W] or [H, W, C] float array to [height, width(, C)].
+
+    Shrinking averages over the covered area (cv2 INTER_AREA, no aliasing), enlarging is bilinear;
+    ``nearest`` keeps the original values (used for masks so they stay 0/1).
+    """
+    if array.shape[0] == height and array.shape[1] == width:
+        return array
+    if nearest:
+        interpolation = cv2.INTER_NEAREST
+    elif width <= array.shape[1] and height <= array.shape[0]:
+        interpolation = cv2.INTER_AREA
+    else:
+        interpolation = cv2.INTER_LINEAR
+    resized = cv2.resize(np.ascontiguousarray(array), (width, height), interpolation=interpolation)
+    if array.ndim == 3 and resized.ndim == 2:  # cv2 drops a single channel axis
+        resized = resized[:, :, None]
+    return resized

@@ -1,0 +1,99 @@
+"""CameraInfo (numpy, full resolution) -> Camera (tensors at the training resolution), and the
+``cameras.json`` entries of the Inria output layout.
+
+``-r`` as in 3DGS: 1, 2, 4 or 8 divide the size; -1 keeps it unless wider than 1600 px (then
+1600 wide, with a one-time notice); any other positive value is the target width. Sizes are
+rounded to the nearest pixel. Image and depth prior shrink with area averaging, the mask with
+nearest neighbour (stays 0/1); the principal point scales with the size; the FoV is unchanged.
+"""
+from typing import List, Tuple
+
+import numpy as np
+import torch
+
+from scene.cameras import Camera
+from scene.dataset_types import CameraInfo, DatasetError
+from utils.graphics_utils import fov2focal
+from utils.image_io import resize
+
+DIVISORS = (1, 2, 4, 8)
+MAX_AUTO_WIDTH = 1600
+
+_printed_notices = set()  # each notice is printed once per process
+
+
+def notify_once(message: str) -> None:
+    if message not in _printed_notices:
+        _printed_notices.add(message)
+        print(message)
+
+
+def target_size(width: int, height: int, resolution_arg: int, already_downscaled: int = 1) -> Tuple[int, int]:
+    """(width, height) for the -r value; ``already_downscaled``: factor the reader applied already."""
+    if resolution_arg in DIVISORS:
+        divisor = resolution_arg / already_downscaled  # < 1 cannot happen: readers pick at most -r
+        return max(1, round(width / divisor)), max(1, round(height / divisor))
+    if resolution_arg == -1:
+        if width <= MAX_AUTO_WIDTH:
+            return width, height
+        notify_once(f"[ INFO ] Images are wider than {MAX_AUTO_WIDTH} px: rescaling them to {MAX_AUTO_WIDTH} px "
+                    "wide. Pass -r 1 to keep the original size (or -r N for another).")
+        return MAX_AUTO_WIDTH, max(1, round(height * MAX_AUTO_WIDTH / width))
+    if resolution_arg > 0:
+        return resolution_arg, max(1, round(height * resolution_arg / width))
+    raise DatasetError(f"-r/--resolution {resolution_arg} is not valid: use 1, 2, 4 or 8 (divide), -1 (automatic) "
+                       "or a target width in pixels.")
+
+
+def resolve_device(data_device: str) -> str:
+    """``data_device``, or "cpu" (with a notice) when CUDA is asked for but not available."""
+    if str(data_device).startswith("cuda") and not torch.cuda.is_available():
+        notify_once(f"[ INFO ] --data_device {data_device} but CUDA is not available: keeping the data on the CPU.")
+        return "cpu"
+    return data_device
+
+
+def camera_from_info(info: CameraInfo, resolution_arg: int, data_device: str) -> Camera:
+    width, height = target_size(info.width, info.height, resolution_arg, info.downscale)
+    sx, sy = width / info.width, height / info.height
+    image = resize(info.image, width, height)                                  # [H, W, 3]
+    mask = None if info.mask is None else resize(info.mask, width, height, nearest=True)  # [H, W]
+    depth = None if info.depth is None else resize(info.depth, width, height)  # [H, W]
+    return Camera(uid=info.uid, R=info.R, T=info.T, FoVx=info.FovX, FoVy=info.FovY,
+                  image=torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1).contiguous(),
+                  image_name=info.image_name, fid=info.fid,
+                  mask=None if mask is None else _plane_tensor(mask),
+                  depth_prior=None if depth is None else _plane_tensor(depth),
+                  depth_kind=info.depth_kind,
+                  cx=None if info.cx is None else info.cx * sx,
+                  cy=None if info.cy is None else info.cy * sy,
+                  data_device=data_device)
+
+
+def cameras_from_infos(cam_infos: List[CameraInfo], resolution_arg: int, data_device: str) -> List[Camera]:
+    """Cameras at the -r resolution on ``data_device`` (cpu fallback when CUDA is absent)."""
+    device = resolve_device(data_device)
+    return [camera_from_info(info, resolution_arg, device) for info in cam_infos]
+
+
+def _plane_tensor(plane: np.ndarray) -> torch.Tensor:
+    """[H, W] numpy -> [1, H, W] float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))[None]
+
+
+def camera_to_json(id: int, camera: CameraInfo) -> dict:
+    """One ``cameras.json`` entry as written by 3DGS: camera centre and camera-to-world rotation."""
+    w2c = np.eye(4)
+    w2c[:3, :3] = camera.R.T
+    w2c[:3, 3] = camera.T
+    c2w = np.linalg.inv(w2c)
+    return {
+        "id": id,
+        "img_name": camera.image_name,
+        "width": camera.width,
+        "height": camera.height,
+        "position": c2w[:3, 3].tolist(),
+        "rotation": [row.tolist() for row in c2w[:3, :3]],
+        "fy": fov2focal(camera.FovY, camera.height),
+        "fx": fov2focal(camera.FovX, camera.width),
+    }
