@@ -1,15 +1,11 @@
-"""Image helpers for evaluation: PSNR, PNG read/write, depth for viewing, mask morphology, IoU.
+"""Image maths for evaluation: PSNR, 8-bit frames, depth for viewing, mask morphology, IoU.
 
-Images are float tensors [C, H, W] in [0, 1]; masks are [1, H, W] (1 = hand).
+Images are float tensors [C, H, W] in [0, 1]; masks are [1, H, W] (1 = hand). File reading and
+writing is in ``utils/image_io.py``.
 """
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-
-from scene.dataset_types import DatasetError
 
 
 def mse(img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
@@ -27,37 +23,6 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
     """[C, H, W] float in [0, 1] -> [H, W, C] uint8, rounded to nearest (as torchvision.save_image)."""
     array = (img.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).floor().to(torch.uint8)
     return array.permute(1, 2, 0).cpu().numpy()
-
-
-def save_image(img: torch.Tensor, path: str) -> None:
-    """Write [C, H, W] (C = 1 grey, C = 3 RGB) in [0, 1] as an 8-bit PNG."""
-    array = to_uint8(img)
-    if array.shape[2] == 1:
-        array = array[:, :, 0]
-    elif array.shape[2] != 3:
-        raise ValueError(f"save_image: expected 1 or 3 channels, got {array.shape[2]} for {path}")
-    Image.fromarray(array).save(path)
-
-
-def load_image(path: str, channels: int = 3) -> torch.Tensor:
-    """Read an image file as [channels, H, W] float in [0, 1] (channels 3 = RGB, 1 = grey).
-
-    16-bit PNGs are scaled by 65535. Alpha is dropped (renders are written without it)."""
-    if not os.path.isfile(path):
-        raise DatasetError(f"Missing image {path!r}: re-run render.py for this model, or check the folder.")
-    try:
-        with Image.open(path) as pil:
-            pil.load()
-            if pil.mode in ("I;16", "I;16B", "I"):
-                array = np.asarray(pil, dtype=np.float32) / 65535.0
-                array = array[:, :, None].repeat(channels, axis=2)
-            else:
-                array = np.asarray(pil.convert("RGB" if channels == 3 else "L"), dtype=np.float32) / 255.0
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"Cannot read image {path!r} ({err}): replace or delete the file.") from err
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
 
 
 def depth_for_viewing(depth: torch.Tensor, alpha: torch.Tensor, min_alpha: float = 0.05) -> torch.Tensor:
