@@ -1,22 +1,23 @@
 """Adaptive density control of 3DGS: statistics, clone / split / prune, and opacity reset.
 
 ``DensificationStrategy`` owns the per-Gaussian statistics and edits a ``GaussianModel`` only
-through its generic row operations (``cat_tensors``, ``prune``, ``replace_tensor``), which call
-back ``append_rows`` / ``keep_rows`` here so the statistics always have one row per Gaussian.
+through its generic row operations (``cat_tensors``, ``prune``, ``replace_tensor``), which keep
+the model's tensors and Adam state in step. Statistics are reset after every densification (as
+upstream), so they are resized there; any other change of the Gaussian count needs ``reset``.
 
 State dict (``state_dict()``), N = number of Gaussians:
     xyz_gradient_accum [N, 1]  sum over views of |d loss / d NDC centre| where visible
     denom              [N, 1]  number of views in which the Gaussian was visible
-    max_radii2D        [N]     largest screen radius (pixels) seen since the last densification
+    max_radii2D        [N]     largest screen radius (pixels) since the last densification
     percent_dense      float   clone/split size boundary as a fraction of the scene extent
 """
 import torch
 
 from utils.general_utils import build_rotation, inverse_sigmoid
 
-SPLIT_SAMPLES = 2                 # a large Gaussian becomes this many smaller ones
-SPLIT_SCALE_DIVISOR = 0.8 * SPLIT_SAMPLES   # new scale = scale / 1.6 (upstream)
-WORLD_SIZE_PRUNE_FRACTION = 0.1   # prune Gaussians larger than this fraction of the extent
+SPLIT_SAMPLES = 2                             # a large Gaussian becomes this many smaller ones
+SPLIT_SCALE_DIVISOR = 0.8 * SPLIT_SAMPLES     # new scale = scale / 1.6 (upstream)
+WORLD_SIZE_PRUNE_FRACTION = 0.1               # prune Gaussians wider than this x scene extent
 OPACITY_RESET_CEILING = 0.01
 
 
@@ -27,54 +28,46 @@ class DensificationStrategy:
         upstream's effective behaviour (prune by world size and opacity only)."""
         self.percent_dense = percent_dense
         self.prune_by_screen_size = prune_by_screen_size
-        self.xyz_gradient_accum = torch.zeros(0, 1)
-        self.denom = torch.zeros(0, 1)
-        self.max_radii2D = torch.zeros(0)
+        self.reset(0, "cpu")
 
     # --- statistics -------------------------------------------------------------------------
-    def reset_stats(self, num_gaussians: int, device) -> None:
+    def reset(self, num_gaussians: int, device) -> None:
+        """Empty statistics for num_gaussians Gaussians."""
         self.xyz_gradient_accum = torch.zeros(num_gaussians, 1, device=device)
         self.denom = torch.zeros(num_gaussians, 1, device=device)
         self.max_radii2D = torch.zeros(num_gaussians, device=device)
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.denom.shape[0]
 
     def add_stats(self, viewspace_points: torch.Tensor, visibility_filter: torch.Tensor,
                   radii: torch.Tensor = None) -> None:
         """Accumulate after ``loss.backward()``.
 
         viewspace_points [N, 3] (its .grad[:, :2] is d loss / d NDC centre), visibility_filter [N]
-        bool, radii [N] screen radii in pixels (optional: callers may update max_radii2D themselves).
+        bool, radii [N] screen radii in pixels (optional: a caller may track max_radii2D itself).
         """
         grad = viewspace_points.grad
         if grad is None:
             raise RuntimeError("add_stats: viewspace_points has no gradient; call it after "
                                "loss.backward() with the render's 'viewspace_points' tensor.")
-        if grad.shape[0] != self.denom.shape[0]:
-            raise ValueError(f"add_stats: {grad.shape[0]} viewspace points but statistics for "
-                             f"{self.denom.shape[0]} Gaussians; render with the current model.")
+        self._check_count(grad.shape[0], "viewspace points")
         visible = visibility_filter
         self.xyz_gradient_accum[visible] += grad[visible, :2].norm(dim=-1, keepdim=True)
         self.denom[visible] += 1
         if radii is not None:
-            self.max_radii2D[visible] = torch.max(self.max_radii2D[visible], radii[visible].to(self.max_radii2D.dtype))
+            seen = radii[visible].to(self.max_radii2D.dtype)
+            self.max_radii2D[visible] = torch.max(self.max_radii2D[visible], seen)
 
     def mean_grads(self) -> torch.Tensor:
         """[N] mean screen-space gradient norm per Gaussian (0 where never visible)."""
-        grads = (self.xyz_gradient_accum / self.denom).squeeze(1)
-        return torch.nan_to_num(grads, nan=0.0)
+        return torch.nan_to_num((self.xyz_gradient_accum / self.denom).squeeze(1), nan=0.0)
 
-    # --- keeping rows in step with the model (called by GaussianModel) ----------------------
-    def append_rows(self, count: int) -> None:
-        """New Gaussians start with empty statistics."""
-        device = self.denom.device
-        self.xyz_gradient_accum = torch.cat([self.xyz_gradient_accum, torch.zeros(count, 1, device=device)])
-        self.denom = torch.cat([self.denom, torch.zeros(count, 1, device=device)])
-        self.max_radii2D = torch.cat([self.max_radii2D, torch.zeros(count, device=device)])
-
-    def keep_rows(self, keep_mask: torch.Tensor) -> None:
-        """keep_mask [N] bool."""
-        self.xyz_gradient_accum = self.xyz_gradient_accum[keep_mask]
-        self.denom = self.denom[keep_mask]
-        self.max_radii2D = self.max_radii2D[keep_mask]
+    def _check_count(self, count: int, what: str) -> None:
+        if count != self.num_gaussians:
+            raise ValueError(f"{count} {what} but densification statistics for {self.num_gaussians} "
+                             "Gaussians; call reset(N, device) after changing the model outside densify.")
 
     # --- densification ----------------------------------------------------------------------
     def densify_and_prune(self, model, max_grad: float, min_opacity: float, extent: float,
@@ -85,31 +78,39 @@ class DensificationStrategy:
         that many pixels on screen or WORLD_SIZE_PRUNE_FRACTION x extent in the world. Statistics
         are reset afterwards. Returns counts {"cloned", "split", "pruned"} for logging.
         """
+        self._check_count(model.get_xyz.shape[0], "Gaussians in the model")
         with torch.no_grad():
-            grads = self.mean_grads()
-            largest_scale = model.get_scaling.max(dim=1).values
-            hot = grads >= max_grad
-            is_small = largest_scale <= self.percent_dense * extent
+            hot = self.mean_grads() >= max_grad
+            is_small = model.get_scaling.max(dim=1).values <= self.percent_dense * extent
             clone_mask, split_mask = hot & is_small, hot & ~is_small
+            new_rows = concat_rows(clone_rows(model, clone_mask), split_rows(model, split_mask))
+            model.cat_tensors(new_rows)
 
-            model.cat_tensors(concat_rows(clone_rows(model, clone_mask), split_rows(model, split_mask)))
-            # Judged after densifying, as upstream: new rows are tested too (their radii are 0).
-            prune = self._prune_mask(model, min_opacity, extent, max_screen_size)
-            split_parents = torch.zeros_like(prune)
-            split_parents[:split_mask.shape[0]] = split_mask
+            # Judged after densifying, as upstream: new rows are tested too (never seen: radius 0).
+            num_new = new_rows["xyz"].shape[0]
+            radii = torch.cat([self.max_radii2D, self.max_radii2D.new_zeros(num_new)])
+            prune = self._prune_mask(model, radii, min_opacity, extent, max_screen_size)
+            split_parents = torch.cat([split_mask, split_mask.new_zeros(num_new)])
             model.prune(~(prune | split_parents))
-            self.reset_stats(model.get_xyz.shape[0], model.get_xyz.device)
+            self.reset(model.get_xyz.shape[0], model.get_xyz.device)
         return {"cloned": int(clone_mask.sum()), "split": int(split_mask.sum()),
                 "pruned": int((prune & ~split_parents).sum())}
 
-    def _prune_mask(self, model, min_opacity: float, extent: float, max_screen_size) -> torch.Tensor:
+    def _prune_mask(self, model, radii: torch.Tensor, min_opacity: float, extent: float,
+                    max_screen_size) -> torch.Tensor:
         """[N] bool: transparent Gaussians, and oversized ones when max_screen_size is given."""
         prune = model.get_opacity.squeeze(1) < min_opacity
         if max_screen_size:
             prune |= model.get_scaling.max(dim=1).values > WORLD_SIZE_PRUNE_FRACTION * extent
             if self.prune_by_screen_size:
-                prune |= self.max_radii2D > max_screen_size
+                prune |= radii > max_screen_size
         return prune
+
+    def reset_opacity(self, model, ceiling: float = OPACITY_RESET_CEILING) -> None:
+        """opacity = min(opacity, ceiling), with the opacity's Adam moments zeroed (upstream)."""
+        with torch.no_grad():
+            capped = torch.clamp_max(model.get_opacity, ceiling)
+            model.replace_tensor("opacity", inverse_sigmoid(capped))
 
     # --- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -117,36 +118,31 @@ class DensificationStrategy:
                 "max_radii2D": self.max_radii2D.clone(), "percent_dense": self.percent_dense}
 
     def load_state_dict(self, state: dict, device=None) -> None:
-        self.xyz_gradient_accum = state["xyz_gradient_accum"].to(device)
-        self.denom = state["denom"].to(device)
-        self.max_radii2D = state["max_radii2D"].to(device)
+        """device: where to put the statistics (default: where they were saved / map_location)."""
+        move = (lambda t: t.to(device)) if device is not None else (lambda t: t.clone())
+        self.xyz_gradient_accum = move(state["xyz_gradient_accum"])
+        self.denom = move(state["denom"])
+        self.max_radii2D = move(state["max_radii2D"])
         self.percent_dense = state["percent_dense"]
 
 
 def clone_rows(model, selected: torch.Tensor) -> dict:
-    """Exact copies of the selected Gaussians (the next gradient steps pull them apart)."""
+    """Exact copies of the selected [N] bool Gaussians (the next gradient steps pull them apart)."""
     return {name: tensor.detach()[selected] for name, tensor in model.tensors.items()}
 
 
 def split_rows(model, selected: torch.Tensor) -> dict:
     """SPLIT_SAMPLES new Gaussians per selected one: centres drawn from N(0, diag(scale²)) rotated
     into the Gaussian's frame, scales divided by 1.6, every other attribute (mask too) copied."""
-    stored = {name: tensor.detach()[selected] for name, tensor in model.tensors.items()}
-    scales = model.get_scaling.detach()[selected].repeat(SPLIT_SAMPLES, 1)                # [S*M, 3]
-    local = torch.normal(torch.zeros_like(scales), scales)                                # [S*M, 3]
-    rotations = build_rotation(stored["rotation"]).repeat(SPLIT_SAMPLES, 1, 1)            # [S*M, 3, 3]
-    rows = {name: value.repeat(SPLIT_SAMPLES, *[1] * (value.ndim - 1)) for name, value in stored.items()}
-    rows["xyz"] = rows["xyz"] + (rotations @ local[..., None]).squeeze(-1)
+    parents = clone_rows(model, selected)                                              # M rows each
+    rows = {name: value.repeat(SPLIT_SAMPLES, *[1] * (value.ndim - 1)) for name, value in parents.items()}
+    scales = torch.exp(rows["scaling"])                                                # [S*M, 3]
+    offsets = torch.normal(torch.zeros_like(scales), scales)                           # [S*M, 3] local
+    rotations = build_rotation(rows["rotation"])                                       # [S*M, 3, 3]
+    rows["xyz"] = rows["xyz"] + (rotations @ offsets[..., None]).squeeze(-1)
     rows["scaling"] = torch.log(scales / SPLIT_SCALE_DIVISOR)
     return rows
 
 
 def concat_rows(*row_dicts: dict) -> dict:
     return {name: torch.cat([rows[name] for rows in row_dicts]) for name in row_dicts[0]}
-
-
-def reset_opacity(model, ceiling: float = OPACITY_RESET_CEILING) -> None:
-    """opacity = min(opacity, ceiling), with the opacity's Adam moments zeroed (upstream)."""
-    with torch.no_grad():
-        capped = torch.clamp_max(model.get_opacity, ceiling)
-        model.replace_tensor("opacity", inverse_sigmoid(capped))

@@ -9,8 +9,8 @@ Stored tensors (``GaussianModel.tensors``, N Gaussians, D = max SH degree, K = m
     rotation [N, 4]               quaternion (w, x, y, z), normalized when read
     mask     [N, K]               hand-mask feature, no activation (K may be 0)
 Every edit (densify, prune, opacity reset, loading) goes through ``cat_tensors``, ``prune`` or
-``replace_tensor``, which keep the tensors, their Adam state and the densification statistics
-in step. Adam has one parameter group per tensor, named as above.
+``replace_tensor``, which keep the tensors and their Adam state in step. Adam has one parameter
+group per tensor, named as above. Densification statistics live in scene/densify.py.
 """
 import os
 from typing import Dict, Optional
@@ -21,19 +21,11 @@ from plyfile import PlyData, PlyElement
 from torch import nn
 
 from scene.dataset_types import DatasetError
-from scene.densify import DensificationStrategy, reset_opacity
 from scene.knn import dist2_knn3
 from utils.general_utils import (build_covariance, get_expon_lr_func, inverse_sigmoid,
                                  strip_symmetric)
 from utils.graphics_utils import BasicPointCloud
-
-try:
-    from utils.sh_utils import RGB2SH
-except ImportError:  # utils/sh_utils.py is being written in parallel; same formula
-    _C0 = 0.28209479177387814
-
-    def RGB2SH(rgb):
-        return (rgb - 0.5) / _C0
+from utils.sh_utils import RGB2SH
 
 TENSOR_NAMES = ("xyz", "f_dc", "f_rest", "opacity", "scaling", "rotation", "mask")
 INITIAL_OPACITY = 0.1
@@ -44,8 +36,8 @@ STATE_FORMAT = "egomask-gaussians-v1"
 
 
 class GaussianModel:
-    def __init__(self, sh_degree: int, mask_dimension: int = 3, device=None,
-                 prune_by_screen_size: bool = True):
+    def __init__(self, sh_degree: int, mask_dimension: int = 3, device=None):
+        """device: where the tensors live (default CUDA when available, else CPU)."""
         if sh_degree < 0 or mask_dimension < 0:
             raise ValueError(f"sh_degree ({sh_degree}) and mask_dimension ({mask_dimension}) must be >= 0.")
         self.max_sh_degree = sh_degree
@@ -55,7 +47,6 @@ class GaussianModel:
         self.spatial_lr_scale: Optional[float] = None
         self.optimizer: Optional[torch.optim.Adam] = None
         self.xyz_scheduler_args = None
-        self.densifier = DensificationStrategy(prune_by_screen_size=prune_by_screen_size)
         self.mask_trainable = False  # the mask feature learns only in the mask phase
         self._mask_lr = 0.0
         self.tensors: Dict[str, nn.Parameter] = {}
@@ -115,13 +106,6 @@ class GaussianModel:
     _scaling = property(lambda self: self.tensors["scaling"])
     _rotation = property(lambda self: self.tensors["rotation"])
     _mask = property(lambda self: self.tensors["mask"])
-    xyz_gradient_accum = property(lambda self: self.densifier.xyz_gradient_accum)
-    denom = property(lambda self: self.densifier.denom)
-    max_radii2D = property(lambda self: self.densifier.max_radii2D)
-
-    @property
-    def percent_dense(self) -> float:
-        return self.densifier.percent_dense
 
     # --- initialisation -------------------------------------------------------------------
     def create_from_pcd(self, pcd: BasicPointCloud, spatial_lr_scale: float) -> None:
@@ -148,9 +132,7 @@ class GaussianModel:
         if self.spatial_lr_scale is None:
             raise ValueError("training_setup: spatial_lr_scale is unknown; create the model with "
                              "create_from_pcd, or pass spatial_lr_scale to load_ply / load_state_dict.")
-        self.densifier.percent_dense = opt.percent_dense
         self._mask_lr = opt.mask_lr
-        self.reset_stats()
         learning_rates = {
             "xyz": opt.position_lr_init * self.spatial_lr_scale,
             "f_dc": opt.feature_lr,
@@ -197,21 +179,18 @@ class GaussianModel:
 
     # --- the generic row operations -------------------------------------------------------
     def cat_tensors(self, new_rows: Dict[str, torch.Tensor]) -> None:
-        """Append rows (one entry per stored tensor); their Adam moments and statistics start at 0."""
+        """Append rows (one [M, ...] entry per stored tensor); their Adam moments start at 0."""
         self._check_rows(new_rows)
-        count = new_rows["xyz"].shape[0]
         for name in TENSOR_NAMES:
             extra = new_rows[name].detach().to(self.device, torch.float32)
             self._edit_rows(name, lambda t, extra=extra: torch.cat([t, torch.zeros_like(extra)]),
                             torch.cat([self.tensors[name].detach(), extra]))
-        self.densifier.append_rows(count)
 
     def prune(self, keep_mask: torch.Tensor) -> None:
-        """Keep the rows where keep_mask [N] (bool) is True, in tensors, Adam state and statistics."""
+        """Keep the rows where keep_mask [N] (bool) is True, in the tensors and their Adam state."""
         keep_mask = keep_mask.to(self.device)
         for name in TENSOR_NAMES:
             self._edit_rows(name, lambda t: t[keep_mask], self.tensors[name].detach()[keep_mask])
-        self.densifier.keep_rows(keep_mask)
 
     def replace_tensor(self, name: str, value: torch.Tensor) -> None:
         """Replace one stored tensor (same shape), zeroing its Adam moments."""
@@ -244,7 +223,6 @@ class GaussianModel:
         for name in TENSOR_NAMES:
             self._install(name, values[name].to(self.device, torch.float32))
         self.optimizer = None
-        self.reset_stats()
 
     def _check_rows(self, rows: Dict[str, torch.Tensor]) -> None:
         missing = set(TENSOR_NAMES) - set(rows)
@@ -254,19 +232,6 @@ class GaussianModel:
         for name, shape in self._row_shapes().items():
             if tuple(rows[name].shape) != (n, *shape):
                 raise ValueError(f"tensor {name!r} has shape {tuple(rows[name].shape)}, expected {(n, *shape)}")
-
-    # --- densification (delegated; kept here with upstream names for train.py) -----------
-    def reset_stats(self) -> None:
-        self.densifier.reset_stats(self.get_xyz.shape[0], self.device)
-
-    def add_densification_stats(self, viewspace_points, visibility_filter, radii=None) -> None:
-        self.densifier.add_stats(viewspace_points, visibility_filter, radii)
-
-    def densify_and_prune(self, max_grad, min_opacity, extent, max_screen_size=None) -> dict:
-        return self.densifier.densify_and_prune(self, max_grad, min_opacity, extent, max_screen_size)
-
-    def reset_opacity(self) -> None:
-        reset_opacity(self)
 
     # --- PLY --------------------------------------------------------------------------------
     def save_ply(self, path: str) -> None:
@@ -283,7 +248,8 @@ class GaussianModel:
 
     # --- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything an exact resume needs, as a named dict of CPU-agnostic tensors and numbers."""
+        """Everything this model needs for an exact resume (the densification statistics are
+        saved beside it, by DensificationStrategy.state_dict)."""
         return {
             "format": STATE_FORMAT,
             "max_sh_degree": self.max_sh_degree,
@@ -293,7 +259,6 @@ class GaussianModel:
             "mask_trainable": self.mask_trainable,
             "tensors": {name: t.detach().clone() for name, t in self.tensors.items()},
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "densify": self.densifier.state_dict(),
         }
 
     def load_state_dict(self, state: dict, training_args=None) -> None:
@@ -308,7 +273,6 @@ class GaussianModel:
             self.training_setup(training_args)
             if state["optimizer"] is not None:
                 self.optimizer.load_state_dict(state["optimizer"])
-        self.densifier.load_state_dict(state["densify"], self.device)
 
     def _check_state(self, state: dict) -> None:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
