@@ -1,0 +1,163 @@
+"""Training losses: photometric (L1, SSIM), monocular depth prior, hand mask.
+
+Shapes: images [C, H, W] or [B, C, H, W]; depth maps and masks [1, H, W].
+
+Depth prior losses compare the rendered view-space depth z with a monocular prior known only up
+to an affine map ("disparity" = relative inverse depth, or "depth"). EgoMask's depth loss is
+``L1(minmax(z), prior)`` with min-max over the whole image. Corrected here (see
+``depth_loss_minmax``):
+  1. the render is converted to the prior's convention first (1/z for a disparity prior); upstream
+     compared z with disparity, which pulls the scene towards the reversed depth order;
+  2. min and max (and the loss) are taken over valid pixels only (the scene covers them and the
+     prior is finite); upstream included the empty background, whose rendered depth is 0;
+  3. an epsilon in the denominator, so a constant image does not divide by zero;
+  4. the prior is normalized in every phase (upstream skipped it during the mask phase).
+"""
+import functools
+
+import torch
+import torch.nn.functional as F
+
+SSIM_C1 = 0.01 ** 2
+SSIM_C2 = 0.03 ** 2
+SSIM_SIGMA = 1.5
+DEPTH_KINDS = ("disparity", "depth")
+_REL_EPS = 1e-6    # ranges / variances below this fraction of the values' size count as "constant"
+_TINY = 1e-20
+_MIN_DEPTH = 1e-6  # rendered z below this is "nothing rendered" and cannot be inverted
+
+
+def l1_loss(network_output: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    return (network_output - gt).abs().mean()
+
+
+# ---- SSIM ------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=16)
+def _gaussian_window(window_size: int, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Depthwise conv weights [C, 1, k, k]: a normalized k×k Gaussian (σ = 1.5) per channel."""
+    x = torch.arange(window_size, dtype=torch.float64) - window_size // 2
+    g = torch.exp(-x ** 2 / (2 * SSIM_SIGMA ** 2))
+    g = g / g.sum()
+    window = torch.outer(g, g).to(dtype=dtype, device=device)
+    return window.expand(channels, 1, window_size, window_size).contiguous()
+
+
+def ssim(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11, size_average: bool = True) -> torch.Tensor:
+    """SSIM as defined by 3DGS: Gaussian-weighted local statistics ('same' convolution, zero
+    padding), C1 = 0.01², C2 = 0.03² (data range 1), averaged over every pixel and channel.
+
+    img1, img2: [C, H, W] or [B, C, H, W]. Returns a scalar, or [B] with size_average=False.
+    """
+    if img1.shape != img2.shape:
+        raise ValueError(f"ssim needs images of the same shape, got {list(img1.shape)} and {list(img2.shape)}.")
+    if img1.dim() not in (3, 4):
+        raise ValueError(f"ssim expects [C, H, W] or [B, C, H, W] images, got shape {list(img1.shape)}.")
+    batched = img1 if img1.dim() == 4 else img1.unsqueeze(0)
+    other = img2 if img2.dim() == 4 else img2.unsqueeze(0)
+    channels = batched.shape[1]
+    window = _gaussian_window(window_size, channels, batched.dtype, batched.device)
+
+    def local_mean(x):
+        return F.conv2d(x, window, padding=window_size // 2, groups=channels)
+
+    mu1, mu2 = local_mean(batched), local_mean(other)
+    # One convolution over the five maps would be faster but the shapes stay readable this way.
+    sigma1_sq = local_mean(batched * batched) - mu1 * mu1
+    sigma2_sq = local_mean(other * other) - mu2 * mu2
+    sigma12 = local_mean(batched * other) - mu1 * mu2
+    ssim_map = ((2 * mu1 * mu2 + SSIM_C1) * (2 * sigma12 + SSIM_C2)) / \
+               ((mu1 * mu1 + mu2 * mu2 + SSIM_C1) * (sigma1_sq + sigma2_sq + SSIM_C2))
+    if size_average:
+        return ssim_map.mean()
+    per_image = ssim_map.flatten(1).mean(dim=1)
+    return per_image if img1.dim() == 4 else per_image[0]
+
+
+# ---- depth prior -----------------------------------------------------------------------------
+def depth_valid_mask(alpha: torch.Tensor, prior: torch.Tensor, min_alpha: float = 0.5) -> torch.Tensor:
+    """Pixels where a depth comparison makes sense: the scene covers them (alpha > min_alpha)
+    and the prior is finite. alpha, prior [1, H, W] -> bool [1, H, W]."""
+    return (alpha.detach() > min_alpha) & torch.isfinite(prior)
+
+
+def to_prior_convention(rendered_depth: torch.Tensor, prior_kind: str) -> torch.Tensor:
+    """View-space depth z -> the prior's convention: 1/z for "disparity", z for "depth"."""
+    if prior_kind == "disparity":
+        return 1.0 / rendered_depth.clamp_min(_MIN_DEPTH)
+    if prior_kind == "depth":
+        return rendered_depth
+    raise ValueError(f"Unknown depth prior kind {prior_kind!r}: use one of {', '.join(DEPTH_KINDS)} "
+                     "(--depth_prior_kind).")
+
+
+def _valid_pixels(rendered_depth, prior, prior_kind, valid_mask):
+    """Rendered values in the prior's convention and prior values, both [M], at the valid pixels."""
+    for name, tensor in (("prior", prior), ("valid_mask", valid_mask)):
+        if tensor.shape != rendered_depth.shape:
+            raise ValueError(f"depth loss: {name} has shape {list(tensor.shape)} but the rendered depth has "
+                             f"{list(rendered_depth.shape)}; load the prior at the training resolution.")
+    if valid_mask.dtype != torch.bool:
+        raise ValueError(f"depth loss: valid_mask must be a bool tensor, got {valid_mask.dtype}.")
+    valid = valid_mask & torch.isfinite(prior) & (rendered_depth.detach() > _MIN_DEPTH)
+    return to_prior_convention(rendered_depth[valid], prior_kind), prior[valid]
+
+
+def _min_max_normalize(x: torch.Tensor) -> torch.Tensor:
+    """x [M] -> [0, 1]. The floor on the range only acts on (near-)constant inputs, so the
+    result is exactly invariant to positive scale and shift otherwise."""
+    lo, hi = x.min(), x.max()
+    floor = _REL_EPS * torch.maximum(lo.abs(), hi.abs()).detach() + _TINY
+    return (x - lo) / (hi - lo).clamp_min(floor)
+
+
+def depth_loss_minmax(rendered_depth: torch.Tensor, prior: torch.Tensor, prior_kind: str,
+                      valid_mask: torch.Tensor) -> torch.Tensor:
+    """EgoMask's min–max normalized L1 depth loss, corrected (module docstring).
+
+    rendered_depth: [1, H, W] view-space z; prior: [1, H, W]; valid_mask: bool [1, H, W].
+    Invariant to a positive scale and any shift of the prior (up to the epsilon); 0 when the
+    converted render is a positive affine image of the prior. Zero (with a graph) when no pixel
+    is valid.
+    """
+    rendered, target = _valid_pixels(rendered_depth, prior, prior_kind, valid_mask)
+    if rendered.numel() == 0:
+        return rendered_depth.sum() * 0.0
+    return (_min_max_normalize(rendered) - _min_max_normalize(target)).abs().mean()
+
+
+def depth_loss_ssi(rendered_depth: torch.Tensor, prior: torch.Tensor, prior_kind: str,
+                   valid_mask: torch.Tensor) -> torch.Tensor:
+    """Scale-and-shift-invariant L1 depth loss (MiDaS-style).
+
+    The prior is first brought to zero mean and unit mean absolute deviation over the valid
+    pixels (this makes the loss independent of the prior's scale and shift); the converted render r
+    is then aligned to it by least squares, s, t = argmin Σ (s r + t − p̂)², in closed form, and the
+    loss is mean |s r + t − p̂|. Gradients flow through s and t (they are differentiable functions
+    of the render). s is not constrained to be positive, so a render with reversed depth order
+    also fits; depth_loss_minmax does not have this blind spot.
+    Shapes and zero-valid-pixel behaviour as depth_loss_minmax.
+    """
+    rendered, target = _valid_pixels(rendered_depth, prior, prior_kind, valid_mask)
+    if rendered.numel() == 0:
+        return rendered_depth.sum() * 0.0
+    deviation_floor = _REL_EPS * target.abs().max() + _TINY
+    target = target - target.mean()
+    target = target / target.abs().mean().clamp_min(deviation_floor)
+    centred = rendered - rendered.mean()
+    # The floor only acts on a (near-)constant render, where it sends the scale to 0.
+    variance_floor = _REL_EPS * (rendered.detach() ** 2).mean() + _TINY
+    scale = (centred * target).mean() / (centred * centred).mean().clamp_min(variance_floor)
+    # With a zero-mean target, the optimal shift aligns the means: s r + t - p̂ = s (r - mean r) - p̂.
+    return (scale * centred - target).abs().mean()
+
+
+# ---- hand mask -------------------------------------------------------------------------------
+def mask_loss(hands_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 between the rendered K-channel hand map [K, H, W] and the mask [1, H, W] on every channel."""
+    if hands_map.dim() != 3 or hands_map.shape[0] == 0:
+        raise ValueError(f"mask_loss expects a rendered hand map [K, H, W] with K >= 1, got {list(hands_map.shape)} "
+                         "(is --mask_dimension 0?).")
+    if mask.dim() != 3 or mask.shape[0] != 1 or mask.shape[1:] != hands_map.shape[1:]:
+        raise ValueError(f"mask_loss expects a mask [1, {hands_map.shape[1]}, {hands_map.shape[2]}] "
+                         f"matching the render, got {list(mask.shape)}.")
+    return (hands_map - mask).abs().mean()
