@@ -1,0 +1,275 @@
+"""Render a trained model: views, depth, hand map, hands decomposition and a fixed view over time.
+
+    python render.py -m OUT [-s SCENE] [--iteration N] [--skip_train] [--skip_test] [--fix_view I]
+
+The saved configuration (OUT/cfg_args.json) supplies every training flag; flags given here win.
+For each split, OUT/<split>/ours_<N>/ receives (one PNG per view, named by the camera's image name):
+  renders/        the rendered image              gt/         the ground truth
+  depth/          expected depth, near bright (min-max per view; black where nothing is rendered)
+  hands_mask/     the rendered hand map (mean over the K mask channels, grey)
+  static/         only the static Gaussians       hands/      only the hand Gaussians
+  hands_segment/  the render inside the cleaned hand mask (map > 0.5, opening + closing), background outside
+  fix/, fix_mask/ training camera --fix_view (default: the middle one) at the time of every view
+plus <folder>.mp4 (or .gif) per sequence and fps.json (rendering speed after warm-up, Gaussian count).
+Which Gaussians are hands is decided by scene/decomposition.py (--hand_rule, --hand_threshold, ...).
+"""
+import json
+import os
+import sys
+import time
+from argparse import ArgumentParser, Namespace
+from typing import Dict, List, Optional
+
+import torch
+
+from arguments import ModelParams, PipelineParams, get_combined_args
+from scene.dataset_types import DatasetError
+from scene.decomposition import Decomposition, add_decomposition_args, decompose_model
+from utils.image_io import read_rgb, write_image
+from utils.image_utils import clean_mask, depth_for_viewing, to_uint8
+from utils.video import write_video
+
+IMAGE_FOLDERS = ("renders", "gt", "depth", "hands_mask", "static", "hands", "hands_segment", "fix", "fix_mask")
+EXIT_BAD_INPUT = 2
+
+
+class RenderError(Exception):
+    """A problem with the command line or the model folder; printed in one line (exit status 2)."""
+
+
+def build_parser():
+    parser = ArgumentParser(description="Render a trained EgoMask model (views, depth, hands decomposition).")
+    model, pipeline = ModelParams(parser), PipelineParams(parser)
+    parser.add_argument("--iteration", default=-1, type=int, help="saved iteration to render (-1: latest)")
+    parser.add_argument("--skip_train", action="store_true")
+    parser.add_argument("--skip_test", action="store_true")
+    parser.add_argument("--fix_view", type=int, default=None,
+                        help="index of the training camera (time order) for fix/; default the middle one")
+    parser.add_argument("--mask_kernel", type=int, default=5, help="odd kernel size of the hand-mask cleaning")
+    parser.add_argument("--fps_warmup", type=int, default=3, help="renders left out of the speed average")
+    parser.add_argument("--video_fps", type=float, default=10.0)
+    parser.add_argument("--no_video", action="store_true")
+    parser.add_argument("--quiet", action="store_true")
+    add_decomposition_args(parser)
+    return parser, model, pipeline
+
+
+def resolve_args(argv) -> Namespace:
+    """Command line over the saved cfg_args.json, after checking the model folder exists."""
+    parser, _, _ = build_parser()
+    given = parser.parse_args(argv)
+    if not given.model_path:
+        raise RenderError("-m/--model_path is required: the output folder of train.py.")
+    if not os.path.isdir(given.model_path):
+        raise RenderError(f"Model folder {given.model_path!r} does not exist: pass the -m folder of train.py.")
+    if not os.path.isfile(os.path.join(given.model_path, "cfg_args.json")) and not given.source_path:
+        raise RenderError(f"No cfg_args.json in {given.model_path!r}: pass -s SCENE and the training flags.")
+    if given.mask_kernel < 1 or given.mask_kernel % 2 == 0:
+        raise RenderError(f"--mask_kernel must be a positive odd number, got {given.mask_kernel}.")
+    return get_combined_args(parser, argv)
+
+
+# ---------------------------------------------------------------- loading
+
+def load_model(args: Namespace, model_params, device: torch.device):
+    """Scene (cameras + Gaussians of the chosen iteration) and the deformation of the same iteration."""
+    from scene import Scene
+    from scene.deform_model import DeformModel
+    from scene.gaussian_model import GaussianModel
+
+    dataset = model_params.extract(args)
+    if dataset.data_device == "cuda" and device.type != "cuda":
+        dataset.data_device = "cpu"  # a config saved on a GPU machine, rendered on a CPU one
+    gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension, device=device)
+    scene = Scene(dataset, gaussians, load_iteration=args.iteration, shuffle=False)
+    deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth,
+                         width=dataset.deform_width, precision=getattr(args, "deform_precision", "fp32"),
+                         device=device)
+    try:
+        deform.load_weights(dataset.model_path, scene.loaded_iter)
+    except RuntimeError as err:  # truncated file or another architecture: the message says what to do
+        raise RenderError(str(err)) from err
+    return dataset, scene, gaussians, deform
+
+
+def deformation_active(args: Namespace, iteration: int) -> bool:
+    """Training deforms from iteration warm_up on; an earlier snapshot is rendered undeformed."""
+    return iteration >= int(getattr(args, "warm_up", 0) or 0)
+
+
+def fixed_camera(train_cameras: List, fix_view: Optional[int]):
+    if not train_cameras:
+        raise RenderError("The scene has no training cameras: nothing to use for the fixed view (fix/).")
+    index = len(train_cameras) // 2 if fix_view is None else fix_view
+    if not 0 <= index < len(train_cameras):
+        raise RenderError(f"--fix_view {fix_view} is out of range: the scene has {len(train_cameras)} "
+                          f"training cameras, pass 0..{len(train_cameras) - 1}.")
+    return train_cameras[index]
+
+
+# ---------------------------------------------------------------- rendering
+
+class ViewRenderer:
+    """Deforms the Gaussians to a time and renders one camera, optionally a subset of them."""
+
+    def __init__(self, gaussians, deform, pipe, background: torch.Tensor, is_6dof: bool, deform_on: bool):
+        from gaussian_renderer import render
+
+        self.render_fn = render
+        self.gaussians, self.deform, self.pipe = gaussians, deform, pipe
+        self.background, self.is_6dof, self.deform_on = background, is_6dof, deform_on
+
+    def deformation(self, fid: torch.Tensor):
+        """Offsets at time fid (0-d tensor); plain zeros when the snapshot predates warm-up."""
+        if not self.deform_on:
+            return 0.0, 0.0, 0.0
+        xyz = self.gaussians.get_xyz
+        time_input = fid.to(xyz.device).reshape(1, 1).expand(xyz.shape[0], 1)
+        return self.deform.step(xyz.detach(), time_input)
+
+    def __call__(self, camera, offsets, subset: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        return self.render_fn(camera, self.gaussians, self.pipe, self.background, *offsets,
+                              is_6dof=self.is_6dof, gaussian_subset=subset)
+
+
+def hand_map_image(hands_map: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Rendered hand map [K, H, W] -> [1, H, W] in [0, 1] (mean over channels; zeros when K = 0)."""
+    if hands_map.shape[0] == 0:
+        return torch.zeros_like(like[:1])
+    return hands_map.mean(dim=0, keepdim=True).clamp(0.0, 1.0)
+
+
+def hands_segment(image: torch.Tensor, hand_map: torch.Tensor, background: torch.Tensor, kernel: int) -> torch.Tensor:
+    """The render inside the cleaned hand mask, background colour elsewhere. image [3,H,W], hand_map [1,H,W]."""
+    keep = clean_mask(hand_map > 0.5, kernel)
+    return torch.where(keep, image, background[:, None, None].to(image.device))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, split_info: Decomposition,
+                 out_dir: str, args: Namespace) -> Dict:
+    """Every output of one split; returns the speed record written to fps.json."""
+    for folder in IMAGE_FOLDERS:
+        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+    device = renderer.gaussians.get_xyz.device
+    frame_times = []
+    with torch.no_grad():
+        for index, camera in enumerate(cameras):
+            start = time.perf_counter()
+            offsets = renderer.deformation(camera.fid)
+            full = renderer(camera, offsets)
+            synchronize(device)
+            frame_times.append(time.perf_counter() - start)
+
+            image = full["render"].clamp(0.0, 1.0)
+            hand_map = hand_map_image(full["hands_map"], image)
+            outputs = {
+                "renders": image,
+                "gt": camera.original_image[:3],
+                "depth": depth_for_viewing(full["depth"], full["alpha"]),
+                "hands_mask": hand_map,
+                "static": renderer(camera, offsets, split_info.static)["render"].clamp(0.0, 1.0),
+                "hands": renderer(camera, offsets, split_info.hands)["render"].clamp(0.0, 1.0),
+                "hands_segment": hands_segment(image, hand_map, renderer.background, args.mask_kernel),
+            }
+            fixed = renderer(fix_cam, offsets)  # the fixed camera at this view's time
+            outputs["fix"] = fixed["render"].clamp(0.0, 1.0)
+            outputs["fix_mask"] = hand_map_image(fixed["hands_map"], outputs["fix"])
+            for folder, picture in outputs.items():
+                write_image(os.path.join(out_dir, folder, f"{camera.image_name}.png"), picture)
+            if not args.quiet:
+                print(f"\r[{split}] {index + 1}/{len(cameras)} {camera.image_name}", end="", flush=True)
+    if not args.quiet:
+        print()
+    return speed_record(frame_times, args.fps_warmup, renderer, device)
+
+
+def speed_record(frame_times: List[float], warmup: int, renderer: ViewRenderer, device: torch.device) -> Dict:
+    """FPS of deformation + render of one view, averaged over the frames after the warm-up ones
+    (fewer are dropped when the split is short, but at least one is kept)."""
+    dropped = min(warmup, max(0, len(frame_times) - 1))
+    timed = frame_times[dropped:]
+    seconds = sum(timed) / len(timed)
+    return {"fps": 1.0 / seconds if seconds > 0 else None, "ms_per_frame": seconds * 1000.0,
+            "frames_timed": len(timed), "warmup_frames": dropped,
+            "num_gaussians": int(renderer.gaussians.get_xyz.shape[0]),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "rasterizer": getattr(renderer.pipe, "rasterizer", "auto"),
+            "includes_deformation": renderer.deform_on}
+
+
+def write_videos(out_dir: str, names: List[str], fps: float) -> List[str]:
+    """One video per image folder, frames in time order."""
+    written = []
+    for folder in IMAGE_FOLDERS:
+        frames = [to_uint8(torch.from_numpy(read_rgb(os.path.join(out_dir, folder, f"{n}.png"))).permute(2, 0, 1))
+                  for n in names]
+        path = write_video(frames, os.path.join(out_dir, folder), fps)
+        if path:
+            written.append(path)
+    return written
+
+
+def write_json(path: str, data: dict) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str]:
+    """Render the requested splits; returns {split: output folder}."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dataset, scene, gaussians, deform = load_model(args, model_params, device)
+    pipe = pipeline_params.extract(args)
+    iteration = scene.loaded_iter
+    split_info = decompose_model(gaussians, args)
+    if split_info.notice:
+        print(split_info.notice)
+    print(f"Rendering {dataset.model_path} at iteration {iteration}: {gaussians.get_xyz.shape[0]} Gaussians, "
+          f"{split_info.num_hands} hands ({args.hand_rule} rule).")
+    deform_on = deformation_active(args, iteration)
+    if not deform_on:
+        print(f"Iteration {iteration} is before the deformation warm-up ({args.warm_up}): rendering undeformed.")
+    background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+    renderer = ViewRenderer(gaussians, deform, pipe, background, dataset.is_6dof, deform_on)
+    fix_cam = fixed_camera(scene.getTrainCameras(), args.fix_view)
+
+    splits = {"train": scene.getTrainCameras() if not args.skip_train else [],
+              "test": scene.getTestCameras() if not args.skip_test else []}
+    written = {}
+    for split, cameras in splits.items():
+        if not cameras:
+            continue
+        out_dir = os.path.join(dataset.model_path, split, f"ours_{iteration}")
+        speed = render_split(split, cameras, fix_cam, renderer, split_info, out_dir, args)
+        speed["num_hand_gaussians"] = split_info.num_hands
+        write_json(os.path.join(out_dir, "fps.json"), speed)
+        print(f"[{split}] {speed['fps']:.2f} FPS over {speed['frames_timed']} views, "
+              f"{speed['num_gaussians']} Gaussians -> {out_dir}")
+        if not args.no_video:
+            videos = write_videos(out_dir, [c.image_name for c in cameras], args.video_fps)
+            if not videos:
+                print(f"[{split}] no video writer available: videos skipped.")
+        written[split] = out_dir
+    if not written:
+        print("Nothing rendered: both splits skipped or empty (train with --eval for a test split).")
+    return written
+
+
+def main(argv=None) -> int:
+    try:
+        args = resolve_args(argv)
+        _, model_params, pipeline_params = build_parser()
+        render_sets(args, model_params, pipeline_params)
+    except (RenderError, DatasetError, FileNotFoundError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
