@@ -1,0 +1,97 @@
+"""CameraInfo -> Camera at the -r resolution, and cameras.json entries."""
+import numpy as np
+import pytest
+import torch
+
+import scene.camera_loading as camera_loading
+from scene.camera_loading import camera_to_json, cameras_from_infos, target_size
+from scene.colmap import qvec2rotmat
+from scene.dataset_types import CameraInfo, DatasetError
+from utils.graphics_utils import focal2fov
+
+
+@pytest.fixture(autouse=True)
+def fresh_notices(monkeypatch):
+    """Each test sees the once-per-process notices as if the process had just started."""
+    monkeypatch.setattr(camera_loading, "_printed_notices", set())
+
+
+def make_info(width=8, height=6, mask=True, depth=True, downscale=1, cx=4.5, cy=2.5) -> CameraInfo:
+    rng = np.random.default_rng(0)
+    R = qvec2rotmat(rng.normal(size=4))  # a random rotation
+    hand = np.zeros((height, width), np.float32)
+    hand[: height // 2, : width // 2] = 1.0
+    return CameraInfo(uid=3, R=R, T=np.array([0.1, -0.2, 2.0]), FovY=focal2fov(6.0, height), FovX=focal2fov(7.0, width),
+                      image=rng.random((height, width, 3)).astype(np.float32), image_path="x/0.png",
+                      image_name="0", width=width, height=height, fid=0.25, cx=cx, cy=cy,
+                      mask=hand if mask else None,
+                      depth=rng.random((height, width)).astype(np.float32) if depth else None,
+                      depth_kind="disparity" if depth else None, downscale=downscale)
+
+
+def test_full_resolution_tensors_and_fields():
+    info = make_info()
+    (cam,) = cameras_from_infos([info], 1, "cpu")
+    assert cam.original_image.shape == (3, 6, 8) and cam.mask.shape == (1, 6, 8) and cam.depth_prior.shape == (1, 6, 8)
+    assert cam.original_image.dtype == torch.float32
+    torch.testing.assert_close(cam.original_image, torch.from_numpy(info.image).permute(2, 0, 1))
+    torch.testing.assert_close(cam.depth_prior[0], torch.from_numpy(info.depth))
+    assert (cam.cx, cam.cy, cam.uid, cam.depth_kind) == (4.5, 2.5, 3, "disparity")
+    assert float(cam.fid) == 0.25
+
+
+def test_divide_by_two_averages_pixels_and_scales_principal_point():
+    info = make_info()
+    (cam,) = cameras_from_infos([info], 2, "cpu")
+    assert (cam.image_width, cam.image_height) == (4, 3)
+    block_mean = info.image.reshape(3, 2, 4, 2, 3).mean(axis=(1, 3))  # 2x2 area average
+    np.testing.assert_allclose(cam.original_image.permute(1, 2, 0).numpy(), block_mean, atol=1e-6)
+    np.testing.assert_allclose(cam.depth_prior[0].numpy(), info.depth.reshape(3, 2, 4, 2).mean(axis=(1, 3)), atol=1e-6)
+    np.testing.assert_array_equal(cam.mask[0].numpy(), info.mask[::2, ::2])  # nearest: stays 0/1
+    assert (cam.cx, cam.cy) == (2.25, 1.25)
+    assert (cam.FoVx, cam.FoVy) == (info.FovX, info.FovY)
+
+
+@pytest.mark.parametrize("resolution, expected", [(1, (8, 6)), (2, (4, 3)), (4, (2, 2)), (8, (1, 1)),
+                                                  (-1, (8, 6)), (4000, (4000, 3000)), (5, (5, 4))])
+def test_target_sizes(resolution, expected):
+    assert target_size(8, 6, resolution) == expected
+
+
+def test_wide_images_shrink_to_1600_with_one_notice(capsys):
+    info = make_info(width=2000, height=10, mask=False, depth=False, cx=1000.0, cy=5.0)
+    cams = cameras_from_infos([info, info], -1, "cpu")
+    assert all((c.image_width, c.image_height) == (1600, 8) for c in cams)
+    assert cams[0].cx == pytest.approx(800.0) and cams[0].cy == pytest.approx(4.0)
+    cameras_from_infos([info], -1, "cpu")
+    assert capsys.readouterr().out.count("wider than 1600 px") == 1  # printed once per process
+    (kept,) = cameras_from_infos([make_info(width=1600, height=4)], -1, "cpu")
+    assert kept.image_width == 1600
+
+
+def test_reader_downscale_is_not_applied_twice():
+    info = make_info(downscale=2)  # e.g. Nerfies rgb/2x read for -r 2
+    assert cameras_from_infos([info], 2, "cpu")[0].image_width == 8
+    assert cameras_from_infos([info], 4, "cpu")[0].image_width == 4
+
+
+@pytest.mark.parametrize("bad", [0, -2])
+def test_invalid_resolution_is_a_clear_error(bad):
+    with pytest.raises(DatasetError, match=f"-r/--resolution {bad} is not valid"):
+        cameras_from_infos([make_info()], bad, "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on machines without CUDA")
+def test_cuda_data_device_falls_back_to_cpu(capsys):
+    (cam,) = cameras_from_infos([make_info()], 1, "cuda")
+    assert cam.original_image.device.type == "cpu"
+    assert "CUDA is not available" in capsys.readouterr().out
+
+
+def test_camera_to_json_gives_centre_and_camera_to_world_rotation():
+    info = make_info()
+    entry = camera_to_json(7, info)
+    assert (entry["id"], entry["img_name"], entry["width"], entry["height"]) == (7, "0", 8, 6)
+    np.testing.assert_allclose(entry["position"], -info.R @ info.T)
+    np.testing.assert_allclose(entry["rotation"], info.R)  # Inria's R is already camera-to-world
+    assert entry["fx"] == pytest.approx(7.0) and entry["fy"] == pytest.approx(6.0)
