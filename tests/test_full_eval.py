@@ -1,0 +1,68 @@
+"""full_eval.py: schedule scaling, the table, and failing steps."""
+import json
+import os
+import sys
+
+import pytest
+
+import full_eval
+
+
+def train_parser():
+    train = pytest.importorskip("train")
+    parser, _ = train.build_parser()
+    return parser
+
+
+def test_scaled_schedule_keeps_paper_values_at_full_length_and_is_understood_by_train():
+    parser = train_parser()
+    full = parser.parse_args(["-s", "scene"] + full_eval.scaled_schedule(40_000))
+    for name, value in full_eval.PAPER_SCHEDULE.items():
+        assert getattr(full, name) == value
+    short = parser.parse_args(["-s", "scene"] + full_eval.scaled_schedule(2_000))
+    assert short.iterations == 2_000 and short.warm_up == 150
+    assert (short.mask_start, short.mask_stop, short.stop_MLP) == (1_500, 2_000, 2_000)
+    assert short.densify_until_iter == 750 and short.save_iterations == [2_000]
+    assert short.warm_up < short.mask_start < short.mask_stop <= short.iterations
+
+
+def test_table_has_one_row_per_scene_and_decomposition_columns_only_when_known():
+    rows = [{"scene": "a", "PSNR": 30.123, "SSIM": 0.91234, "LPIPS": None, "FPS": 12.34,
+             "train_minutes": 1.5, "Gaussians": 1234},
+            {"scene": "bb", "PSNR": None}]
+    table = full_eval.format_table(rows).splitlines()
+    assert table[0].split() == ["scene", "PSNR", "SSIM", "LPIPS", "FPS", "train", "(min)", "Gaussians"]
+    assert table[2].split() == ["a", "30.12", "0.9123", "-", "12.3", "1.5", "1234"]
+    assert table[3].split() == ["bb"] + ["-"] * 6
+    rows[0]["mask_IoU"] = 0.5
+    assert "mask_IoU" in full_eval.format_table(rows) and "static_PSNR" not in full_eval.format_table(rows)
+
+
+def test_scene_row_reads_the_model_folder(tmp_path):
+    model = tmp_path / "m"
+    (model / "test" / "ours_300").mkdir(parents=True)
+    (model / "results.json").write_text(json.dumps({"ours_100": {"PSNR": 1.0}, "ours_300": {
+        "PSNR": 25.0, "SSIM": 0.8, "LPIPS": None, "mask_IoU": 0.7}}))
+    (model / "test" / "ours_300" / "fps.json").write_text(json.dumps({"fps": 4.0, "num_gaussians": 77}))
+    (model / "full_eval_timing.json").write_text(json.dumps({"train_seconds": 90.0}))
+    row = full_eval.scene_row("s", str(model))
+    assert row["method"] == "ours_300" and row["PSNR"] == 25.0 and row["mask_IoU"] == 0.7
+    assert row["FPS"] == 4.0 and row["Gaussians"] == 77 and row["train_minutes"] == pytest.approx(1.5)
+
+
+def test_missing_scene_folder_is_a_clear_error(tmp_path, capsys):
+    assert full_eval.main(["-s", str(tmp_path / "nope"), "-o", str(tmp_path / "out")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_failing_step_is_reported_and_the_table_still_printed(tmp_path, capsys):
+    empty_scene = tmp_path / "empty_scene"
+    empty_scene.mkdir()
+    out = tmp_path / "out"
+    code = full_eval.main(["-s", str(empty_scene), "-o", str(out), "--iterations", "10"])
+    assert code != 0
+    captured = capsys.readouterr()
+    assert "train failed" in captured.err and "empty_scene" in captured.err
+    assert "scene" in captured.out.splitlines()[-3]   # the table header
+    rows = json.loads((out / "full_eval.json").read_text())
+    assert rows[0]["scene"] == "empty_scene" and rows[0].get("PSNR") is None
