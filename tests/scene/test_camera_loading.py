@@ -1,13 +1,19 @@
 """CameraInfo -> Camera at the -r resolution, and cameras.json entries."""
+import os
+from argparse import ArgumentParser
+
+import cv2
 import numpy as np
 import pytest
 import torch
 
 import scene.camera_loading as camera_loading
+from arguments import ModelParams
 from scene.camera_loading import camera_to_json, cameras_from_infos, target_size
-from scene.colmap import qvec2rotmat
+from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, qvec2rotmat, rotmat2qvec, write_model
 from scene.dataset_types import CameraInfo, DatasetError
-from utils.graphics_utils import focal2fov
+from scene.readers import read_scene
+from utils.graphics_utils import focal2fov, geom_transform_points, ndc_to_pixel
 
 
 @pytest.fixture(autouse=True)
@@ -95,3 +101,29 @@ def test_camera_to_json_gives_centre_and_camera_to_world_rotation():
     np.testing.assert_allclose(entry["position"], -info.R @ info.T)
     np.testing.assert_allclose(entry["rotation"], info.R)  # Inria's R is already camera-to-world
     assert entry["fx"] == pytest.approx(7.0) and entry["fy"] == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize("resolution", [1, 2])
+def test_colmap_points_project_to_their_pixels_through_the_whole_chain(tmp_path, resolution):
+    """Reader + camera loading + projection matrices agree with the pinhole model u = fx x / z + cx,
+    for an off-centre principal point, at full and half resolution (pixel index = u - 0.5)."""
+    width, height, (fx, fy, cx, cy) = 8, 6, (7.0, 5.0, 3.1, 3.7)
+    rng = np.random.default_rng(2)
+    R_w2c, t = qvec2rotmat(rng.normal(size=4)), np.array([0.2, -0.1, 0.3])
+    points = rng.uniform(-1, 1, size=(5, 3)) + R_w2c.T @ (np.array([0.0, 0.0, 4.0]) - t)  # ~4 m in front
+    os.makedirs(tmp_path / "images")
+    assert cv2.imwrite(str(tmp_path / "images" / "0.png"), np.zeros((height, width, 3), np.uint8))
+    write_model(str(tmp_path / "sparse" / "0"), {1: ColmapCamera(1, "PINHOLE", width, height, np.array([fx, fy, cx, cy]))},
+                {1: ColmapImage(1, rotmat2qvec(R_w2c), t, 1, "0.png", np.zeros((0, 2)), np.zeros(0, np.int64))},
+                {i: ColmapPoint3D(i, p, np.zeros(3, np.uint8), 0.0, np.zeros(0, np.int32), np.zeros(0, np.int32))
+                 for i, p in enumerate(points)}, ext=".txt")
+    parser = ArgumentParser()
+    args = ModelParams(parser).extract(parser.parse_args(["-s", str(tmp_path)]))
+    (cam,) = cameras_from_infos(read_scene(args).train_cameras, resolution, "cpu")
+
+    in_view = points @ R_w2c.T + t
+    u = fx * in_view[:, 0] / in_view[:, 2] + cx
+    v = fy * in_view[:, 1] / in_view[:, 2] + cy
+    ndc = geom_transform_points(torch.tensor(points, dtype=torch.float32), cam.full_proj_transform)
+    np.testing.assert_allclose(ndc_to_pixel(ndc[:, 0], cam.image_width).numpy(), u / resolution - 0.5, atol=1e-4)
+    np.testing.assert_allclose(ndc_to_pixel(ndc[:, 1], cam.image_height).numpy(), v / resolution - 0.5, atol=1e-4)
