@@ -314,7 +314,7 @@ def _parse_keypoints(path: str, number: int, line: str) -> Tuple[np.ndarray, np.
     if len(fields) % 3:
         raise _text_error(path, number, "keypoints must come in triples `X Y POINT3D_ID`")
     try:
-        values = np.array([float(v) for v in fields]).reshape(-1, 3)
+        values = np.array(fields, dtype=np.float64).reshape(-1, 3)
     except ValueError:
         raise _text_error(path, number, "keypoints must be numbers") from None
     return values[:, :2].copy(), values[:, 2].astype(np.int64)

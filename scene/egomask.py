@@ -115,6 +115,9 @@ def _camera_info(order: int, img: ColmapImage, cameras: Dict[int, ColmapCamera],
     camera = cameras[img.camera_id]
     fx, fy, cx, cy = pinhole_intrinsics(camera, cameras_file, allow_distorted)
     image_path = os.path.join(images_dir, img.name)
+    if not os.path.isfile(image_path):
+        raise DatasetError(f"Image file not found: {image_path} (frame {img.name!r} of the COLMAP model). "
+                           "Add it, or choose the image folder with --images.")
     image = read_rgb(image_path, background)
     height, width = image.shape[:2]
     scale = _image_scale(camera, width, height, image_path, cameras_file)
