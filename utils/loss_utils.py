@@ -31,6 +31,11 @@ def l1_loss(network_output: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (network_output - gt).abs().mean()
 
 
+def photometric_loss(image: torch.Tensor, gt: torch.Tensor, lambda_dssim: float) -> torch.Tensor:
+    """The 3DGS colour loss (1 − λ)·L1 + λ·(1 − SSIM) for images [C, H, W]."""
+    return (1.0 - lambda_dssim) * l1_loss(image, gt) + lambda_dssim * (1.0 - ssim(image, gt))
+
+
 # ---- SSIM ------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=16)
 def _gaussian_window(window_size: int, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
