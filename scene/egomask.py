@@ -12,12 +12,13 @@ Decisions (documented here once):
   Deformable-3DGS / EgoMask readers), so the first frame is always a test frame.
 - Masks whose size differs from their image are resized with nearest neighbour (they stay 0/1);
   depth priors with area averaging when shrinking, bilinear when enlarging.
+- RGBA frames are composited on the background (--white_background), as the Blender reader does.
 - Nothing is written into the dataset folder: the point cloud is returned in memory.
 """
 import os
 import re
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -65,7 +66,8 @@ def read_egomask_scene(args) -> SceneInfo:
 # ----------------------------------------------------------------------------- frames and time
 
 def natural_key(name: str) -> Tuple:
-    """Sort key comparing digit runs as numbers: "frame_2" < "frame_10", "9.png" < "10.png"."""
+    """Sort key comparing digit runs as numbers: "frame_2" < "frame_10", "9.png" < "10.png";
+    the full name breaks ties ("01" vs "1")."""
     parts = re.split(r"(\d+)", name)
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in parts), name
 
