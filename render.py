@@ -66,7 +66,9 @@ def resolve_args(argv) -> Namespace:
         raise RenderError(f"No cfg_args.json in {given.model_path!r}: pass -s SCENE and the training flags.")
     if given.mask_kernel < 1 or given.mask_kernel % 2 == 0:
         raise RenderError(f"--mask_kernel must be a positive odd number, got {given.mask_kernel}.")
-    return get_combined_args(parser, argv)
+    args = get_combined_args(parser, argv)
+    args.model_path = given.model_path  # the folder named here, even if cfg_args.json was copied from another
+    return args
 
 
 # ---------------------------------------------------------------- loading

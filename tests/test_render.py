@@ -1,0 +1,175 @@
+"""render.py end to end on a tiny model saved in the Inria layout, and its bad-input errors."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+render_cli = pytest.importorskip("render")
+from arguments import ModelParams, OptimizationParams, PipelineParams, save_config  # noqa: E402
+from utils.image_io import read_image, read_rgb  # noqa: E402
+
+ITERATION = 7
+FRAMES = 4
+FOLDERS = ("renders", "gt", "depth", "hands_mask", "static", "hands", "hands_segment", "fix", "fix_mask")
+
+
+def model_args(scene_dir, model_dir, warm_up):
+    from argparse import ArgumentParser
+    parser = ArgumentParser()
+    ModelParams(parser), OptimizationParams(parser), PipelineParams(parser)
+    return parser.parse_args(["-s", str(scene_dir), "-m", str(model_dir), "--eval", "--llffhold", "3",
+                              "--sh_degree", "1", "--deform_depth", "2", "--deform_width", "16",
+                              "--data_device", "cpu", "--rasterizer", "torch", "--warm_up", str(warm_up)])
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory):
+    from scene.synthetic import generate
+    root = tmp_path_factory.mktemp("tiny_scene")
+    generate(str(root), frames=FRAMES, width=32, height=24, supersample=1, num_points=300)
+    return root
+
+
+def build_model(scene_dir, model_dir, warm_up=0):
+    """A few hundred Gaussians from the scene's points, those on one side (x below the median) marked
+    as hands, and a tiny deformation network, saved at ITERATION as train.py would."""
+    from scene import Scene
+    from scene.deform_model import DeformModel
+    from scene.gaussian_model import GaussianModel
+
+    args = model_args(scene_dir, model_dir, warm_up)
+    save_config(args, str(model_dir))
+    gaussians = GaussianModel(1, 3, device="cpu")
+    dataset = type("Dataset", (), {})()
+    for key, value in vars(args).items():
+        setattr(dataset, key, value)
+    scene = Scene(dataset, gaussians)
+    n = gaussians.get_xyz.shape[0]
+    with torch.no_grad():
+        gaussians.tensors["opacity"].fill_(2.0)   # opaque enough to see something at 32x24
+        hands = gaussians.get_xyz[:, 0] < gaussians.get_xyz[:, 0].median()
+        gaussians.tensors["mask"][hands] = 1.0
+    scene.save(ITERATION)
+    DeformModel(is_blender=False, is_6dof=False, depth=2, width=16, device="cpu").save_weights(str(model_dir), ITERATION)
+    return scene, int(hands.sum())
+
+
+@pytest.fixture(scope="module")
+def rendered(tiny_scene, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("model")
+    scene, num_hands = build_model(tiny_scene, model_dir, warm_up=100)   # saved before warm-up: undeformed
+    assert render_cli.main(["-m", str(model_dir), "--quiet"]) == 0
+    return model_dir, scene, num_hands
+
+
+def names_in(folder):
+    return sorted(os.path.splitext(f)[0] for f in os.listdir(folder) if f.endswith(".png"))
+
+
+def test_every_folder_holds_one_image_per_camera(rendered):
+    model_dir, scene, _ = rendered
+    for split, cameras in (("train", scene.getTrainCameras()), ("test", scene.getTestCameras())):
+        out = model_dir / split / f"ours_{ITERATION}"
+        expected = sorted(c.image_name for c in cameras)
+        assert expected, split
+        for folder in FOLDERS:
+            assert names_in(out / folder) == expected, (split, folder)
+        assert any((out / f"renders{ext}").is_file() for ext in (".mp4", ".gif"))
+
+
+def test_ground_truth_matches_source_images(rendered, tiny_scene):
+    model_dir, scene, _ = rendered
+    for camera in scene.getTestCameras():
+        written = read_rgb(str(model_dir / "test" / f"ours_{ITERATION}" / "gt" / f"{camera.image_name}.png"))
+        source = read_rgb(str(tiny_scene / "images" / f"{camera.image_name}.png"))
+        assert np.abs(written - source).max() <= 1 / 255 + 1e-6
+
+
+def test_decomposition_outputs_are_consistent(rendered):
+    model_dir, scene, num_hands = rendered
+    out = model_dir / "train" / f"ours_{ITERATION}"
+    assert 0 < num_hands
+    segment_pixels = 0
+    for name in names_in(out / "renders"):
+        image = read_rgb(str(out / "renders" / f"{name}.png"))
+        hand_map = read_image(str(out / "hands_mask" / f"{name}.png"))[..., 0]
+        segment = read_rgb(str(out / "hands_segment" / f"{name}.png"))
+        static = read_rgb(str(out / "static" / f"{name}.png"))
+        hands = read_rgb(str(out / "hands" / f"{name}.png"))
+        inside = segment.sum(axis=2) > 0
+        # the segment is the render where kept, black background elsewhere
+        assert np.allclose(segment[inside], image[inside], atol=1 / 255 + 1e-6)
+        assert not inside[hand_map < 0.1].any()   # cleaning only fills small holes
+        segment_pixels += inside.sum()
+        assert not np.allclose(static, image) and hands.max() > 0
+    assert segment_pixels > 0
+
+
+def test_fixed_view_undeformed_is_the_middle_training_render(rendered):
+    model_dir, scene, _ = rendered
+    middle = scene.getTrainCameras()[len(scene.getTrainCameras()) // 2].image_name
+    middle_render = read_rgb(str(model_dir / "train" / f"ours_{ITERATION}" / "renders" / f"{middle}.png"))
+    for split in ("train", "test"):
+        out = model_dir / split / f"ours_{ITERATION}"
+        for name in names_in(out / "fix"):
+            assert np.array_equal(read_rgb(str(out / "fix" / f"{name}.png")), middle_render)
+
+
+def test_speed_record(rendered):
+    model_dir, scene, num_hands = rendered
+    speed = json.loads((model_dir / "test" / f"ours_{ITERATION}" / "fps.json").read_text())
+    assert speed["fps"] > 0 and speed["frames_timed"] >= 1
+    assert speed["num_gaussians"] == scene.gaussians.get_xyz.shape[0]
+    assert speed["num_hand_gaussians"] == num_hands and speed["includes_deformation"] is False
+
+
+def test_deformed_render_changes_fixed_view_over_time(tiny_scene, tmp_path):
+    build_model(tiny_scene, tmp_path / "m", warm_up=0)
+    assert render_cli.main(["-m", str(tmp_path / "m"), "--skip_test", "--quiet", "--no_video", "--fix_view", "0"]) == 0
+    out = tmp_path / "m" / "train" / f"ours_{ITERATION}"
+    frames = [read_rgb(str(out / "fix" / f"{n}.png")) for n in names_in(out / "fix")]
+    assert not all(np.array_equal(frames[0], f) for f in frames[1:])   # the (random) deformation moves things
+    assert not (tmp_path / "m" / "test").exists()
+    assert json.loads((out / "fps.json").read_text())["includes_deformation"] is True
+
+
+# ---------------------------------------------------------------- bad inputs
+
+def one_line_error(capsys):
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("Error:")
+    return err
+
+
+def test_model_folder_without_checkpoint(tmp_path, tiny_scene, capsys):
+    model_dir = tmp_path / "untrained"
+    save_config(model_args(tiny_scene, model_dir, 0), str(model_dir))
+    assert render_cli.main(["-m", str(model_dir)]) == 2
+    assert str(model_dir / "point_cloud") in one_line_error(capsys)
+    assert render_cli.main(["-m", str(tmp_path / "missing")]) == 2
+    assert "missing" in one_line_error(capsys)
+
+
+def test_mismatched_iteration(rendered, tmp_path, capsys):
+    model_dir = tmp_path / "copy"
+    shutil.copytree(rendered[0], model_dir, ignore=shutil.ignore_patterns("train", "test"))
+    assert render_cli.main(["-m", str(model_dir), "--iteration", "99"]) == 2
+    err = one_line_error(capsys)
+    assert "99" in err and str(ITERATION) in err
+    # Gaussians of an iteration whose deformation weights are missing
+    shutil.copytree(model_dir / "point_cloud" / f"iteration_{ITERATION}", model_dir / "point_cloud" / "iteration_9")
+    assert render_cli.main(["-m", str(model_dir)]) == 2
+    assert "iteration_9" in one_line_error(capsys)
+
+
+def test_fix_view_out_of_range(rendered, tmp_path, capsys):
+    model_dir = tmp_path / "copy"
+    shutil.copytree(rendered[0], model_dir, ignore=shutil.ignore_patterns("train", "test"))
+    count = len(rendered[1].getTrainCameras())
+    assert render_cli.main(["-m", str(model_dir), "--fix_view", str(count)]) == 2
+    err = one_line_error(capsys)
+    assert f"--fix_view {count}" in err and f"0..{count - 1}" in err
+    assert not (model_dir / "train").exists()
