@@ -1,0 +1,345 @@
+// Backward pass: per-tile back-to-front replay of the blend (gradients w.r.t. each Gaussian's
+// screen-space quantities, reduced per warp before one atomic add), then per-Gaussian chain rule
+// back to the inputs (position, covariance / scale / rotation, SH or colours).
+#include <cstdint>
+
+#include "blend.cuh"
+#include "config.h"
+#include "maths.cuh"
+#include "rasterizer.h"
+
+namespace egorast {
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// One thread per pixel, as in the forward; every thread visits every Gaussian of the batch in
+// the same order so that warps stay converged for the reductions.
+template <int KCAP>
+__global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
+    TileLists lists, Camera cam, Projected p, const float* __restrict__ features, int K,
+    const float* __restrict__ bg, const float* __restrict__ final_T, const int* __restrict__ n_contrib,
+    const float* __restrict__ grad_color, const float* __restrict__ grad_depth,
+    const float* __restrict__ grad_feature, const float* __restrict__ grad_alpha, ScreenGrads out) {
+    constexpr int KA = KCAP > 0 ? KCAP : 1;
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    const int rank = threadIdx.y * TILE + threadIdx.x, lane = rank & 31;
+    const int px = blockIdx.x * TILE + threadIdx.x, py = blockIdx.y * TILE + threadIdx.y;
+    const bool inside = px < cam.width && py < cam.height;
+    const float2 pixel = make_float2((float)px, (float)py);
+    const int2 range = lists.ranges[tile];
+    const int64_t pix = inside ? (int64_t)py * cam.width + px : 0, plane = (int64_t)cam.width * cam.height;
+
+    // Per-pixel state: transmittance walked backwards from its final value, the upstream
+    // gradients, and the normalized colour / depth / features of everything behind.
+    float T = inside ? final_T[pix] : 1.f;
+    const float T_final = T;
+    const int last = inside ? n_contrib[pix] : 0;
+    float g_c[3], g_d = 0.f, g_a = 0.f, g_f[KA], acc_c[3], acc_d = 0.f, acc_f[KA];
+#pragma unroll
+    for (int c = 0; c < 3; c++) {
+        g_c[c] = inside ? grad_color[c * plane + pix] : 0.f;
+        acc_c[c] = bg[c];
+    }
+    if (inside) { g_d = grad_depth[pix]; g_a = grad_alpha[pix]; }
+#pragma unroll
+    for (int k = 0; k < KA; k++) {
+        g_f[k] = (inside && k < K) ? grad_feature[k * plane + pix] : 0.f;
+        acc_f[k] = 0.f;
+    }
+
+    // Gaussians past the last one any pixel of this tile blended need no visit.
+    __shared__ int s_last;
+    if (rank == 0) s_last = 0;
+    __syncthreads();
+    if (last > 0) atomicMax(&s_last, last);
+    __syncthreads();
+    const int end = range.x + s_last;
+
+    __shared__ int s_id[BLOCK_SIZE];
+    __shared__ float2 s_xy[BLOCK_SIZE];
+    __shared__ float4 s_conic[BLOCK_SIZE];
+
+    for (int top = end; top > range.x; top -= BLOCK_SIZE) {
+        const int batch = min(BLOCK_SIZE, top - range.x);
+        __syncthreads();  // the previous batch is fully consumed
+        if (rank < batch) {
+            const int id = lists.point_list[top - 1 - rank];
+            s_id[rank] = id;
+            s_xy[rank] = p.means2d[id];
+            s_conic[rank] = p.conic_opacity[id];
+        }
+        __syncthreads();
+        for (int j = 0; j < batch; j++) {
+            const int position = top - 1 - j - range.x;  // index in this tile's list
+            const float4 conic = s_conic[j];
+            AlphaEval e;
+            bool valid = inside && position < last;
+            if (valid) {
+                e = evaluate_alpha(s_xy[j], conic, pixel);
+                valid = e.alpha >= ALPHA_MIN;
+            }
+            if (!__any_sync(0xffffffffu, valid)) continue;
+
+            float d_mx = 0.f, d_my = 0.f, d_ca = 0.f, d_cb = 0.f, d_cc = 0.f, d_op = 0.f, d_z = 0.f;
+            float d_rgb[3] = {0.f, 0.f, 0.f}, d_f[KA];
+#pragma unroll
+            for (int k = 0; k < KA; k++) d_f[k] = 0.f;
+            const int id = s_id[j];
+            if (valid) {
+                const float a = e.alpha;
+                T = T / (1.f - a);  // transmittance in front of this Gaussian
+                const float w = a * T;
+                float dL_da = 0.f;
+#pragma unroll
+                for (int c = 0; c < 3; c++) {
+                    const float col = p.rgb[3 * id + c];
+                    dL_da += (col - acc_c[c]) * g_c[c];
+                    acc_c[c] = a * col + (1.f - a) * acc_c[c];
+                    d_rgb[c] = w * g_c[c];
+                }
+                const float z = p.depths[id];
+                dL_da += (z - acc_d) * g_d;
+                acc_d = a * z + (1.f - a) * acc_d;
+                d_z = w * g_d;
+#pragma unroll
+                for (int k = 0; k < KCAP; k++) {
+                    if (k < K) {
+                        const float f = features[(int64_t)id * K + k];
+                        dL_da += (f - acc_f[k]) * g_f[k];
+                        acc_f[k] = a * f + (1.f - a) * acc_f[k];
+                        d_f[k] = w * g_f[k];
+                    }
+                }
+                dL_da = dL_da * T + g_a * T_final / (1.f - a);
+                if (!e.saturated) {
+                    d_op = e.gauss * dL_da;
+                    const float dL_dpower = conic.w * e.gauss * dL_da;
+                    d_mx = dL_dpower * (-conic.x * e.dx - conic.y * e.dy);
+                    d_my = dL_dpower * (-conic.z * e.dy - conic.y * e.dx);
+                    d_ca = -0.5f * e.dx * e.dx * dL_dpower;
+                    d_cb = -e.dx * e.dy * dL_dpower;
+                    d_cc = -0.5f * e.dy * e.dy * dL_dpower;
+                }
+            }
+            d_mx = warp_sum(d_mx); d_my = warp_sum(d_my);
+            d_ca = warp_sum(d_ca); d_cb = warp_sum(d_cb); d_cc = warp_sum(d_cc); d_op = warp_sum(d_op);
+            d_z = warp_sum(d_z);
+#pragma unroll
+            for (int c = 0; c < 3; c++) d_rgb[c] = warp_sum(d_rgb[c]);
+#pragma unroll
+            for (int k = 0; k < KCAP; k++)
+                if (k < K) d_f[k] = warp_sum(d_f[k]);
+            if (lane == 0) {
+                atomicAdd(&out.means2d[id].x, d_mx);
+                atomicAdd(&out.means2d[id].y, d_my);
+                atomicAdd(&out.conic_opacity[id].x, d_ca);
+                atomicAdd(&out.conic_opacity[id].y, d_cb);
+                atomicAdd(&out.conic_opacity[id].z, d_cc);
+                atomicAdd(&out.conic_opacity[id].w, d_op);
+#pragma unroll
+                for (int c = 0; c < 3; c++) atomicAdd(&out.rgb[3 * id + c], d_rgb[c]);
+                atomicAdd(&out.depths[id], d_z);
+#pragma unroll
+                for (int k = 0; k < KCAP; k++)
+                    if (k < K) atomicAdd(&out.features[(int64_t)id * K + k], d_f[k]);
+            }
+        }
+    }
+}
+
+// dL/d(SH coefficients) and dL/d(mean) through the view direction.
+__device__ inline float3 sh_backward(const Gaussians& g, int i, float3 mean, const float* campos,
+                                     uint8_t clamped, float3 grad_rgb, float* grad_sh) {
+    const float g_c[3] = {(clamped & 1) ? 0.f : grad_rgb.x, (clamped & 2) ? 0.f : grad_rgb.y,
+                          (clamped & 4) ? 0.f : grad_rgb.z};
+    const float3 v = make_float3(mean.x - campos[0], mean.y - campos[1], mean.z - campos[2]);
+    const float inv_len = rsqrtf(v.x * v.x + v.y * v.y + v.z * v.z);
+    const float3 dir = make_float3(v.x * inv_len, v.y * inv_len, v.z * inv_len);
+    float basis[16], dbasis[16][3];
+    sh_basis<true>(g.sh_degree, dir.x, dir.y, dir.z, basis, dbasis);
+    const float* sh = g.shs + (int64_t)i * g.sh_stride * 3;
+    float* gsh = grad_sh + (int64_t)i * g.sh_stride * 3;
+    float3 d_dir = make_float3(0.f, 0.f, 0.f);
+    const int count = sh_count(g.sh_degree);
+#pragma unroll
+    for (int k = 0; k < 16; k++) {  // unrolled so that the basis arrays stay in registers
+        if (k >= count) break;
+        const float dot = sh[3 * k] * g_c[0] + sh[3 * k + 1] * g_c[1] + sh[3 * k + 2] * g_c[2];
+        d_dir.x += dot * dbasis[k][0];
+        d_dir.y += dot * dbasis[k][1];
+        d_dir.z += dot * dbasis[k][2];
+#pragma unroll
+        for (int c = 0; c < 3; c++) gsh[3 * k + c] = basis[k] * g_c[c];
+    }
+    // through dir = v / |v|
+    const float along = dir.x * d_dir.x + dir.y * d_dir.y + dir.z * d_dir.z;
+    return make_float3((d_dir.x - dir.x * along) * inv_len, (d_dir.y - dir.y * along) * inv_len,
+                       (d_dir.z - dir.z * along) * inv_len);
+}
+
+// dL/dscale and dL/drotation from dL/dSigma (symmetric 3x3, row-major G) for Sigma = (R S)(R S)^T.
+__device__ inline void covariance_3d_backward(const Gaussians& g, int i, const float* G, float* grad_scale,
+                                              float* grad_rot) {
+    const float4 q_raw = make_float4(g.rotations[4 * i], g.rotations[4 * i + 1], g.rotations[4 * i + 2], g.rotations[4 * i + 3]);
+    float inv_norm;
+    const float4 q = normalize_quat(q_raw, &inv_norm);
+    float r[9];
+    quat_to_rotation(q, r);
+    const float s[3] = {g.scales[3 * i] * g.scale_modifier, g.scales[3 * i + 1] * g.scale_modifier,
+                        g.scales[3 * i + 2] * g.scale_modifier};
+    float m[9], dm[9], dr[9];
+#pragma unroll
+    for (int a = 0; a < 3; a++)
+#pragma unroll
+        for (int b = 0; b < 3; b++) m[3 * a + b] = r[3 * a + b] * s[b];
+    // dL/dM = 2 G M
+#pragma unroll
+    for (int a = 0; a < 3; a++)
+#pragma unroll
+        for (int b = 0; b < 3; b++)
+            dm[3 * a + b] = 2.f * (G[3 * a] * m[b] + G[3 * a + 1] * m[3 + b] + G[3 * a + 2] * m[6 + b]);
+#pragma unroll
+    for (int b = 0; b < 3; b++) {
+        grad_scale[b] = g.scale_modifier * (r[b] * dm[b] + r[3 + b] * dm[3 + b] + r[6 + b] * dm[6 + b]);
+#pragma unroll
+        for (int a = 0; a < 3; a++) dr[3 * a + b] = dm[3 * a + b] * s[b];
+    }
+    const float w = q.x, x = q.y, y = q.z, z = q.w;
+    float dq[4];
+    dq[0] = 2.f * (-z * dr[1] + y * dr[2] + z * dr[3] - x * dr[5] - y * dr[6] + x * dr[7]);
+    dq[1] = 2.f * (y * dr[1] + z * dr[2] + y * dr[3] - 2.f * x * dr[4] - w * dr[5] + z * dr[6] + w * dr[7] - 2.f * x * dr[8]);
+    dq[2] = 2.f * (-2.f * y * dr[0] + x * dr[1] + w * dr[2] + x * dr[3] + z * dr[5] - w * dr[6] + z * dr[7] - 2.f * y * dr[8]);
+    dq[3] = 2.f * (-2.f * z * dr[0] - w * dr[1] + x * dr[2] + w * dr[3] - 2.f * z * dr[4] + y * dr[5] + x * dr[6] + y * dr[7]);
+    // through q / |q|
+    const float qn[4] = {w, x, y, z};
+    const float along = qn[0] * dq[0] + qn[1] * dq[1] + qn[2] * dq[2] + qn[3] * dq[3];
+#pragma unroll
+    for (int k = 0; k < 4; k++) grad_rot[k] = (dq[k] - qn[k] * along) * inv_norm;
+}
+
+__global__ void preprocess_backward_kernel(Gaussians g, Camera cam, Projected p, ScreenGrads screen, InputGrads out) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= g.count || p.radii[i] == 0) return;
+    const float3 mean = make_float3(g.means[3 * i], g.means[3 * i + 1], g.means[3 * i + 2]);
+    const float3 t = transform_point(cam.view, mean);
+    float cov3d[6];
+    if (g.cov3d != nullptr) {
+#pragma unroll
+        for (int k = 0; k < 6; k++) cov3d[k] = g.cov3d[6 * i + k];
+    } else {
+        const float3 s = make_float3(g.scales[3 * i], g.scales[3 * i + 1], g.scales[3 * i + 2]);
+        const float4 q = make_float4(g.rotations[4 * i], g.rotations[4 * i + 1], g.rotations[4 * i + 2], g.rotations[4 * i + 3]);
+        covariance_3d(s, g.scale_modifier, q, cov3d);
+    }
+    const Projection2D jac = projection_jacobian(t, cam.focal_x, cam.focal_y, cam.tan_fovx, cam.tan_fovy, cam.view);
+    const float3 cov2d = covariance_2d(jac, cov3d);
+    const float inv_det = 1.f / (cov2d.x * cov2d.z - cov2d.y * cov2d.y);
+    const float qa = cov2d.z * inv_det, qb = -cov2d.y * inv_det, qc = cov2d.x * inv_det;
+
+    // conic = inverse(cov2d): dL/dcov2d = -Q Gq Q, with Gq the symmetric conic gradient
+    const float4 gq = screen.conic_opacity[i];
+    const float gb_half = 0.5f * gq.y;
+    const float m00 = qa * gq.x + qb * gb_half, m01 = qa * gb_half + qb * gq.z;
+    const float m10 = qb * gq.x + qc * gb_half, m11 = qb * gb_half + qc * gq.z;
+    const float da = -(m00 * qa + m01 * qb), db_half = -(m00 * qb + m01 * qc), dc = -(m10 * qb + m11 * qc);
+
+    // cov2d = T Sigma T^T: dL/dSigma = T^T G2 T, dL/dT = 2 G2 T Sigma
+    float G[9];
+#pragma unroll
+    for (int a = 0; a < 3; a++)
+#pragma unroll
+        for (int b = 0; b < 3; b++)
+            G[3 * a + b] = jac.t0[a] * (da * jac.t0[b] + db_half * jac.t1[b]) + jac.t1[a] * (db_half * jac.t0[b] + dc * jac.t1[b]);
+    float s0[3], s1[3], dT0[3], dT1[3];
+    sym3_times_vec(cov3d, jac.t0, s0);
+    sym3_times_vec(cov3d, jac.t1, s1);
+#pragma unroll
+    for (int c = 0; c < 3; c++) {
+        dT0[c] = 2.f * (da * s0[c] + db_half * s1[c]);
+        dT1[c] = 2.f * (db_half * s0[c] + dc * s1[c]);
+    }
+    // T = J W: dL/dJ = dL/dT W^T, with W[i][c] = view[4 c + i]
+    const float* V = cam.view;
+    float dJ00 = 0.f, dJ02 = 0.f, dJ11 = 0.f, dJ12 = 0.f;
+#pragma unroll
+    for (int c = 0; c < 3; c++) {
+        dJ00 += dT0[c] * V[4 * c + 0];
+        dJ02 += dT0[c] * V[4 * c + 2];
+        dJ11 += dT1[c] * V[4 * c + 1];
+        dJ12 += dT1[c] * V[4 * c + 2];
+    }
+    const float tz = t.z, tz2 = tz * tz, tz3 = tz2 * tz;
+    const float fx = cam.focal_x, fy = cam.focal_y;
+    const float d_txc = -fx / tz2 * dJ02, d_tyc = -fy / tz2 * dJ12;
+    float d_tz = -fx / tz2 * dJ00 + 2.f * fx * jac.tx / tz3 * dJ02 - fy / tz2 * dJ11 + 2.f * fy * jac.ty / tz3 * dJ12;
+    // the clamped coordinate is clamp(x / z) z: slope 1 in x inside, the clamp bound in z outside
+    const float d_tx = jac.clamped_x ? 0.f : d_txc;
+    const float d_ty = jac.clamped_y ? 0.f : d_tyc;
+    if (jac.clamped_x) d_tz += d_txc * (jac.tx / tz);
+    if (jac.clamped_y) d_tz += d_tyc * (jac.ty / tz);
+    d_tz += screen.depths[i];
+
+    // mean through the view transform
+    float3 d_mean = make_float3(V[0] * d_tx + V[1] * d_ty + V[2] * d_tz,
+                                V[4] * d_tx + V[5] * d_ty + V[6] * d_tz,
+                                V[8] * d_tx + V[9] * d_ty + V[10] * d_tz);
+    // mean through the projected centre (NDC)
+    const float2 g_pix = screen.means2d[i];
+    const float g_ndc_x = g_pix.x * 0.5f * cam.width, g_ndc_y = g_pix.y * 0.5f * cam.height;
+    out.means2d_ndc[3 * i] = g_ndc_x;
+    out.means2d_ndc[3 * i + 1] = g_ndc_y;
+    const float* P = cam.proj;
+    const float4 hom = transform_point_hom(P, mean);
+    const float w = 1.f / (hom.w + 1e-7f);
+    const float dhx = g_ndc_x * w, dhy = g_ndc_y * w, dhw = -(g_ndc_x * hom.x + g_ndc_y * hom.y) * w * w;
+    d_mean.x += P[0] * dhx + P[1] * dhy + P[3] * dhw;
+    d_mean.y += P[4] * dhx + P[5] * dhy + P[7] * dhw;
+    d_mean.z += P[8] * dhx + P[9] * dhy + P[11] * dhw;
+
+    const float3 g_rgb = make_float3(screen.rgb[3 * i], screen.rgb[3 * i + 1], screen.rgb[3 * i + 2]);
+    if (g.colors == nullptr) {  // precomputed colours take screen.rgb as their gradient as is
+        const float3 d = sh_backward(g, i, mean, cam.campos, p.clamped[i], g_rgb, out.shs);
+        d_mean.x += d.x; d_mean.y += d.y; d_mean.z += d.z;
+    }
+    out.means[3 * i] = d_mean.x; out.means[3 * i + 1] = d_mean.y; out.means[3 * i + 2] = d_mean.z;
+
+    if (g.cov3d != nullptr) {  // upper triangle: off-diagonal entries appear twice in Sigma
+        float* gc = out.cov3d + 6 * i;
+        gc[0] = G[0]; gc[1] = 2.f * G[1]; gc[2] = 2.f * G[2]; gc[3] = G[4]; gc[4] = 2.f * G[5]; gc[5] = G[8];
+    } else {
+        covariance_3d_backward(g, i, G, out.scales + 3 * i, out.rotations + 4 * i);
+    }
+}
+
+static inline int blocks_for(int64_t n, int threads) { return (int)((n + threads - 1) / threads); }
+
+void launch_render_backward(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
+                            const float* features, const float* bg, const float* final_T, const int* n_contrib,
+                            const float* grad_color, const float* grad_depth, const float* grad_feature,
+                            const float* grad_alpha, const ScreenGrads& out, cudaStream_t stream) {
+    const dim3 grid(cam.tiles_x, cam.tiles_y), block(TILE, TILE);
+#define EGORAST_RENDER_BW(CAP)                                                                          \
+    case CAP:                                                                                            \
+        render_backward_kernel<CAP><<<grid, block, 0, stream>>>(lists, cam, p, features, k_features, bg,  \
+                                                                final_T, n_contrib, grad_color, grad_depth, \
+                                                                grad_feature, grad_alpha, out);            \
+        break;
+    switch (feature_capacity(k_features)) {
+        EGORAST_RENDER_BW(0) EGORAST_RENDER_BW(1) EGORAST_RENDER_BW(3) EGORAST_RENDER_BW(8) EGORAST_RENDER_BW(16)
+        EGORAST_RENDER_BW(32)
+        default: break;
+    }
+#undef EGORAST_RENDER_BW
+}
+
+void launch_preprocess_backward(const Gaussians& g, const Camera& cam, const Projected& p,
+                                const ScreenGrads& screen, const InputGrads& out, cudaStream_t stream) {
+    if (g.count == 0) return;
+    preprocess_backward_kernel<<<blocks_for(g.count, 256), 256, 0, stream>>>(g, cam, p, screen, out);
+}
+
+}  // namespace egorast

@@ -1,0 +1,251 @@
+// Forward pass: per-Gaussian preprocessing, (tile, depth) keys, tile ranges, per-tile blending.
+#include <cstdint>
+
+#include "blend.cuh"
+#include "config.h"
+#include "maths.cuh"
+#include "rasterizer.h"
+
+namespace egorast {
+
+__device__ __forceinline__ int clamp_int(int v, int lo, int hi) { return min(hi, max(lo, v)); }
+
+// Tiles whose pixels the disc of `radius` around `center` may reach, [x0, x1) x [y0, y1):
+// the rule the reference uses (C-style truncation, then clamped to the grid).
+__device__ inline int4 radius_tile_rect(float2 center, int radius, int tiles_x, int tiles_y) {
+    return make_int4(clamp_int((int)((center.x - radius) / TILE), 0, tiles_x),
+                     clamp_int((int)((center.y - radius) / TILE), 0, tiles_y),
+                     clamp_int((int)((center.x + radius + TILE - 1) / TILE), 0, tiles_x),
+                     clamp_int((int)((center.y + radius + TILE - 1) / TILE), 0, tiles_y));
+}
+
+// Tiles holding a pixel centre where this Gaussian's alpha can reach ALPHA_MIN: outside the
+// ellipse d^T conic d <= 2 ln(opacity / ALPHA_MIN) every pixel skips it, so dropping those
+// tiles changes no output. Margins cover float rounding; very large or degenerate footprints
+// keep the full rectangle.
+__device__ inline int4 opacity_tile_rect(float2 center, float3 cov2d, float det, float opacity,
+                                         int4 rect) {
+    const bool well_posed = det > 0.f && cov2d.x > 0.f && cov2d.z > 0.f && cov2d.x + cov2d.z < 2e4f;
+    if (!well_posed) return rect;
+    const float level = 2.f * logf(opacity / ALPHA_MIN) + 0.05f;
+    if (!(level > 0.f)) return make_int4(rect.x, rect.y, rect.x, rect.y);  // never visible
+    const float hx = 1.02f * sqrtf(level * cov2d.x) + 0.1f;
+    const float hy = 1.02f * sqrtf(level * cov2d.z) + 0.1f;
+    // pixel centres are integers: tile of the first/last pixel inside [c - h, c + h]
+    const float lo_x = fmaxf(-1.f, floorf((center.x - hx) / TILE)), hi_x = fminf(1e6f, floorf((center.x + hx) / TILE));
+    const float lo_y = fmaxf(-1.f, floorf((center.y - hy) / TILE)), hi_y = fminf(1e6f, floorf((center.y + hy) / TILE));
+    int4 tight = make_int4(max(rect.x, (int)lo_x), max(rect.y, (int)lo_y),
+                           min(rect.z, (int)hi_x + 1), min(rect.w, (int)hi_y + 1));
+    if (tight.z < tight.x) tight.z = tight.x;
+    if (tight.w < tight.y) tight.w = tight.y;
+    return tight;
+}
+
+__device__ inline float3 sh_colour(const Gaussians& g, int i, float3 mean, const float* campos, uint8_t* clamped) {
+    float3 dir = make_float3(mean.x - campos[0], mean.y - campos[1], mean.z - campos[2]);
+    const float inv_len = rsqrtf(dir.x * dir.x + dir.y * dir.y + dir.z * dir.z);
+    dir = make_float3(dir.x * inv_len, dir.y * inv_len, dir.z * inv_len);
+    float basis[16];
+    sh_basis<false>(g.sh_degree, dir.x, dir.y, dir.z, basis, nullptr);
+    const float* sh = g.shs + (int64_t)i * g.sh_stride * 3;
+    float c[3] = {0.f, 0.f, 0.f};
+    const int count = sh_count(g.sh_degree);
+#pragma unroll
+    for (int k = 0; k < 16; k++) {  // unrolled so that basis[] stays in registers
+        if (k >= count) break;
+        c[0] += basis[k] * sh[3 * k];
+        c[1] += basis[k] * sh[3 * k + 1];
+        c[2] += basis[k] * sh[3 * k + 2];
+    }
+    uint8_t bits = 0;
+#pragma unroll
+    for (int ch = 0; ch < 3; ch++) {
+        c[ch] += 0.5f;
+        if (c[ch] < 0.f) { bits |= 1 << ch; c[ch] = 0.f; }
+    }
+    *clamped = bits;
+    return make_float3(c[0], c[1], c[2]);
+}
+
+__global__ void preprocess_kernel(Gaussians g, Camera cam, Projected out) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= g.count) return;
+    out.radii[i] = 0;
+    out.tiles_touched[i] = 0;
+    const float3 mean = make_float3(g.means[3 * i], g.means[3 * i + 1], g.means[3 * i + 2]);
+    const float3 t = transform_point(cam.view, mean);
+    out.depths[i] = t.z;
+    if (t.z <= NEAR_CULL_Z) return;
+
+    float cov3d[6];
+    if (g.cov3d != nullptr) {
+#pragma unroll
+        for (int k = 0; k < 6; k++) cov3d[k] = g.cov3d[6 * i + k];
+    } else {
+        const float3 s = make_float3(g.scales[3 * i], g.scales[3 * i + 1], g.scales[3 * i + 2]);
+        const float4 q = make_float4(g.rotations[4 * i], g.rotations[4 * i + 1], g.rotations[4 * i + 2], g.rotations[4 * i + 3]);
+        covariance_3d(s, g.scale_modifier, q, cov3d);
+    }
+    const Projection2D jac = projection_jacobian(t, cam.focal_x, cam.focal_y, cam.tan_fovx, cam.tan_fovy, cam.view);
+    const float3 cov2d = covariance_2d(jac, cov3d);
+    const float det = cov2d.x * cov2d.z - cov2d.y * cov2d.y;
+    if (det == 0.f) return;
+    const float inv_det = 1.f / det;
+    const float mid = 0.5f * (cov2d.x + cov2d.z);
+    const float lambda_max = mid + sqrtf(fmaxf(0.1f, mid * mid - det));
+    const int radius = (int)ceilf(3.f * sqrtf(lambda_max));
+
+    const float4 hom = transform_point_hom(cam.proj, mean);
+    const float w = 1.f / (hom.w + 1e-7f);
+    const float2 center = make_float2(ndc_to_pixel(hom.x * w, cam.width), ndc_to_pixel(hom.y * w, cam.height));
+    const int4 rect = radius_tile_rect(center, radius, cam.tiles_x, cam.tiles_y);
+    if ((rect.z - rect.x) * (rect.w - rect.y) == 0) return;
+
+    const float opacity = g.opacities[i];
+    const int4 tight = opacity_tile_rect(center, cov2d, det, opacity, rect);
+    float3 rgb;
+    if (g.colors != nullptr) {
+        rgb = make_float3(g.colors[3 * i], g.colors[3 * i + 1], g.colors[3 * i + 2]);
+        out.clamped[i] = 0;
+    } else {
+        rgb = sh_colour(g, i, mean, cam.campos, &out.clamped[i]);
+    }
+    out.radii[i] = radius;
+    out.means2d[i] = center;
+    out.conic_opacity[i] = make_float4(cov2d.z * inv_det, -cov2d.y * inv_det, cov2d.x * inv_det, opacity);
+    out.rgb[3 * i] = rgb.x; out.rgb[3 * i + 1] = rgb.y; out.rgb[3 * i + 2] = rgb.z;
+    out.tile_rects[i] = make_ushort4(tight.x, tight.y, tight.z, tight.w);
+    out.tiles_touched[i] = (int64_t)(tight.z - tight.x) * (tight.w - tight.y);
+}
+
+// One key per (tile, Gaussian): tile index in the high 32 bits, depth bits in the low 32
+// (positive floats order like their bit patterns), so one sort groups by tile, then depth.
+__global__ void emit_keys_kernel(int n, Projected p, const int64_t* offsets, int tiles_x, uint64_t* keys, int* values) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n || p.tiles_touched[i] == 0) return;
+    int64_t slot = offsets[i] - p.tiles_touched[i];  // offsets is the inclusive prefix sum
+    const ushort4 r = p.tile_rects[i];
+    const uint64_t depth_bits = __float_as_uint(p.depths[i]);
+    for (int ty = r.y; ty < r.w; ty++)
+        for (int tx = r.x; tx < r.z; tx++) {
+            keys[slot] = ((uint64_t)(ty * tiles_x + tx) << 32) | depth_bits;
+            values[slot] = i;
+            slot++;
+        }
+}
+
+__global__ void tile_ranges_kernel(int n_keys, const uint64_t* keys, int2* ranges) {
+    const int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= n_keys) return;
+    const int tile = (int)(keys[k] >> 32);
+    if (k == 0 || (int)(keys[k - 1] >> 32) != tile) ranges[tile].x = k;
+    if (k == n_keys - 1 || (int)(keys[k + 1] >> 32) != tile) ranges[tile].y = k + 1;
+}
+
+// One block per tile, one thread per pixel. Gaussians of the tile are staged in shared memory
+// in batches of BLOCK_SIZE and blended front to back.
+template <int KCAP>
+__global__ void __launch_bounds__(BLOCK_SIZE) render_kernel(
+    TileLists lists, Camera cam, Projected p, const float* __restrict__ features, int K,
+    const float* __restrict__ bg, float* color, float* depth, float* feature_map, float* alpha_map,
+    float* final_T, int* n_contrib) {
+    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    const int rank = threadIdx.y * TILE + threadIdx.x;
+    const int px = blockIdx.x * TILE + threadIdx.x, py = blockIdx.y * TILE + threadIdx.y;
+    const bool inside = px < cam.width && py < cam.height;
+    const float2 pixel = make_float2((float)px, (float)py);
+    const int2 range = lists.ranges[tile];
+
+    __shared__ int s_id[BLOCK_SIZE];
+    __shared__ float2 s_xy[BLOCK_SIZE];
+    __shared__ float4 s_conic[BLOCK_SIZE];
+
+    float T = 1.f, acc_c[3] = {0.f, 0.f, 0.f}, acc_d = 0.f, acc_f[KCAP > 0 ? KCAP : 1];
+#pragma unroll
+    for (int k = 0; k < KCAP; k++) acc_f[k] = 0.f;
+    int seen = 0, last = 0;
+    bool done = !inside;
+
+    for (int base = range.x; base < range.y; base += BLOCK_SIZE) {
+        if (__syncthreads_count(done) == BLOCK_SIZE) break;
+        if (base + rank < range.y) {
+            const int id = lists.point_list[base + rank];
+            s_id[rank] = id;
+            s_xy[rank] = p.means2d[id];
+            s_conic[rank] = p.conic_opacity[id];
+        }
+        __syncthreads();
+        const int batch = min(BLOCK_SIZE, range.y - base);
+        for (int j = 0; !done && j < batch; j++) {
+            seen++;
+            const float a = evaluate_alpha(s_xy[j], s_conic[j], pixel).alpha;
+            if (a < ALPHA_MIN) continue;
+            const float next_T = T * (1.f - a);
+            if (next_T < T_MIN) { done = true; break; }
+            const float w = a * T;
+            const int id = s_id[j];
+            acc_c[0] += w * p.rgb[3 * id];
+            acc_c[1] += w * p.rgb[3 * id + 1];
+            acc_c[2] += w * p.rgb[3 * id + 2];
+            acc_d += w * p.depths[id];
+#pragma unroll
+            for (int k = 0; k < KCAP; k++)
+                if (k < K) acc_f[k] += w * features[(int64_t)id * K + k];
+            T = next_T;
+            last = seen;
+        }
+    }
+    if (!inside) return;
+    const int64_t pix = (int64_t)py * cam.width + px, plane = (int64_t)cam.width * cam.height;
+#pragma unroll
+    for (int c = 0; c < 3; c++) color[c * plane + pix] = acc_c[c] + T * bg[c];
+    depth[pix] = acc_d;
+#pragma unroll
+    for (int k = 0; k < KCAP; k++)
+        if (k < K) feature_map[k * plane + pix] = acc_f[k];
+    alpha_map[pix] = 1.f - T;
+    final_T[pix] = T;
+    n_contrib[pix] = last;
+}
+
+static inline int blocks_for(int64_t n, int threads) { return (int)((n + threads - 1) / threads); }
+
+void launch_preprocess(const Gaussians& g, const Camera& cam, const Projected& out, cudaStream_t stream) {
+    if (g.count == 0) return;
+    preprocess_kernel<<<blocks_for(g.count, 256), 256, 0, stream>>>(g, cam, out);
+}
+
+void launch_emit_keys(int n, const Projected& p, const int64_t* offsets, int tiles_x, uint64_t* keys,
+                      int* values, cudaStream_t stream) {
+    if (n == 0) return;
+    emit_keys_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(n, p, offsets, tiles_x, keys, values);
+}
+
+void launch_tile_ranges(int n_keys, const uint64_t* keys, int2* ranges, cudaStream_t stream) {
+    if (n_keys == 0) return;
+    tile_ranges_kernel<<<blocks_for(n_keys, 256), 256, 0, stream>>>(n_keys, keys, ranges);
+}
+
+int feature_capacity(int k) {
+    for (int cap : {0, 1, 3, 8, 16, 32})
+        if (k <= cap) return cap;
+    return -1;
+}
+
+void launch_render(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
+                   const float* features, const float* bg, float* color, float* depth, float* feature_map,
+                   float* alpha, float* final_T, int* n_contrib, cudaStream_t stream) {
+    const dim3 grid(cam.tiles_x, cam.tiles_y), block(TILE, TILE);
+#define EGORAST_RENDER(CAP)                                                                         \
+    case CAP:                                                                                        \
+        render_kernel<CAP><<<grid, block, 0, stream>>>(lists, cam, p, features, k_features, bg, color, \
+                                                       depth, feature_map, alpha, final_T, n_contrib); \
+        break;
+    switch (feature_capacity(k_features)) {
+        EGORAST_RENDER(0) EGORAST_RENDER(1) EGORAST_RENDER(3) EGORAST_RENDER(8) EGORAST_RENDER(16) EGORAST_RENDER(32)
+        default: break;  // the caller validated k_features
+    }
+#undef EGORAST_RENDER
+}
+
+}  // namespace egorast

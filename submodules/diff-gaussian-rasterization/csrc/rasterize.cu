@@ -1,0 +1,240 @@
+// Host side: validates tensors, allocates buffers through PyTorch's allocator, runs the passes
+// in order on the current stream. Sorting uses CUB's radix sort over only the key bits in use.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cub/device/device_radix_sort.cuh>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "config.h"
+#include "rasterize.h"
+#include "rasterizer.h"
+
+namespace egorast {
+namespace {
+
+void check_kernel(const char* step, bool debug) {
+    cudaError_t err = debug ? cudaDeviceSynchronize() : cudaSuccess;
+    if (err == cudaSuccess) err = cudaGetLastError();
+    if (err != cudaSuccess)
+        throw std::runtime_error(std::string("diff_gaussian_rasterization: CUDA error in ") + step + ": " +
+                                 cudaGetErrorString(err));
+}
+
+void check_tensor(const at::Tensor& t, const char* name, int64_t n, int64_t width) {
+    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+    TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32, got ", t.scalar_type());
+    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+    TORCH_CHECK(t.numel() == n * width, name, " must hold ", n, " x ", width, " values, got shape ", t.sizes());
+}
+
+const float* optional_ptr(const at::Tensor& t, const char* name, int64_t n, int64_t width) {
+    if (t.numel() == 0) return nullptr;
+    check_tensor(t, name, n, width);
+    return t.data_ptr<float>();
+}
+
+Camera make_camera(const at::Tensor& view, const at::Tensor& proj, const at::Tensor& campos, int H, int W,
+                   float tan_fovx, float tan_fovy) {
+    check_tensor(view, "viewmatrix", 4, 4);
+    check_tensor(proj, "projmatrix", 4, 4);
+    check_tensor(campos, "campos", 1, 3);
+    Camera cam;
+    cam.view = view.data_ptr<float>();
+    cam.proj = proj.data_ptr<float>();
+    cam.campos = campos.data_ptr<float>();
+    cam.width = W;
+    cam.height = H;
+    cam.tan_fovx = tan_fovx;
+    cam.tan_fovy = tan_fovy;
+    cam.focal_x = W / (2.f * tan_fovx);
+    cam.focal_y = H / (2.f * tan_fovy);
+    cam.tiles_x = (W + TILE - 1) / TILE;
+    cam.tiles_y = (H + TILE - 1) / TILE;
+    return cam;
+}
+
+Gaussians make_gaussians(const at::Tensor& means, const at::Tensor& scales, const at::Tensor& rotations,
+                         double scale_modifier, const at::Tensor& cov3d, const at::Tensor& opacities,
+                         const at::Tensor& shs, int sh_degree, const at::Tensor& colors) {
+    const int64_t n = means.size(0);
+    check_tensor(means, "means3D", n, 3);
+    check_tensor(opacities, "opacities", n, 1);
+    Gaussians g;
+    g.count = (int)n;
+    g.means = means.data_ptr<float>();
+    g.opacities = opacities.data_ptr<float>();
+    g.scale_modifier = (float)scale_modifier;
+    g.cov3d = optional_ptr(cov3d, "cov3D_precomp", n, 6);
+    g.scales = g.cov3d ? nullptr : optional_ptr(scales, "scales", n, 3);
+    g.rotations = g.cov3d ? nullptr : optional_ptr(rotations, "rotations", n, 4);
+    TORCH_CHECK(g.cov3d || (g.scales && g.rotations), "give cov3D_precomp or both scales and rotations");
+    g.colors = optional_ptr(colors, "colors_precomp", n, 3);
+    g.shs = nullptr;
+    g.sh_degree = sh_degree;
+    g.sh_stride = 0;
+    if (!g.colors) {
+        TORCH_CHECK(shs.dim() == 3 && shs.size(0) == n && shs.size(2) == 3, "shs must be [N, M, 3], got ", shs.sizes());
+        TORCH_CHECK(sh_degree >= 0 && sh_degree <= 3, "sh_degree must be 0..3, got ", sh_degree);
+        g.sh_stride = (int)shs.size(1);
+        TORCH_CHECK(g.sh_stride >= (sh_degree + 1) * (sh_degree + 1), "SH degree ", sh_degree, " needs ",
+                    (sh_degree + 1) * (sh_degree + 1), " coefficients, shs has ", g.sh_stride);
+        g.shs = optional_ptr(shs, "shs", n, 3 * g.sh_stride);
+    }
+    return g;
+}
+
+Projected view_projected(const std::vector<at::Tensor>& t) {
+    // order: radii, depths, means2d, conic_opacity, rgb, clamped
+    Projected p{};
+    p.radii = t[0].data_ptr<int>();
+    p.depths = t[1].data_ptr<float>();
+    p.means2d = reinterpret_cast<float2*>(t[2].data_ptr<float>());
+    p.conic_opacity = reinterpret_cast<float4*>(t[3].data_ptr<float>());
+    p.rgb = t[4].data_ptr<float>();
+    p.clamped = t[5].data_ptr<uint8_t>();
+    return p;
+}
+
+int key_bits_for(int n_tiles) {
+    int bits = 0;
+    while ((int64_t(1) << bits) < n_tiles) bits++;
+    return 32 + bits;
+}
+
+}  // namespace
+
+std::vector<at::Tensor> rasterize_forward(
+    const at::Tensor& bg, const at::Tensor& means3D, const at::Tensor& colors, const at::Tensor& opacities,
+    const at::Tensor& scales, const at::Tensor& rotations, double scale_modifier, const at::Tensor& cov3D_precomp,
+    const at::Tensor& features, const at::Tensor& viewmatrix, const at::Tensor& projmatrix, double tan_fovx,
+    double tan_fovy, int64_t image_height, int64_t image_width, const at::Tensor& shs, int64_t sh_degree,
+    const at::Tensor& campos, bool debug) {
+    TORCH_CHECK(image_height > 0 && image_width > 0, "image size must be positive, got ", image_width, "x", image_height);
+    TORCH_CHECK(image_width <= TILE * 65535 && image_height <= TILE * 65535, "image too large");
+    const c10::cuda::CUDAGuard guard(means3D.device());
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const int H = (int)image_height, W = (int)image_width;
+    const int64_t n = means3D.size(0);
+    const Camera cam = make_camera(viewmatrix, projmatrix, campos, H, W, (float)tan_fovx, (float)tan_fovy);
+    const Gaussians g = make_gaussians(means3D, scales, rotations, scale_modifier, cov3D_precomp, opacities, shs,
+                                       (int)sh_degree, colors);
+    check_tensor(bg, "bg", 1, 3);
+    const int K = features.dim() == 2 ? (int)features.size(1) : 0;
+    if (n * K > 0) check_tensor(features, "mask_feature", n, K);
+    TORCH_CHECK(feature_capacity(K) >= 0, "mask_feature has ", K, " channels; at most ", MAX_FEATURES,
+                " are supported");
+
+    auto f32 = means3D.options().dtype(at::kFloat);
+    auto i32 = means3D.options().dtype(at::kInt);
+    auto i64 = means3D.options().dtype(at::kLong);
+    std::vector<at::Tensor> projected = {at::empty({n}, i32), at::empty({n}, f32), at::empty({n, 2}, f32),
+                                         at::empty({n, 4}, f32), at::empty({n, 3}, f32),
+                                         at::empty({n}, means3D.options().dtype(at::kByte))};
+    Projected p = view_projected(projected);
+    at::Tensor rects = at::empty({n, 4}, means3D.options().dtype(at::kShort));
+    at::Tensor touched = at::empty({n}, i64);
+    p.tile_rects = reinterpret_cast<ushort4*>(rects.data_ptr<int16_t>());
+    p.tiles_touched = touched.data_ptr<int64_t>();
+    launch_preprocess(g, cam, p, stream);
+    check_kernel("preprocess", debug);
+
+    // one (tile | depth) key per tile a Gaussian touches, sorted
+    const at::Tensor offsets = at::cumsum(touched, 0);
+    const int64_t n_keys = n > 0 ? offsets[n - 1].item<int64_t>() : 0;
+    TORCH_CHECK(n_keys < (int64_t(1) << 31), "too many (tile, Gaussian) pairs: ", n_keys);
+    const int n_tiles = cam.tiles_x * cam.tiles_y;
+    at::Tensor ranges = at::zeros({n_tiles, 2}, i32);
+    at::Tensor point_list = at::empty({n_keys}, i32);
+    if (n_keys > 0) {
+        at::Tensor keys = at::empty({n_keys}, i64), keys_sorted = at::empty({n_keys}, i64);
+        at::Tensor values = at::empty({n_keys}, i32);
+        auto* k_in = reinterpret_cast<uint64_t*>(keys.data_ptr<int64_t>());
+        auto* k_out = reinterpret_cast<uint64_t*>(keys_sorted.data_ptr<int64_t>());
+        launch_emit_keys((int)n, p, offsets.data_ptr<int64_t>(), cam.tiles_x, k_in, values.data_ptr<int>(), stream);
+        check_kernel("emit_keys", debug);
+        size_t temp_bytes = 0;
+        const int end_bit = key_bits_for(n_tiles);
+        cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, k_in, k_out, values.data_ptr<int>(),
+                                        point_list.data_ptr<int>(), (int)n_keys, 0, end_bit, stream);
+        at::Tensor temp = at::empty({(int64_t)temp_bytes}, means3D.options().dtype(at::kByte));
+        cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, k_in, k_out, values.data_ptr<int>(),
+                                        point_list.data_ptr<int>(), (int)n_keys, 0, end_bit, stream);
+        check_kernel("radix sort", debug);
+        launch_tile_ranges((int)n_keys, k_out, reinterpret_cast<int2*>(ranges.data_ptr<int>()), stream);
+        check_kernel("tile_ranges", debug);
+    }
+
+    at::Tensor color = at::empty({3, H, W}, f32), depth = at::empty({1, H, W}, f32);
+    at::Tensor feature_map = at::empty({K, H, W}, f32), alpha = at::empty({1, H, W}, f32);
+    at::Tensor final_T = at::empty({H, W}, f32), n_contrib = at::empty({H, W}, i32);
+    const TileLists lists{reinterpret_cast<const int2*>(ranges.data_ptr<int>()), point_list.data_ptr<int>()};
+    launch_render(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, bg.data_ptr<float>(),
+                  color.data_ptr<float>(), depth.data_ptr<float>(), K > 0 ? feature_map.data_ptr<float>() : nullptr,
+                  alpha.data_ptr<float>(), final_T.data_ptr<float>(), n_contrib.data_ptr<int>(), stream);
+    check_kernel("render", debug);
+
+    // outputs, then what the backward needs
+    return {color, depth, feature_map, alpha, projected[0], projected[1], projected[2], projected[3],
+            projected[4], projected[5], point_list, ranges, final_T, n_contrib};
+}
+
+std::vector<at::Tensor> rasterize_backward(
+    const at::Tensor& bg, const at::Tensor& means3D, const at::Tensor& colors, const at::Tensor& opacities,
+    const at::Tensor& scales, const at::Tensor& rotations, double scale_modifier, const at::Tensor& cov3D_precomp,
+    const at::Tensor& features, const at::Tensor& viewmatrix, const at::Tensor& projmatrix, double tan_fovx,
+    double tan_fovy, const at::Tensor& shs, int64_t sh_degree, const at::Tensor& campos,
+    const at::Tensor& grad_color, const at::Tensor& grad_depth, const at::Tensor& grad_feature,
+    const at::Tensor& grad_alpha, const std::vector<at::Tensor>& saved, bool debug) {
+    // saved: radii, depths, means2d, conic_opacity, rgb, clamped, point_list, ranges, final_T, n_contrib
+    TORCH_CHECK(saved.size() == 10, "rasterize_backward: expected 10 saved tensors");
+    const c10::cuda::CUDAGuard guard(means3D.device());
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const at::Tensor& final_T = saved[8];
+    const int H = (int)final_T.size(0), W = (int)final_T.size(1);
+    const int64_t n = means3D.size(0);
+    const Camera cam = make_camera(viewmatrix, projmatrix, campos, H, W, (float)tan_fovx, (float)tan_fovy);
+    const Gaussians g = make_gaussians(means3D, scales, rotations, scale_modifier, cov3D_precomp, opacities, shs,
+                                       (int)sh_degree, colors);
+    const int K = features.dim() == 2 ? (int)features.size(1) : 0;
+    check_tensor(grad_color, "grad of color", 3, (int64_t)H * W);
+    check_tensor(grad_depth, "grad of depth", 1, (int64_t)H * W);
+    check_tensor(grad_alpha, "grad of alpha", 1, (int64_t)H * W);
+    if (K > 0) check_tensor(grad_feature, "grad of feature_map", K, (int64_t)H * W);
+
+    Projected p = view_projected(saved);
+    const TileLists lists{reinterpret_cast<const int2*>(saved[7].data_ptr<int>()), saved[6].data_ptr<int>()};
+    auto f32 = means3D.options().dtype(at::kFloat);
+
+    at::Tensor g_means2d_pix = at::zeros({n, 2}, f32), g_conic_op = at::zeros({n, 4}, f32);
+    at::Tensor g_rgb = at::zeros({n, 3}, f32), g_depths = at::zeros({n}, f32), g_features = at::zeros({n, K}, f32);
+    ScreenGrads screen{reinterpret_cast<float2*>(g_means2d_pix.data_ptr<float>()),
+                       reinterpret_cast<float4*>(g_conic_op.data_ptr<float>()), g_rgb.data_ptr<float>(),
+                       g_depths.data_ptr<float>(), K > 0 ? g_features.data_ptr<float>() : nullptr};
+    launch_render_backward(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, bg.data_ptr<float>(),
+                           final_T.data_ptr<float>(), saved[9].data_ptr<int>(), grad_color.data_ptr<float>(),
+                           grad_depth.data_ptr<float>(), K > 0 ? grad_feature.data_ptr<float>() : nullptr,
+                           grad_alpha.data_ptr<float>(), screen, stream);
+    check_kernel("render_backward", debug);
+
+    at::Tensor g_means2d = at::zeros({n, 3}, f32), g_means3d = at::zeros({n, 3}, f32);
+    at::Tensor g_scales = g.scales ? at::zeros({n, 3}, f32) : at::empty({0}, f32);
+    at::Tensor g_rotations = g.rotations ? at::zeros({n, 4}, f32) : at::empty({0}, f32);
+    at::Tensor g_cov3d = g.cov3d ? at::zeros({n, 6}, f32) : at::empty({0}, f32);
+    at::Tensor g_shs = g.shs ? at::zeros_like(shs) : at::empty({0}, f32);
+    at::Tensor g_colors = g.colors ? g_rgb : at::empty({0}, f32);
+    InputGrads out{g_means2d.data_ptr<float>(), g_means3d.data_ptr<float>(),
+                   g.scales ? g_scales.data_ptr<float>() : nullptr, g.rotations ? g_rotations.data_ptr<float>() : nullptr,
+                   g.cov3d ? g_cov3d.data_ptr<float>() : nullptr, g.shs ? g_shs.data_ptr<float>() : nullptr};
+    launch_preprocess_backward(g, cam, p, screen, out, stream);
+    check_kernel("preprocess_backward", debug);
+    at::Tensor g_opacities = g_conic_op.narrow(1, 3, 1).contiguous();
+    return {g_means2d, g_colors, g_opacities, g_means3d, g_cov3d, g_shs, g_scales, g_rotations, g_features};
+}
+
+}  // namespace egorast

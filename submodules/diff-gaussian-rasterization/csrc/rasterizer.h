@@ -1,0 +1,88 @@
+// Kernel-level interface of the rasterizer: parameter structs and launchers (forward.cu,
+// backward.cu). rasterize.cu owns the tensors and calls these in order.
+#pragma once
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace egorast {
+
+struct Camera {
+    const float* view;     // [4,4] row-vector world->view (world_view_transform)
+    const float* proj;     // [4,4] row-vector world->clip (full_proj_transform)
+    const float* campos;   // [3]
+    int width, height;
+    float tan_fovx, tan_fovy, focal_x, focal_y;
+    int tiles_x, tiles_y;
+};
+
+// Per-Gaussian inputs; the optional ones are nullptr when absent.
+struct Gaussians {
+    int count;
+    const float* means;           // [N,3]
+    const float* scales;          // [N,3] activated (with rotations) or nullptr
+    const float* rotations;       // [N,4] (w, x, y, z), any norm
+    float scale_modifier;
+    const float* cov3d;           // [N,6] precomputed upper triangle or nullptr
+    const float* opacities;       // [N]
+    const float* shs;             // [N, sh_stride, 3] or nullptr
+    int sh_degree, sh_stride;
+    const float* colors;          // [N,3] precomputed colours or nullptr
+};
+
+// What preprocessing writes per Gaussian (valid where radii > 0).
+struct Projected {
+    int* radii;                   // [N] 0 = not rendered
+    float* depths;                // [N] view z
+    float2* means2d;              // [N] pixel-index centre
+    float4* conic_opacity;        // [N] inverse 2D covariance (a, b, c) and opacity
+    float* rgb;                   // [N,3] colour (SH evaluated, clamped at 0)
+    uint8_t* clamped;             // [N] bit c set where colour channel c was clamped
+    ushort4* tile_rects;          // [N] tiles [x0, x1) x [y0, y1) the Gaussian is listed in
+    int64_t* tiles_touched;       // [N] (x1 - x0) (y1 - y0)
+};
+
+// Blending inputs shared by forward and backward render.
+struct TileLists {
+    const int2* ranges;           // [tiles] [start, end) into point_list
+    const int* point_list;        // [L] Gaussian index, sorted by tile then depth
+};
+
+// Per-Gaussian gradient accumulators filled by the backward render.
+struct ScreenGrads {
+    float2* means2d;              // [N] dL/d(pixel centre)
+    float4* conic_opacity;        // [N] dL/d(conic a, b, c), dL/d(opacity)
+    float* rgb;                   // [N,3]
+    float* depths;                // [N]
+    float* features;              // [N,K]
+};
+
+// Gradients w.r.t. the inputs (zero-initialised by the caller; nullptr where not needed).
+struct InputGrads {
+    float* means2d_ndc;           // [N,3]
+    float* means;                 // [N,3]
+    float* scales;                // [N,3]
+    float* rotations;             // [N,4]
+    float* cov3d;                 // [N,6]
+    float* shs;                   // [N, sh_stride, 3]
+};
+
+void launch_preprocess(const Gaussians& g, const Camera& cam, const Projected& out, cudaStream_t stream);
+void launch_emit_keys(int n, const Projected& p, const int64_t* offsets, int tiles_x,
+                      uint64_t* keys, int* values, cudaStream_t stream);
+void launch_tile_ranges(int n_keys, const uint64_t* keys, int2* ranges, cudaStream_t stream);
+void launch_render(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
+                   const float* features, const float* bg, float* color, float* depth, float* feature_map,
+                   float* alpha, float* final_T, int* n_contrib, cudaStream_t stream);
+
+void launch_render_backward(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
+                            const float* features, const float* bg, const float* final_T, const int* n_contrib,
+                            const float* grad_color, const float* grad_depth, const float* grad_feature,
+                            const float* grad_alpha, const ScreenGrads& out, cudaStream_t stream);
+void launch_preprocess_backward(const Gaussians& g, const Camera& cam, const Projected& p,
+                                const ScreenGrads& screen, const InputGrads& out, cudaStream_t stream);
+
+// Smallest compiled feature-channel capacity >= k (templates exist for these), or -1.
+int feature_capacity(int k);
+
+}  // namespace egorast

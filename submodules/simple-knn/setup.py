@@ -1,0 +1,20 @@
+"""pip install ./submodules/simple-knn  (needs nvcc and a CUDA build of PyTorch)."""
+import os
+
+from setuptools import setup
+from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+setup(
+    name="simple_knn",
+    version="1.0.0",
+    description="EgoMask-GS exact 3-NN mean squared distance (CUDA)",
+    packages=["simple_knn"],
+    ext_modules=[CUDAExtension(
+        name="simple_knn._C",
+        sources=[os.path.join(HERE, "csrc", f) for f in ("ext.cpp", "knn.cu")],
+        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
+    )],
+    cmdclass={"build_ext": BuildExtension},
+)
