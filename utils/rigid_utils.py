@@ -44,13 +44,14 @@ def exp_twist(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     This is the Deformable-3DGS 6-DoF warp: the network predicts (w, v) and the screw has
     angle |w| about the axis w / |w|.
     """
-    a, b, c = _rotation_coefficients((w * w).sum(dim=-1))
-    W = skew(w)
-    W2 = W @ W
-    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(W)
-    R = eye + a[:, None, None] * W + b[:, None, None] * W2
-    V = eye + b[:, None, None] * W + c[:, None, None] * W2
-    p = (V @ v.unsqueeze(-1)).squeeze(-1)
+    theta_sq = (w * w).sum(dim=-1)
+    a, b, c = _rotation_coefficients(theta_sq)
+    # skew(w)² = w wᵀ − θ² I and skew(w) u = w × u: no batched 3x3 matrix products needed.
+    eye = torch.eye(3, dtype=w.dtype, device=w.device)
+    W2 = w.unsqueeze(-1) * w.unsqueeze(-2) - theta_sq[:, None, None] * eye
+    R = eye + a[:, None, None] * skew(w) + b[:, None, None] * W2
+    w_cross_v = torch.linalg.cross(w, v, dim=-1)
+    p = v + b[:, None] * w_cross_v + c[:, None] * torch.linalg.cross(w, w_cross_v, dim=-1)
     return rotation_translation_to_transform(R, p)
 
 

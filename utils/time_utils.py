@@ -83,7 +83,7 @@ class DeformNetwork(nn.Module):
         """Hidden features [N, W] from encoded inputs [N, input_ch]."""
         h = inputs
         for j, layer in enumerate(self.linear):
-            h = F.relu(layer(h))
+            h = F.relu(layer(h), inplace=True)  # the linear output is not needed for backward
             if j == self.skip_after and j + 1 < self.D:
                 h = torch.cat([inputs, h], dim=1)
         return h
