@@ -173,3 +173,15 @@ def test_fix_view_out_of_range(rendered, tmp_path, capsys):
     err = one_line_error(capsys)
     assert f"--fix_view {count}" in err and f"0..{count - 1}" in err
     assert not (model_dir / "train").exists()
+
+
+def test_metrics_on_the_rendered_model_include_decomposition_scores(rendered, tmp_path, monkeypatch):
+    import metrics
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))   # no backbone weights: LPIPS null, offline
+    model_dir = rendered[0]
+    assert metrics.main(["-m", str(model_dir)]) == 0
+    scores = json.loads((model_dir / "results.json").read_text())[f"ours_{ITERATION}"]
+    assert scores["LPIPS"] is None and 0.0 < scores["SSIM"] < 1.0 and scores["PSNR"] > 0
+    assert 0.0 <= scores["mask_IoU"] <= 1.0 and scores["static_PSNR"] > 0
+    per_view = json.loads((model_dir / "per_view.json").read_text())[f"ours_{ITERATION}"]
+    assert sorted(per_view["PSNR"]) == sorted(c.image_name for c in rendered[1].getTestCameras())
