@@ -75,10 +75,10 @@ def cylinder(name, material, centre, radius, half_height) -> Primitive:
 # ----------------------------------------------------------------------------- the static set
 
 # Objects on the bench (centre, size): the hands' paths below are laid out around them.
-BOX_A = dict(centre=(-0.22, 0.36, 0.06), half=(0.08, 0.06, 0.06), yaw_degrees=20.0)
-BOOK = dict(centre=(0.04, 0.50, 0.025), half=(0.10, 0.07, 0.025), yaw_degrees=-12.0)
-BALL = dict(centre=(0.22, 0.32, 0.05), radius=0.05)
-CAN = dict(centre=(0.31, 0.54, 0.07), radius=0.04, half_height=0.07)
+BOX_A = dict(centre=(-0.19, 0.30, 0.06), half=(0.08, 0.06, 0.06), yaw_degrees=20.0)
+BOOK = dict(centre=(0.02, 0.42, 0.025), half=(0.10, 0.07, 0.025), yaw_degrees=-12.0)
+BALL = dict(centre=(0.17, 0.26, 0.05), radius=0.05)
+CAN = dict(centre=(0.27, 0.45, 0.07), radius=0.04, half_height=0.07)
 TABLE = dict(centre=(0.0, 0.15, -0.02), half=(0.8, 0.65, 0.02))
 WALL_Y = 0.8
 
@@ -118,7 +118,7 @@ class HeadPath:
 
     def __init__(self, rng: np.random.Generator):
         self.phases = rng.uniform(0, 2 * np.pi, size=6)
-        self.centre = np.array([0.0, -0.32, 0.42])
+        self.centre = np.array([0.0, -0.18, 0.42])
 
     def pose(self, fid: float) -> Tuple[np.ndarray, np.ndarray]:
         """(c2w rotation [3, 3], camera centre [3]) at time fid."""
@@ -127,7 +127,7 @@ class HeadPath:
                                          0.03 * np.sin(0.6 * w + p[2]),
                                          0.02 * np.sin(1.1 * w + p[3])])
         yaw = math.radians(7.0 * np.sin(0.7 * w + p[4]))
-        pitch = math.radians(34.0 + 3.0 * np.sin(0.9 * w + p[5]))
+        pitch = math.radians(42.0 + 3.0 * np.sin(0.9 * w + p[5]))
         roll = math.radians(2.0 * np.sin(1.3 * w + p[0]))
         forward = [math.sin(yaw) * math.cos(pitch), math.cos(yaw) * math.cos(pitch), -math.sin(pitch)]
         return look_at_c2w(forward) @ rotation_about([0, 0, 1], roll), centre
@@ -137,20 +137,20 @@ class HeadPath:
 
 # Keyframes per hand, one row each: wrist x, y, z (m), yaw, pitch, roll (degrees), grip (0 open .. 1 fist).
 RIGHT_KEYS = np.array([
-    [0.15, 0.00, 0.10, 10, -10, 0, 0.30],
-    [0.20, 0.12, 0.14, 5, -20, -5, 0.15],
-    [0.22, 0.17, 0.12, 0, -32, 0, 0.70],   # grips the ball
-    [0.20, 0.15, 0.13, -10, -25, 5, 0.60],
-    [0.18, 0.32, 0.16, 15, -30, 0, 0.40],  # reaches past the ball towards the can
-    [0.14, 0.05, 0.10, 5, -12, 0, 0.30],
+    [0.11, -0.07, 0.10, 10, -10, 0, 0.30],
+    [0.16, 0.05, 0.14, 5, -20, -5, 0.15],
+    [0.18, 0.10, 0.12, 0, -32, 0, 0.70],   # grips the ball
+    [0.16, 0.08, 0.13, -10, -25, 5, 0.60],
+    [0.14, 0.25, 0.16, 15, -30, 0, 0.40],  # reaches past the ball towards the can
+    [0.10, -0.02, 0.10, 5, -12, 0, 0.30],
 ])
 LEFT_KEYS = np.array([
-    [-0.17, 0.00, 0.10, -10, -10, 0, 0.30],
-    [-0.21, 0.14, 0.19, -5, -25, 0, 0.20],
-    [-0.22, 0.20, 0.18, 0, -38, 0, 0.50],  # fingers on the box
-    [-0.12, 0.26, 0.11, -20, -15, 5, 0.20],
-    [-0.04, 0.33, 0.085, -25, -8, 0, 0.15],  # palm on the book
-    [-0.16, 0.03, 0.10, -5, -10, 0, 0.30],
+    [-0.14, -0.07, 0.10, -10, -10, 0, 0.30],
+    [-0.18, 0.07, 0.19, -5, -25, 0, 0.20],
+    [-0.19, 0.13, 0.18, 0, -38, 0, 0.50],  # fingers on the box
+    [-0.09, 0.19, 0.11, -20, -15, 5, 0.20],
+    [-0.01, 0.26, 0.085, -25, -8, 0, 0.15],  # palm on the book
+    [-0.13, -0.04, 0.10, -5, -10, 0, 0.30],
 ])
 
 # Hand geometry in the hand frame: x across the back of the hand, y from wrist to fingers, z out of
@@ -162,13 +162,15 @@ FINGER_LENGTHS = ((0.042, 0.036), (0.047, 0.040), (0.044, 0.036), (0.035, 0.029)
 FINGER_RADII = (0.0085, 0.0088, 0.0084, 0.0075)
 THUMB = dict(base=(0.033, 0.028, -0.006), direction=(0.75, 0.6, -0.25), lengths=(0.038, 0.032), radius=0.0095)
 FOREARM_RADIUS = 0.027
+FOREARM_LENGTH = 0.25
+UPPER_ARM_RADIUS = 0.034
 HAND_BOUND = dict(centre=(0.0, 0.075, 0.0), radius=0.135)  # encloses palm, thumb and fingers at any flex
-HAND_PARTS = ("forearm", "palm", "thumb_1", "thumb_2") + tuple(
+HAND_PARTS = ("forearm", "upper_arm", "palm", "thumb_1", "thumb_2") + tuple(
     f"{finger}_{j}" for finger in ("index", "middle", "ring", "little") for j in (1, 2))
 
 
 class Hand:
-    """One hand: palm ellipsoid, five two-segment capsule fingers and a forearm capsule.
+    """One hand: palm ellipsoid, five two-segment capsule fingers, forearm and upper-arm capsules.
 
     ``thumb_side`` is +1 for a left hand seen palm-down (thumb towards +x), -1 for a right hand.
     """
@@ -180,7 +182,8 @@ class Hand:
         jitter[:, 6] = rng.uniform(-0.08, 0.08, size=len(keys))
         self.keys = keys + jitter
         self.finger_phases = rng.uniform(0, 2 * np.pi, size=5)
-        self.elbow = np.array([0.26 * -thumb_side, -0.28, -0.06])
+        self.elbow_towards = np.array([0.22 * -thumb_side, -0.35, -0.05])  # below and beside the head
+        self.shoulder = np.array([0.19 * -thumb_side, -0.28, 0.18])
 
     def pose(self, fid: float):
         """(wrist [3], hand-to-world rotation [3, 3], per-finger flex angles [5] radians: thumb first)."""
@@ -205,8 +208,10 @@ class Hand:
                                    self.material, (mid, 0.5 * float(np.linalg.norm(b - a)) + radius), True, frame,
                                    group))
 
-        elbow = self.elbow + 0.5 * (wrist - self.keys[0, :3])  # the elbow follows the wrist a little
+        to_elbow = self.elbow_towards - wrist  # a forearm of fixed length, pointing back to the body
+        elbow = wrist + FOREARM_LENGTH * to_elbow / np.linalg.norm(to_elbow)
         capsule("forearm", to_world([0, -0.01, 0]), elbow, FOREARM_RADIUS, group=None)
+        capsule("upper_arm", elbow, self.shoulder, UPPER_ARM_RADIUS, group=None)
         palm_centre = to_world(PALM["centre"])
         parts.append(Primitive(f"{self.name}_palm",
                                lambda o, d: intersect_ellipsoid(o, d, palm_centre, np.array(PALM["radii"]), rot),
@@ -596,8 +601,8 @@ def _scene_meta(scene, poses, k, frames, width, height, seed, supersample, depth
         "primitives": scene.names,
         "hands": {
             "count": len(scene.hands), "names": [h.name for h in scene.hands], "parts": list(HAND_PARTS),
-            "model": "palm ellipsoid, five two-segment capsule fingers (thumb included) and a forearm capsule "
-                     "per hand; skin-coloured Lambertian; forearms count as hand in the masks",
+            "model": "palm ellipsoid, five two-segment capsule fingers (thumb included), forearm and upper-arm "
+                     "capsules per hand; skin-coloured Lambertian; arms count as hand in the masks",
         },
         "masks": f"8-bit, 255 = hand: at least half of the {supersample}x{supersample} subsamples of the pixel "
                  "hit a hand (binary, from the ray caster's hit ids)",
