@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from gaussian_renderer.compositing import composite
+from gaussian_renderer.dense import dense_composite
 from gaussian_renderer.projection import (covariance_from_scale_rotation, covariance_from_upper,
                                           gaussian_colors, project_gaussians)
 from gaussian_renderer.tiling import bin_gaussians
@@ -44,8 +45,11 @@ class GaussianRasterizationSettings(NamedTuple):
 
 def rasterize_gaussians(settings: GaussianRasterizationSettings, means3D, means2D, opacities,
                         shs=None, colors_precomp=None, mask_feature=None, scales=None,
-                        rotations=None, cov3D_precomp=None):
-    """Functional form of GaussianRasterizer.forward; returns (color, depth, feature_map, radii, alpha)."""
+                        rotations=None, cov3D_precomp=None, dense: bool = False):
+    """Functional form of GaussianRasterizer.forward; returns (color, depth, feature_map, radii, alpha).
+
+    dense=True composites with the naive O(H·W·N) autograd version (tests and benchmark only).
+    """
     _check_inputs(settings, means3D, means2D, opacities, shs, colors_precomp, mask_feature,
                   scales, rotations, cov3D_precomp)
     s = settings
@@ -62,8 +66,12 @@ def rasterize_gaussians(settings: GaussianRasterizationSettings, means3D, means2
         mask_feature = means3D.new_zeros(means3D.shape[0], 0)
     features = torch.cat([colors, proj.view_depths[:, None], mask_feature], dim=1)
 
-    bins = bin_gaussians(proj.tile_rects, proj.view_depths, proj.radii, H, W)
-    image, T_final = composite(proj.pixel_means, proj.conics, opacities.reshape(-1), features, bins, H, W)
+    if dense:
+        image, T_final = dense_composite(proj.pixel_means, proj.conics, opacities.reshape(-1), features,
+                                         proj.view_depths, proj.tile_rects, proj.radii, H, W)
+    else:
+        bins = bin_gaussians(proj.tile_rects, proj.view_depths, proj.radii, H, W)
+        image, T_final = composite(proj.pixel_means, proj.conics, opacities.reshape(-1), features, bins, H, W)
     color = image[:3] + T_final[None] * s.bg.reshape(3, 1, 1)
     depth, feature_map, alpha = image[3:4], image[4:], 1.0 - T_final[None]
     if s.debug:

@@ -103,14 +103,19 @@ def make_case(name: str, device="cpu", dtype=torch.float32):
         return _settings(cam, **kw), _inputs([[0.0, 0.0, 3.0], [0.0, 0.0, -2.0], [0.0, 0.0, 0.1]],
                                              [[0.2] * 3] * 3, [0.8, 0.8, 0.8],
                                              colors=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], **kw)
-    if name == "offscreen":  # far outside the frustum, just outside, and far outside but huge
+    if name == "offscreen":
+        # in view; far outside; centre just below the image (NDC y = 1.2 < 1.3) but reaching into
+        # it; centre beyond the NDC bound (x = -1.4) though large enough to cover the image.
         cam = camera(20, 18, **kw)
-        return _settings(cam, **kw), _inputs([[0.0, 0.0, 3.0], [30.0, 0.0, 3.0], [0.0, -2.7, 3.0], [-4.0, 0.0, 3.0]],
-                                             [[0.1] * 3, [0.1] * 3, [0.1] * 3, [3.0] * 3], [0.8] * 4,
+        z = 3.0
+        y_in = 1.2 * z * cam["tanfovy"]
+        x_out = -1.4 * z * cam["tanfovx"]
+        return _settings(cam, **kw), _inputs([[0.0, 0.0, z], [30.0, 0.0, z], [0.0, y_in, z], [x_out, 0.0, z]],
+                                             [[0.1] * 3, [0.1] * 3, [0.3] * 3, [3.0] * 3], [0.8] * 4,
                                              colors=[[1.0, 1.0, 1.0]] * 4, **kw)
     if name == "degenerate_scale":  # a flat disc and a point (zero scale): the 0.3 px² dilation remains
         cam = camera(12, 12, **kw)
-        return _settings(cam, **kw), _inputs([[-0.3, 0.0, 3.0], [0.3, 0.1, 3.0]],
+        return _settings(cam, **kw), _inputs([[-0.3, 0.0, 3.0], [0.3, 0.1, 3.2]],  # distinct depths: ties swap under FD
                                              [[0.2, 0.15, 0.0], [0.0, 0.0, 0.0]], [0.9, 0.9],
                                              colors=[[0.3, 0.6, 0.9], [0.9, 0.6, 0.3]], **kw)
     if name == "saturated":  # a stack of nearly opaque Gaussians: pixels stop early

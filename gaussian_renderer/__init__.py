@@ -1,0 +1,99 @@
+"""render(): deform the Gaussians (Deformable 3DGS), pick the backend, rasterize one view."""
+import math
+from typing import Optional
+
+import torch
+
+from gaussian_renderer.backend import get_rasterizer
+from gaussian_renderer.projection import covariance_from_scale_rotation
+from utils.sh_utils import sh_to_color
+
+
+def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, is_6dof: bool = False,
+           scaling_modifier: float = 1.0, override_color: Optional[torch.Tensor] = None,
+           gaussian_subset: Optional[torch.Tensor] = None) -> dict:
+    """Render pc seen from viewpoint_camera.
+
+    d_xyz, d_rotation, d_scaling: offsets added to the activated position [N,3], rotation [N,4]
+    and scale [N,3] (plain 0.0 before warm-up); with is_6dof, d_xyz is a rigid transform
+    [N,4,4] applied to the points (column vectors) instead. gaussian_subset: bool [N] to draw
+    only some Gaussians (static / hands renders). The SH colour is seen from the camera centre
+    towards the *deformed* position, as the rasterizer does.
+
+    Returns render [3,H,W], depth [1,H,W], hands_map [K,H,W], alpha [1,H,W],
+    viewspace_points [N,3] (after backward, .grad[:, :2] = dL/d NDC centre), visibility_filter [N]
+    bool, radii [N] int (0 outside the subset or not drawn).
+    """
+    xyz = pc.get_xyz
+    N, device = xyz.shape[0], xyz.device
+    means3D = _deformed_means(xyz, d_xyz, is_6dof)
+    scales = pc.get_scaling + _offset("d_scaling", d_scaling, N, 3)
+    rotations = pc.get_rotation + _offset("d_rotation", d_rotation, N, 4)
+    opacities = pc.get_opacity
+    screenspace_points = torch.zeros(N, 3, dtype=xyz.dtype, device=device, requires_grad=True)
+
+    cov3D_precomp = None
+    if getattr(pipe, "compute_cov3D_python", False):
+        cov3D = covariance_from_scale_rotation(scales, rotations, scaling_modifier)
+        i, j = torch.triu_indices(3, 3, device=device)
+        cov3D_precomp, scales, rotations = cov3D[:, i, j], None, None
+
+    shs, colors_precomp = None, override_color
+    if colors_precomp is None:
+        if getattr(pipe, "convert_SHs_python", False):
+            dirs = torch.nn.functional.normalize(means3D - viewpoint_camera.camera_center[None, :], dim=1)
+            colors_precomp = sh_to_color(pc.active_sh_degree, pc.get_features, dirs)
+        else:
+            shs = pc.get_features
+    mask_feature = pc.get_mask if getattr(pc, "mask_dimension", 0) > 0 else None
+
+    inputs = dict(means3D=means3D, means2D=screenspace_points, opacities=opacities, shs=shs,
+                  colors_precomp=colors_precomp, mask_feature=mask_feature, scales=scales,
+                  rotations=rotations, cov3D_precomp=cov3D_precomp)
+    subset_ids = None
+    if gaussian_subset is not None:
+        subset_ids = _subset_ids(gaussian_subset, N, device)
+        inputs = {k: None if v is None else v[subset_ids] for k, v in inputs.items()}
+
+    module = get_rasterizer(getattr(pipe, "rasterizer", "auto"), device)
+    settings = module.GaussianRasterizationSettings(
+        image_height=int(viewpoint_camera.image_height), image_width=int(viewpoint_camera.image_width),
+        tanfovx=math.tan(viewpoint_camera.FoVx * 0.5), tanfovy=math.tan(viewpoint_camera.FoVy * 0.5),
+        bg=torch.as_tensor(bg_color, dtype=xyz.dtype, device=device), scale_modifier=scaling_modifier,
+        viewmatrix=viewpoint_camera.world_view_transform, projmatrix=viewpoint_camera.full_proj_transform,
+        sh_degree=pc.active_sh_degree, campos=viewpoint_camera.camera_center, prefiltered=False,
+        debug=bool(getattr(pipe, "debug", False)))
+    color, depth, hands_map, radii, alpha = module.GaussianRasterizer(raster_settings=settings)(**inputs)
+
+    if subset_ids is not None:
+        full = torch.zeros(N, dtype=radii.dtype, device=radii.device)
+        full[subset_ids] = radii
+        radii = full
+    return {"render": color, "depth": depth, "hands_map": hands_map, "alpha": alpha,
+            "viewspace_points": screenspace_points, "visibility_filter": radii > 0, "radii": radii}
+
+
+def _offset(name: str, value, n: int, width: int):
+    """A deformation offset: a number, or a tensor broadcastable to [n, width]."""
+    if isinstance(value, torch.Tensor) and value.ndim > 0:
+        if value.ndim > 2 or torch.broadcast_shapes(value.shape, (n, width)) != (n, width):
+            raise ValueError(f"{name} must broadcast to [{n}, {width}], got {tuple(value.shape)}")
+    return value
+
+
+def _deformed_means(xyz: torch.Tensor, d_xyz, is_6dof: bool) -> torch.Tensor:
+    if not is_6dof:
+        return xyz + _offset("d_xyz", d_xyz, xyz.shape[0], 3)
+    if not isinstance(d_xyz, torch.Tensor) or d_xyz.ndim == 0:
+        if float(d_xyz) != 0.0:
+            raise ValueError(f"with is_6dof, d_xyz must be [N, 4, 4] transforms or 0.0, got {d_xyz!r}")
+        return xyz
+    if tuple(d_xyz.shape) != (xyz.shape[0], 4, 4):
+        raise ValueError(f"with is_6dof, d_xyz must be [N, 4, 4] = [{xyz.shape[0]}, 4, 4], got {tuple(d_xyz.shape)}")
+    return (d_xyz[:, :3, :3] @ xyz[:, :, None]).squeeze(-1) + d_xyz[:, :3, 3]
+
+
+def _subset_ids(subset: torch.Tensor, n: int, device) -> torch.Tensor:
+    if subset.dtype != torch.bool or tuple(subset.shape) != (n,):
+        raise ValueError(f"gaussian_subset must be a bool tensor [{n}], got {subset.dtype} {tuple(subset.shape)}")
+    return torch.nonzero(subset.to(device)).squeeze(1)

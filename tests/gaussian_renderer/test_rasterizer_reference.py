@@ -1,0 +1,311 @@
+"""The pure-PyTorch rasterizer against hand computations, a sequential per-pixel compositor,
+the dense autograd version and finite differences."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gaussian_renderer.reference import GaussianRasterizationSettings, GaussianRasterizer, rasterize_gaussians
+from rasterizer_cases import CASE_NAMES, GRADCHECK_CASES, make_case
+from utils.sh_utils import sh_to_color
+
+F64 = torch.float64
+INPUT_NAMES = ("means3D", "means2D", "opacities", "shs", "colors_precomp", "mask_feature",
+               "scales", "rotations", "cov3D_precomp")
+
+
+def run(kw, inputs, dense=False):
+    return rasterize_gaussians(GaussianRasterizationSettings(**kw), **inputs, dense=dense)
+
+
+def subset(inputs, ids):
+    return {k: None if v is None else v.detach()[ids] for k, v in inputs.items()}
+
+
+def view_depths(kw, means3D):
+    hom = torch.cat([means3D.detach(), torch.ones_like(means3D[:, :1])], 1)
+    return (hom @ kw["viewmatrix"])[:, 2]
+
+
+def gaussian_colors(kw, inputs):
+    if inputs["colors_precomp"] is not None:
+        return inputs["colors_precomp"].detach()
+    dirs = torch.nn.functional.normalize(inputs["means3D"].detach() - kw["campos"], dim=1)
+    return sh_to_color(kw["sh_degree"], inputs["shs"].detach(), dirs)
+
+
+def sequential_composite(kw, inputs):
+    """Independent compositor: per-Gaussian α maps from one-Gaussian renders (α = alpha output,
+    since a lone Gaussian never triggers the stop), blended one Gaussian at a time in depth order
+    with the rule written as a per-pixel loop would."""
+    N = inputs["means3D"].shape[0]
+    alphas = torch.stack([run(kw, subset(inputs, [i]))[4][0] for i in range(N)])  # [N, H, W]
+    z = view_depths(kw, inputs["means3D"])
+    feats = torch.cat([gaussian_colors(kw, inputs), z[:, None], inputs["mask_feature"].detach()], 1)
+    H, W = alphas.shape[1:]
+    T = torch.ones(H, W, dtype=alphas.dtype)
+    done = torch.zeros(H, W, dtype=torch.bool)
+    acc = torch.zeros(feats.shape[1], H, W, dtype=alphas.dtype)
+    for i in sorted(range(N), key=lambda i: (float(z[i]), i)):
+        a = alphas[i]
+        use = (a >= 1 / 255) & ~done
+        after = T * (1 - a)
+        stop = use & (after < 1e-4)
+        done |= stop
+        blend = use & ~stop
+        acc += torch.where(blend, a * T, torch.zeros_like(a)) * feats[i][:, None, None]
+        T = torch.where(blend, after, T)
+    bg = kw["bg"].reshape(3, 1, 1)
+    return acc[:3] + T * bg, acc[3:4], acc[4:], 1 - T[None]
+
+
+# --- forward values -------------------------------------------------------------------------
+
+def test_single_gaussian_equals_the_formula():
+    kw, inputs = make_case("single", dtype=F64)
+    color, depth, feats, radii, alpha = run(kw, inputs)
+    (x, y, z), (sx, sy, sz) = inputs["means3D"][0].tolist(), inputs["scales"][0].tolist()
+    H, W = kw["image_height"], kw["image_width"]
+    fx, fy = W / (2 * kw["tanfovx"]), H / (2 * kw["tanfovy"])
+    # Identity camera and rotation: Σ = diag(s²), J = [[fx/z, 0, -fx x/z²], [0, fy/z, -fy y/z²]].
+    j = np.array([[fx / z, 0, -fx * x / z ** 2], [0, fy / z, -fy * y / z ** 2]])
+    cov = j @ np.diag([sx ** 2, sy ** 2, sz ** 2]) @ j.T + 0.3 * np.eye(2)
+    centre = np.array([fx * x / z + (W - 1) / 2, fy * y / z + (H - 1) / 2])
+    ys, xs = np.mgrid[0:H, 0:W]
+    d = np.stack([xs - centre[0], ys - centre[1]], -1)
+    power = -0.5 * np.einsum("hwi,ij,hwj->hw", d, np.linalg.inv(cov), d)
+    a = np.minimum(0.99, 0.7 * np.exp(power))
+    a = np.where(a >= 1 / 255, a, 0.0)
+    bg, c, f = kw["bg"].numpy(), np.array([0.9, 0.3, 0.1]), inputs["mask_feature"][0].detach().numpy()
+    expected = a[None] * c[:, None, None] + (1 - a[None]) * bg[:, None, None]
+    np.testing.assert_allclose(color.detach().numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(alpha[0].detach().numpy(), a, atol=1e-12)
+    np.testing.assert_allclose(depth[0].detach().numpy(), a * z, atol=1e-12)
+    np.testing.assert_allclose(feats.detach().numpy(), a[None] * f[:, None, None], atol=1e-12)
+    assert radii.dtype == torch.int32
+    assert int(radii[0]) == math.ceil(3 * math.sqrt(np.linalg.eigvalsh(cov).max()))
+
+
+@pytest.mark.parametrize("name", ["two_overlapping", "random_small", "saturated", "degenerate_scale",
+                                  "sh_degree3", "cov3d_precomp", "rotated_camera", "anisotropic", "offscreen"])
+def test_matches_a_sequential_per_pixel_compositor(name):
+    kw, inputs = make_case(name, dtype=F64)
+    color, depth, feats, _, alpha = run(kw, inputs)
+    exp_color, exp_depth, exp_feats, exp_alpha = sequential_composite(kw, inputs)
+    for got, expected in ((color, exp_color), (depth, exp_depth), (feats, exp_feats), (alpha, exp_alpha)):
+        torch.testing.assert_close(got.detach(), expected, atol=1e-10, rtol=1e-10)
+
+
+def test_order_comes_from_depth_not_from_the_input_order():
+    kw, inputs = make_case("two_overlapping", dtype=F64)
+    color = run(kw, inputs)[0]
+    swapped = run(kw, subset(inputs, [1, 0]))[0]
+    torch.testing.assert_close(color, swapped, atol=1e-14, rtol=0)
+    H, W = kw["image_height"], kw["image_width"]
+    centre = color[:, H // 2, W // 2]
+    # Two Gaussians by hand at one pixel: c = a1 c1 + (1-a1) a2 c2 + (1-a1)(1-a2) bg.
+    a_near = run(kw, subset(inputs, [1]))[4][0, H // 2, W // 2]
+    a_far = run(kw, subset(inputs, [0]))[4][0, H // 2, W // 2]
+    c_far, c_near = inputs["colors_precomp"].detach()  # row 0 is the far one
+    expected = a_near * c_near + (1 - a_near) * a_far * c_far + (1 - a_near) * (1 - a_far) * kw["bg"]
+    torch.testing.assert_close(centre.detach(), expected, atol=1e-12, rtol=0)
+    wrong_order = a_far * c_far + (1 - a_far) * a_near * c_near + (1 - a_near) * (1 - a_far) * kw["bg"]
+    assert (wrong_order - expected).abs().max() > 0.05  # the check above can tell the orders apart
+    z = view_depths(kw, inputs["means3D"])
+    expected_depth = a_near * z[1] + (1 - a_near) * a_far * z[0]
+    torch.testing.assert_close(run(kw, inputs)[1][0, H // 2, W // 2].detach(), expected_depth, atol=1e-12, rtol=0)
+
+
+def test_transmittance_early_stop():
+    kw, inputs = make_case("saturated", dtype=F64)
+    alpha = run(kw, inputs)[4]
+    c = kw["image_height"] // 2, kw["image_width"] // 2
+    a = [float(run(kw, subset(inputs, [i]))[4][0, c[0], c[1]]) for i in range(8)]
+    # The third Gaussian would bring T below 1e-4: only the first two are blended.
+    assert (1 - a[0]) * (1 - a[1]) >= 1e-4 > (1 - a[0]) * (1 - a[1]) * (1 - a[2])
+    centre_alpha = float(alpha[0, c[0], c[1]].detach())
+    assert centre_alpha == pytest.approx(1 - (1 - a[0]) * (1 - a[1]), abs=1e-14)
+    # Without the stop, the alpha would be closer to 1.
+    assert 1 - np.prod([1 - v for v in a]) > centre_alpha + 1e-5
+
+
+def test_background_only_enters_the_colour():
+    kw, inputs = make_case("random_small", dtype=F64)
+    black = run(dict(kw, bg=torch.zeros(3, dtype=F64)), inputs)
+    coloured = run(kw, inputs)
+    T = 1 - coloured[4]
+    torch.testing.assert_close(coloured[0] - black[0], T * kw["bg"].reshape(3, 1, 1), atol=1e-14, rtol=0)
+    torch.testing.assert_close(coloured[1], black[1], atol=0, rtol=0)
+    torch.testing.assert_close(coloured[2], black[2], atol=0, rtol=0)
+    # Where nothing is drawn: colour = bg, depth = 0, features = 0.
+    empty = coloured[4][0] == 0
+    assert bool(empty.any())
+    assert torch.all(coloured[0][:, empty] == kw["bg"][:, None])
+    assert torch.all(coloured[1][:, empty] == 0) and torch.all(coloured[2][:, empty] == 0)
+
+
+def test_culling_behind_the_camera():
+    kw, inputs = make_case("behind_camera", dtype=F64)
+    out = run(kw, inputs)
+    assert out[3].tolist()[1:] == [0, 0] and out[3][0] > 0
+    alone = run(kw, subset(inputs, [0]))
+    for got, expected in zip(out, alone):
+        if got.dtype.is_floating_point:
+            torch.testing.assert_close(got.detach(), expected, atol=0, rtol=0)
+    (out[0].sum() + out[1].sum() + out[2].sum() + out[4].sum()).backward()
+    for name in ("means3D", "scales", "rotations", "opacities", "colors_precomp", "mask_feature"):
+        grad = inputs[name].grad
+        assert torch.isfinite(grad).all(), name
+        assert torch.all(grad[1:] == 0), name
+        if name != "rotations":  # isotropic: rotation has no effect
+            assert grad[0].abs().sum() > 0, name
+
+
+def test_frustum_rule_and_offscreen():
+    kw, inputs = make_case("offscreen", dtype=F64)
+    radii = run(kw, inputs)[3].tolist()
+    # far outside: culled; NDC y = 1.2 (inside the 1.3 bound): drawn although its centre is off
+    # the image; NDC x = -1.4: culled even though it is large.
+    assert radii[0] > 0 and radii[1] == 0 and radii[2] > 0 and radii[3] == 0
+    alpha = run(kw, subset(inputs, [2]))[4][0]
+    assert alpha[-1].max() > 0.05 and alpha[0].max() == 0
+
+
+def test_degenerate_scales_are_finite_and_dilated():
+    kw, inputs = make_case("degenerate_scale", dtype=F64)
+    out = run(kw, inputs)
+    # A zero-scale Gaussian keeps the 0.3 px² dilation: radius ceil(3 sqrt(0.3)) = 2.
+    assert int(out[3][1]) == math.ceil(3 * math.sqrt(0.3))
+    assert int(out[3][0]) > 2
+    sum(o.sum() for o in out if o.dtype.is_floating_point).backward()
+    for name in ("means3D", "scales", "rotations", "opacities"):
+        assert torch.isfinite(inputs[name].grad).all(), name
+
+
+def test_zero_quaternion_and_zero_opacity_are_harmless():
+    kw, inputs = make_case("random_small", dtype=F64)
+    inputs["rotations"].data[0] = 0.0
+    inputs["opacities"].data[1] = 0.0
+    out = run(kw, inputs)
+    sum(o.sum() for o in out if o.dtype.is_floating_point).backward()
+    for name in ("means3D", "scales", "rotations", "opacities"):
+        assert torch.isfinite(inputs[name].grad).all(), name
+
+
+@pytest.mark.parametrize("name", ["multi_tile", "saturated", "offscreen"])
+def test_tiled_equals_dense_forward_and_backward(name):
+    """Non-square, not a multiple of 16, Gaussians over several tiles: the tiled kernel with its
+    hand-written backward against the naive dense autograd version."""
+    kw, inputs = make_case(name, dtype=F64)
+    weights = [torch.rand(o.shape, dtype=F64) for o in run(kw, inputs) if o.dtype.is_floating_point]
+    grads = []
+    for dense in (False, True):
+        outs = [o for o in run(kw, inputs, dense=dense) if o.dtype.is_floating_point]
+        loss = sum((o * w).sum() for o, w in zip(outs, weights))
+        present = [v for v in inputs.values() if v is not None]
+        grads.append((outs, torch.autograd.grad(loss, present)))
+    for a, b in zip(grads[0][0], grads[1][0]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_float32_matches_float64():
+    kw64, in64 = make_case("multi_tile", dtype=F64)
+    kw32, in32 = make_case("multi_tile", dtype=torch.float32)
+    for a, b in zip(run(kw32, in32), run(kw64, in64)):
+        if a.dtype.is_floating_point:
+            torch.testing.assert_close(a.double(), b.detach(), atol=2e-5, rtol=1e-4)
+
+
+# --- gradients ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", GRADCHECK_CASES)
+def test_gradcheck_every_input(name):
+    kw, inputs = make_case(name, dtype=F64)
+    names = [n for n in INPUT_NAMES if inputs[n] is not None]
+
+    def fn(*values):
+        out = run(kw, dict(inputs, **dict(zip(names, values))))
+        return tuple(o for o in out if o.dtype.is_floating_point and o.numel() > 0)
+
+    values = tuple(inputs[n].detach().clone().requires_grad_(True) for n in names)
+    assert torch.autograd.gradcheck(fn, values, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
+
+
+def test_every_output_moves_every_geometric_input():
+    kw, inputs = make_case("random_small", dtype=F64)
+    for pick in (lambda o: o[0].sum(), lambda o: o[1].sum(), lambda o: o[2].sum(), lambda o: o[4].sum()):
+        out = run(kw, inputs)
+        grads = torch.autograd.grad(pick(out), [inputs[n] for n in ("means3D", "scales", "rotations", "opacities")])
+        for g in grads:
+            assert g.abs().sum() > 0
+
+
+def test_means2D_gradient_is_the_ndc_gradient():
+    """means2D.grad[:, :2] = dL/d(NDC centre): checked by finite differences of the NDC shift."""
+    kw, inputs = make_case("random_small", dtype=F64)
+    weights = torch.rand(3, kw["image_height"], kw["image_width"], dtype=F64)
+    loss_of = lambda inp: float((run(kw, inp)[0] * weights).sum())
+    (run(kw, inputs)[0] * weights).sum().backward()
+    grad = inputs["means2D"].grad
+    assert torch.all(grad[:, 2] == 0)
+    h = 1e-6
+    for i in range(inputs["means3D"].shape[0]):
+        for axis in (0, 1):
+            shifted = {k: None if v is None else v.detach().clone() for k, v in inputs.items()}
+            shifted["means2D"][i, axis] += h
+            plus = loss_of(shifted)
+            shifted["means2D"][i, axis] -= 2 * h
+            minus = loss_of(shifted)
+            assert grad[i, axis].item() == pytest.approx((plus - minus) / (2 * h), rel=1e-5, abs=1e-8)
+    # NDC units: moving the centre by one pixel in x is an NDC shift of 2 / W.
+    W = kw["image_width"]
+    shifted = {k: None if v is None else v.detach().clone() for k, v in inputs.items()}
+    shifted["means2D"][0, 0] += 2.0 / W * 1e-4
+    pixel_fd = (loss_of(shifted) - loss_of(inputs)) / 1e-4
+    assert grad[0, 0].item() * 2.0 / W == pytest.approx(pixel_fd, rel=1e-3, abs=1e-7)
+
+
+# --- interface --------------------------------------------------------------------------------
+
+def test_module_interface_and_shapes():
+    kw, inputs = make_case("multi_tile")
+    rasterizer = GaussianRasterizer(raster_settings=GaussianRasterizationSettings(**kw))
+    color, depth, feats, radii, alpha = rasterizer(**inputs)
+    H, W, N = kw["image_height"], kw["image_width"], inputs["means3D"].shape[0]
+    assert color.shape == (3, H, W) and depth.shape == (1, H, W) and alpha.shape == (1, H, W)
+    assert feats.shape == (2, H, W) and radii.shape == (N,)
+    no_mask = rasterizer(**dict(inputs, mask_feature=None))
+    assert no_mask[2].shape == (0, H, W)
+    visible = rasterizer.markVisible(inputs["means3D"].detach())
+    assert visible.dtype == torch.bool and bool(visible.all())
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(means2D=torch.zeros(3, 2)), "means2D"),
+    (dict(colors_precomp=None), "exactly one of shs and colors_precomp"),
+    (dict(scales=None), "cov3D_precomp, or scales and rotations"),
+    (dict(mask_feature=torch.zeros(5, 2)), "mask_feature"),
+])
+def test_bad_arguments_raise_clear_errors(change, message):
+    kw, inputs = make_case("random_small")
+    with pytest.raises(ValueError, match=message):
+        run(kw, dict(inputs, **change))
+
+
+def test_debug_mode_names_non_finite_inputs():
+    kw, inputs = make_case("random_small")
+    inputs["means3D"].data[0, 0] = float("nan")
+    run(kw, inputs)  # tolerated without debug (culled)
+    with pytest.raises(FloatingPointError, match="means3D"):
+        run(dict(kw, debug=True), inputs)
+
+
+def test_cases_are_all_constructible():
+    for name in CASE_NAMES:
+        kw, inputs = make_case(name)
+        assert inputs["means3D"].requires_grad
+    with pytest.raises(KeyError):
+        make_case("nope")

@@ -1,0 +1,157 @@
+"""render(): deformation, subsets, pipeline switches and the backend choice, with a stand-in model."""
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import gaussian_renderer.backend as backend
+from gaussian_renderer import render
+from gaussian_renderer import reference
+from scene.cameras import Camera
+from utils.sh_utils import RGB2SH
+
+
+class TinyModel:
+    """The GaussianModel attributes the renderer reads (docs/ARCHITECTURE.md)."""
+
+    def __init__(self, n=12, sh_degree=1, mask_dimension=3, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.get_xyz = torch.cat([(torch.rand(n, 2, generator=g) - 0.5) * 2.0, 2 + 2 * torch.rand(n, 1, generator=g)], 1)
+        coeffs = (sh_degree + 1) ** 2
+        self.get_features = 0.2 * torch.randn(n, coeffs, 3, generator=g)
+        self.get_features[:, 0] = RGB2SH(torch.rand(n, 3, generator=g))
+        self.get_opacity = 0.3 + 0.6 * torch.rand(n, 1, generator=g)
+        self.get_scaling = 0.05 + 0.2 * torch.rand(n, 3, generator=g)
+        self.get_rotation = torch.nn.functional.normalize(torch.randn(n, 4, generator=g), dim=1)
+        self.get_mask = torch.rand(n, mask_dimension, generator=g)
+        self.active_sh_degree = self.max_sh_degree = sh_degree
+        self.mask_dimension = mask_dimension
+
+    def get_covariance(self, scaling_modifier=1.0):
+        raise AssertionError("the renderer builds the deformed covariance itself")
+
+    def only(self, keep):
+        other = TinyModel.__new__(TinyModel)
+        other.__dict__.update(self.__dict__)
+        for name in ("get_xyz", "get_features", "get_opacity", "get_scaling", "get_rotation", "get_mask"):
+            setattr(other, name, getattr(self, name)[keep])
+        return other
+
+
+def make_camera(width=40, height=30):
+    fovx = math.radians(60)
+    fovy = 2 * math.atan(math.tan(fovx / 2) * height / width)
+    angle = 0.1
+    R = np.array([[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]])
+    return Camera(0, R, np.array([0.05, 0.0, 0.1]), fovx, fovy, torch.zeros(3, height, width), "view", 0.0)
+
+
+PIPE = SimpleNamespace(convert_SHs_python=False, compute_cov3D_python=False, debug=False, rasterizer="torch")
+BG = torch.tensor([0.1, 0.2, 0.3])
+IMAGE_KEYS = ("render", "depth", "hands_map", "alpha")
+
+
+def assert_same_images(a, b, atol=1e-6):
+    for key in IMAGE_KEYS:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0)
+
+
+def test_outputs_and_viewspace_gradient():
+    pc, cam = TinyModel(), make_camera()
+    out = render(cam, pc, PIPE, BG, 0.0, 0.0, 0.0)
+    assert out["render"].shape == (3, 30, 40) and out["depth"].shape == (1, 30, 40)
+    assert out["hands_map"].shape == (3, 30, 40) and out["alpha"].shape == (1, 30, 40)
+    assert out["radii"].shape == (12,) and torch.equal(out["visibility_filter"], out["radii"] > 0)
+    out["render"].sum().backward()
+    grad = out["viewspace_points"].grad
+    assert grad.shape == (12, 3) and grad[out["visibility_filter"], :2].abs().sum() > 0
+
+
+def test_offsets_equal_a_moved_model():
+    pc, cam = TinyModel(), make_camera()
+    d_xyz = 0.05 * torch.randn(12, 3)
+    d_rot = 0.1 * torch.randn(12, 4)
+    d_scale = 0.02 * torch.rand(12, 3)
+    moved = pc.only(slice(None))
+    moved.get_xyz = pc.get_xyz + d_xyz
+    moved.get_rotation = pc.get_rotation + d_rot
+    moved.get_scaling = pc.get_scaling + d_scale
+    assert_same_images(render(cam, pc, PIPE, BG, d_xyz, d_rot, d_scale), render(cam, moved, PIPE, BG, 0.0, 0.0, 0.0))
+    assert not torch.allclose(render(cam, pc, PIPE, BG, d_xyz, d_rot, d_scale)["render"],
+                              render(cam, pc, PIPE, BG, 0.0, 0.0, 0.0)["render"])
+
+
+def test_6dof_transform_moves_the_points():
+    pc, cam = TinyModel(), make_camera()
+    angle = 0.2
+    T = torch.eye(4).repeat(12, 1, 1)
+    T[:, :3, :3] = torch.tensor([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]])
+    T[:, :3, 3] = torch.tensor([0.1, -0.05, 0.2])
+    moved = pc.only(slice(None))
+    moved.get_xyz = pc.get_xyz @ T[0, :3, :3].T + T[0, :3, 3]
+    assert_same_images(render(cam, pc, PIPE, BG, T, 0.0, 0.0, is_6dof=True), render(cam, moved, PIPE, BG, 0.0, 0.0, 0.0))
+    assert_same_images(render(cam, pc, PIPE, BG, 0.0, 0.0, 0.0, is_6dof=True), render(cam, pc, PIPE, BG, 0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="4, 4"):
+        render(cam, pc, PIPE, BG, torch.zeros(12, 3), 0.0, 0.0, is_6dof=True)
+
+
+def test_subset_render_equals_a_smaller_model():
+    pc, cam = TinyModel(), make_camera()
+    keep = torch.zeros(12, dtype=torch.bool)
+    keep[::3] = True
+    out = render(cam, pc, PIPE, BG, 0.0, 0.0, 0.0, gaussian_subset=keep)
+    small = render(cam, pc.only(keep), PIPE, BG, 0.0, 0.0, 0.0)
+    assert_same_images(out, small)
+    assert torch.all(out["radii"][~keep] == 0) and torch.equal(out["radii"][keep], small["radii"])
+    assert not out["visibility_filter"][~keep].any()
+    out["render"].sum().backward()
+    assert torch.all(out["viewspace_points"].grad[~keep] == 0)
+    with pytest.raises(ValueError, match="gaussian_subset"):
+        render(cam, pc, PIPE, BG, 0.0, 0.0, 0.0, gaussian_subset=keep.float())
+
+
+def test_python_sh_and_covariance_paths_match_the_rasterizer():
+    pc, cam = TinyModel(sh_degree=2), make_camera()
+    d_rot, d_scale = 0.1 * torch.randn(12, 4), 0.02 * torch.rand(12, 3)
+    base = render(cam, pc, PIPE, BG, 0.0, d_rot, d_scale, scaling_modifier=0.8)
+    python_pipe = SimpleNamespace(**dict(vars(PIPE), convert_SHs_python=True, compute_cov3D_python=True))
+    assert_same_images(base, render(cam, pc, python_pipe, BG, 0.0, d_rot, d_scale, scaling_modifier=0.8), atol=1e-5)
+
+
+def test_override_color_and_no_mask():
+    pc, cam = TinyModel(mask_dimension=0), make_camera()
+    pc.get_mask = torch.zeros(12, 0)
+    white = torch.ones(12, 3)
+    out = render(cam, pc, PIPE, torch.zeros(3), 0.0, 0.0, 0.0, override_color=white)
+    assert out["hands_map"].shape == (0, 30, 40)
+    torch.testing.assert_close(out["render"], out["alpha"].expand(3, -1, -1), atol=1e-6, rtol=0)
+
+
+def test_backend_choice(monkeypatch, capsys):
+    monkeypatch.setattr(backend, "_cache", {})
+    monkeypatch.setattr(backend, "_fallback_reported", False)
+    assert backend.get_rasterizer("torch", "cpu") is reference
+    with pytest.raises(ValueError, match="auto, cuda, torch"):
+        backend.get_rasterizer("opengl", "cpu")
+    assert backend.get_rasterizer("auto", "cpu") is reference
+    assert backend.get_rasterizer("auto", "cpu") is reference
+    message = capsys.readouterr().err
+    assert message.count("[rasterizer]") == 1 and "reference" in message
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="--rasterizer torch"):
+            backend.get_rasterizer("cuda", "cpu")
+
+
+def test_cuda_load_failure_is_reported(monkeypatch):
+    """A failing build surfaces the compiler's message for --rasterizer cuda."""
+    monkeypatch.setattr(backend, "_cache", {})
+    monkeypatch.setattr(backend.torch.cuda, "is_available", lambda: True)
+
+    def broken():
+        raise RuntimeError("nvcc: error: something went wrong")
+    import types, sys
+    monkeypatch.setitem(sys.modules, "utils.cuda_ext", types.SimpleNamespace(load_rasterizer=broken))
+    with pytest.raises(RuntimeError, match="something went wrong"):
+        backend.get_rasterizer("cuda", "cuda")
