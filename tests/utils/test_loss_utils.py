@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.loss_utils import (depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss, ssim,
-                              to_prior_convention)
+from utils.loss_utils import (depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss,
+                              photometric_loss, ssim, to_prior_convention)
 
 DEPTH_LOSSES = [depth_loss_minmax, depth_loss_ssi]
 
@@ -68,6 +68,14 @@ def test_ssim_batches_and_per_image_values():
     assert per_image.shape == (2,)
     assert per_image[1].item() == pytest.approx(ssim(a[1], b[1]).item(), abs=1e-6)
     assert ssim(a, b).item() == pytest.approx(per_image.mean().item(), abs=1e-6)
+
+
+def test_photometric_loss_mixes_l1_and_dssim():
+    a, b = torch.rand(3, 12, 12), torch.rand(3, 12, 12)
+    l1, s = (a - b).abs().mean().item(), ssim(a, b).item()
+    assert photometric_loss(a, b, 0.2).item() == pytest.approx(0.8 * l1 + 0.2 * (1 - s), rel=1e-6)
+    assert photometric_loss(a, b, 0.0).item() == pytest.approx(l1, rel=1e-6)
+    assert photometric_loss(a, a, 0.2).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_ssim_rejects_mismatched_images():
