@@ -200,26 +200,52 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
     distorted = os.path.join(scene, "distorted")
     database = os.path.join(distorted, "database.db")
     sparse = os.path.join(distorted, "sparse")
+    hand_dir = os.path.join(scene, "input_masks")
+    mask_dir = os.path.join(distorted, "feature_masks") if os.path.isdir(hand_dir) else None
     os.makedirs(distorted, exist_ok=True)
 
     def features():
         _remove(database)
-        _guard(f"feature extraction ({backend.name})", lambda: backend.extract_features(database, input_dir, names, args.camera))
+        if mask_dir is not None:
+            write_feature_masks(hand_dir, mask_dir, names)
+        _guard(f"feature extraction ({backend.name})",
+               lambda: backend.extract_features(database, input_dir, names, args.camera, mask_dir))
 
     def matching():
         _clear_matches(database)
         _guard(f"{args.matcher} matching ({backend.name})", lambda: backend.match(database, args.matcher))
+        if args.matcher == "sequential":
+            pairs_file = os.path.join(distorted, "keyframe_pairs.txt")
+            with open(pairs_file, "w") as f:
+                f.writelines(f"{a} {b}\n" for a, b in sfm.keyframe_pairs(names))
+            _guard(f"keyframe matching ({backend.name})", lambda: backend.match(database, pairs_file))
 
     def mapping():
         shutil.rmtree(sparse, ignore_errors=True)
         os.makedirs(sparse)
+        if args.mapper == "global":
+            _guard(f"focal calibration ({backend.name})", lambda: backend.calibrate(database))
         _guard(f"{args.mapper} mapping ({backend.name})", lambda: backend.map(database, input_dir, sparse, args.mapper))
         report_registration(sparse, len(names), args)
 
     frames = folder_fingerprint(input_dir, names)
-    stages.run("features", {"frames": frames, "camera": args.camera, "backend": backend.name}, lambda: os.path.isfile(database), features)
+    hands = None if mask_dir is None else folder_fingerprint(hand_dir, sorted(os.listdir(hand_dir)))
+    stages.run("features", {"frames": frames, "hands": hands, "camera": args.camera, "backend": backend.name},
+               lambda: os.path.isfile(database), features)
     stages.run("matching", {"matcher": args.matcher}, lambda: os.path.isfile(database), matching)
     stages.run("mapping", {"mapper": args.mapper, "seed": args.seed}, lambda: os.path.isdir(os.path.join(sparse, "0")), mapping)
+
+
+def write_feature_masks(hand_dir: str, mask_dir: str, names: List[str]) -> None:
+    """No SIFT features on the hands: SCENE/input_masks/<stem> -> COLMAP masks <frame name>.png."""
+    _remove(mask_dir)
+    os.makedirs(mask_dir)
+    for name in tqdm(names, desc="feature masks", unit="frame", leave=False):
+        hand = _read_prior(_find_prior(hand_dir, os.path.splitext(name)[0], MASK_EXTENSIONS))
+        path = os.path.join(mask_dir, name + ".png")
+        if not cv2.imwrite(path, sfm.feature_mask(hand)):
+            raise DatasetError(f"Cannot write {path!r}: check free disk space and permissions.")
+    print(f"  hands masked out of feature extraction ({hand_dir})")
 
 
 def report_registration(sparse: str, total: int, args) -> None:

@@ -41,10 +41,13 @@ class PycolmapBackend:
         self.pycolmap.logging.minloglevel = 0 if verbose else 2  # 2 = errors only
         self.pycolmap.set_random_seed(seed)
 
-    def extract_features(self, database: str, image_dir: str, names: List[str], camera_model: str) -> None:
+    def extract_features(self, database: str, image_dir: str, names: List[str], camera_model: str,
+                         mask_dir: Optional[str] = None) -> None:
         pc = self.pycolmap
         reader = pc.ImageReaderOptions()
         reader.camera_model = camera_model
+        if mask_dir is not None:
+            reader.mask_path = mask_dir
         extraction = pc.FeatureExtractionOptions()
         extraction.num_threads = self.num_threads
         extraction.use_gpu = False
@@ -62,9 +65,21 @@ class PycolmapBackend:
         if matcher == "sequential":
             pc.match_sequential(database, matching_options=matching, verification_options=verification,
                                 device=pc.Device.cpu)
-        else:
+        elif matcher == "exhaustive":
             pc.match_exhaustive(database, matching_options=matching, verification_options=verification,
                                 device=pc.Device.cpu)
+        else:  # a pairs file, one "name1 name2" per line
+            pairing = pc.ImportedPairingOptions()
+            pairing.match_list_path = matcher
+            pc.match_image_pairs(database, matching_options=matching, pairing_options=pairing,
+                                 verification_options=verification, device=pc.Device.cpu)
+
+    def calibrate(self, database: str) -> None:
+        """Focal length from the fundamental matrices of the view graph (COLMAP's advice before
+        global mapping when frames carry no focal length, as video frames do)."""
+        options = self.pycolmap.ViewGraphCalibrationOptions()
+        options.random_seed = self.seed
+        self.pycolmap.calibrate_view_graph(database, options)
 
     def map(self, database: str, image_dir: str, out_dir: str, mapper: str) -> None:
         pc = self.pycolmap
@@ -112,12 +127,21 @@ class ColmapCliBackend:
                     if command == "global_mapper" else "")
             raise DatasetError(f"`{' '.join(argv)}` failed with status {result.returncode}: {tail}.{hint}")
 
-    def extract_features(self, database: str, image_dir: str, names: List[str], camera_model: str) -> None:
+    def extract_features(self, database: str, image_dir: str, names: List[str], camera_model: str,
+                         mask_dir: Optional[str] = None) -> None:
+        masks = [] if mask_dir is None else ["--ImageReader.mask_path", mask_dir]
         self._run("feature_extractor", "--database_path", database, "--image_path", image_dir,
-                  "--ImageReader.single_camera", "1", "--ImageReader.camera_model", camera_model)
+                  "--ImageReader.single_camera", "1", "--ImageReader.camera_model", camera_model, *masks)
 
     def match(self, database: str, matcher: str) -> None:
-        self._run(f"{matcher}_matcher", "--database_path", database)
+        if matcher in MATCHERS:
+            self._run(f"{matcher}_matcher", "--database_path", database)
+        else:  # a pairs file
+            self._run("matches_importer", "--database_path", database, "--match_list_path", matcher,
+                      "--match_type", "pairs")
+
+    def calibrate(self, database: str) -> None:
+        self._run("view_graph_calibrator", "--database_path", database)
 
     def map(self, database: str, image_dir: str, out_dir: str, mapper: str) -> None:
         command = "global_mapper" if mapper == "global" else "mapper"
@@ -126,6 +150,31 @@ class ColmapCliBackend:
     def undistort(self, image_dir: str, model_dir: str, out_dir: str) -> None:
         self._run("image_undistorter", "--image_path", image_dir, "--input_path", model_dir,
                   "--output_path", out_dir, "--output_type", "COLMAP")
+
+
+# ----------------------------------------------------------------------------- pairs and masks
+
+def keyframe_pairs(names: List[str], keyframes: int = 20) -> List[Tuple[str, str]]:
+    """All pairs among ``keyframes`` frames spread evenly over the clip.
+
+    Sequential matching only pairs nearby frames, whose small baselines make nearly every pair
+    look planar; the global mapper's focal-length calibration needs the wider baselines these
+    pairs add (and they tie the two ends of the clip together)."""
+    if len(names) <= 2:
+        return []
+    picks = sorted(set(np.linspace(0, len(names) - 1, min(keyframes, len(names))).round().astype(int)))
+    return [(names[a], names[b]) for i, a in enumerate(picks) for b in picks[i + 1:]]
+
+
+def feature_mask(hand: np.ndarray, margin: int = 3) -> np.ndarray:
+    """COLMAP feature mask [H, W] uint8 from a hand mask [H, W] (non-zero = hand): 0 = no features
+    on the hands, grown by ``margin`` pixels so descriptors straddling a hand's edge go too; 255
+    elsewhere. Moving hands break SfM's static-scene assumption and would pull the poses."""
+    if hand.ndim == 3:
+        hand = hand.max(axis=2)
+    kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+    grown = cv2.dilate((hand > hand.max() / 2 if hand.max() > 0 else hand > 0).astype(np.uint8), kernel)
+    return ((1 - grown) * 255).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- models
