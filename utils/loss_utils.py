@@ -39,7 +39,15 @@ def photometric_loss(image: torch.Tensor, gt: torch.Tensor, lambda_dssim: float)
 # ---- SSIM ------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=16)
 def _gaussian_window(window_size: int, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Depthwise conv weights [C, 1, k, k]: a normalized k×k Gaussian (σ = 1.5) per channel."""
+    """Depthwise conv weights [C, 1, k, k]: a normalized k×k Gaussian (σ = 1.5) per channel.
+
+    Built outside inference mode: the cached tensor may later be saved for a backward pass.
+    """
+    with torch.inference_mode(False):
+        return _build_gaussian_window(window_size, channels, dtype, device)
+
+
+def _build_gaussian_window(window_size, channels, dtype, device) -> torch.Tensor:
     x = torch.arange(window_size, dtype=torch.float64) - window_size // 2
     g = torch.exp(-x ** 2 / (2 * SSIM_SIGMA ** 2))
     g = g / g.sum()
@@ -120,6 +128,9 @@ def depth_loss_minmax(rendered_depth: torch.Tensor, prior: torch.Tensor, prior_k
     """EgoMask's min–max normalized L1 depth loss, corrected (module docstring).
 
     rendered_depth: [1, H, W] view-space z; prior: [1, H, W]; valid_mask: bool [1, H, W].
+    The rendered depth is used as given: the rasterizer's Σ wᵢzᵢ reads nearer where alpha < 1,
+    which the usual alpha > 0.5 validity mask (depth_valid_mask) keeps small; pass
+    depth / alpha for the expected surface depth instead.
     Invariant to a positive scale and any shift of the prior (up to the epsilon); 0 when the
     converted render is a positive affine image of the prior. Zero (with a graph) when no pixel
     is valid.

@@ -78,6 +78,15 @@ def test_photometric_loss_mixes_l1_and_dssim():
     assert photometric_loss(a, a, 0.2).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_ssim_after_inference_mode_still_supports_backward():
+    a, b = torch.rand(3, 10, 10), torch.rand(3, 10, 10)
+    with torch.inference_mode():  # e.g. an evaluation pass fills the window cache first
+        ssim(a, b, window_size=7)
+    a.requires_grad_()
+    ssim(a, b, window_size=7).backward()
+    assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+
+
 def test_ssim_rejects_mismatched_images():
     with pytest.raises(ValueError, match="same shape"):
         ssim(torch.rand(3, 8, 8), torch.rand(3, 8, 9))
