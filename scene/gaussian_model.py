@@ -154,6 +154,8 @@ class GaussianModel:
 
     def update_learning_rate(self, iteration: int) -> float:
         """Set and return the position learning rate for this iteration."""
+        if self.optimizer is None:
+            raise RuntimeError("update_learning_rate: call training_setup(opt) first.")
         lr = self.xyz_scheduler_args(iteration)
         self._group("xyz")["lr"] = lr
         return lr
@@ -264,11 +266,10 @@ class GaussianModel:
     def load_state_dict(self, state: dict, training_args=None) -> None:
         """Restore from state_dict(); with training_args the optimizer (lrs, moments, steps) too."""
         self._check_state(state)
+        self.mask_trainable = state["mask_trainable"]   # before installing: sets requires_grad
         self._install_all(state["tensors"])
         self.active_sh_degree = state["active_sh_degree"]
         self.spatial_lr_scale = state["spatial_lr_scale"]
-        self.mask_trainable = state["mask_trainable"]
-        self.tensors["mask"].requires_grad_(self.mask_trainable)
         if training_args is not None:
             self.training_setup(training_args)
             if state["optimizer"] is not None:
