@@ -157,8 +157,10 @@ __device__ inline float3 sh_backward(const Gaussians& g, int i, float3 mean, con
     const float g_c[3] = {(clamped & 1) ? 0.f : grad_rgb.x, (clamped & 2) ? 0.f : grad_rgb.y,
                           (clamped & 4) ? 0.f : grad_rgb.z};
     const float3 v = make_float3(mean.x - campos[0], mean.y - campos[1], mean.z - campos[2]);
-    const float inv_len = rsqrtf(v.x * v.x + v.y * v.y + v.z * v.z);
-    const float3 dir = make_float3(v.x * inv_len, v.y * inv_len, v.z * inv_len);
+    const float len2 = v.x * v.x + v.y * v.y + v.z * v.z;
+    const bool degenerate = !(len2 > 1e-24f);  // the camera centre itself: fixed direction +z
+    const float inv_len = degenerate ? 0.f : rsqrtf(len2);
+    const float3 dir = degenerate ? make_float3(0.f, 0.f, 1.f) : make_float3(v.x * inv_len, v.y * inv_len, v.z * inv_len);
     float basis[16], dbasis[16][3];
     sh_basis<true>(g.sh_degree, dir.x, dir.y, dir.z, basis, dbasis);
     const float* sh = g.shs + (int64_t)i * g.sh_stride * 3;
@@ -294,7 +296,7 @@ __global__ void preprocess_backward_kernel(Gaussians g, Camera cam, Projected p,
     out.means2d_ndc[3 * i + 1] = g_ndc_y;
     const float* P = cam.proj;
     const float4 hom = transform_point_hom(P, mean);
-    const float w = 1.f / (hom.w + 1e-7f);
+    const float w = 1.f / hom.w;
     const float dhx = g_ndc_x * w, dhy = g_ndc_y * w, dhw = -(g_ndc_x * hom.x + g_ndc_y * hom.y) * w * w;
     d_mean.x += P[0] * dhx + P[1] * dhy + P[3] * dhw;
     d_mean.y += P[4] * dhx + P[5] * dhy + P[7] * dhw;

@@ -11,7 +11,7 @@ struct AlphaEval {
     float alpha;      // min(ALPHA_MAX, o G); 0 where the quadratic form is negative (power > 0)
     float gauss;      // G = exp(power)
     float dx, dy;     // centre - pixel
-    bool saturated;   // o G > ALPHA_MAX: alpha does not depend on o or G there
+    bool saturated;   // o G >= ALPHA_MAX: alpha is clamped, no gradient to o or G
 };
 
 __device__ __forceinline__ AlphaEval evaluate_alpha(float2 center, float4 conic_opacity, float2 pixel) {
@@ -22,7 +22,7 @@ __device__ __forceinline__ AlphaEval evaluate_alpha(float2 center, float4 conic_
                         - conic_opacity.y * e.dx * e.dy;
     e.gauss = __expf(power);
     const float raw = conic_opacity.w * e.gauss;
-    e.saturated = raw > ALPHA_MAX;
+    e.saturated = raw >= ALPHA_MAX;
     e.alpha = power > 0.f ? 0.f : fminf(ALPHA_MAX, raw);
     return e;
 }

@@ -10,13 +10,16 @@ namespace egorast {
 
 __device__ __forceinline__ int clamp_int(int v, int lo, int hi) { return min(hi, max(lo, v)); }
 
-// Tiles whose pixels the disc of `radius` around `center` may reach, [x0, x1) x [y0, y1):
-// the rule the reference uses (C-style truncation, then clamped to the grid).
+__device__ __forceinline__ int tile_floor(float v, int tiles) {
+    return clamp_int((int)fminf(1e7f, fmaxf(-1e7f, floorf(v / TILE))), 0, tiles);
+}
+
+// Tiles the square of side 2 radius around `center` reaches, [x0, x1) x [y0, y1), clamped to the
+// grid: the reference's rule (gaussian_renderer/projection.py).
 __device__ inline int4 radius_tile_rect(float2 center, int radius, int tiles_x, int tiles_y) {
-    return make_int4(clamp_int((int)((center.x - radius) / TILE), 0, tiles_x),
-                     clamp_int((int)((center.y - radius) / TILE), 0, tiles_y),
-                     clamp_int((int)((center.x + radius + TILE - 1) / TILE), 0, tiles_x),
-                     clamp_int((int)((center.y + radius + TILE - 1) / TILE), 0, tiles_y));
+    const float r = (float)radius;
+    return make_int4(tile_floor(center.x - r, tiles_x), tile_floor(center.y - r, tiles_y),
+                     tile_floor(center.x + r + TILE - 1, tiles_x), tile_floor(center.y + r + TILE - 1, tiles_y));
 }
 
 // Tiles holding a pixel centre where this Gaussian's alpha can reach ALPHA_MIN: outside the
@@ -43,8 +46,9 @@ __device__ inline int4 opacity_tile_rect(float2 center, float3 cov2d, float det,
 
 __device__ inline float3 sh_colour(const Gaussians& g, int i, float3 mean, const float* campos, uint8_t* clamped) {
     float3 dir = make_float3(mean.x - campos[0], mean.y - campos[1], mean.z - campos[2]);
-    const float inv_len = rsqrtf(dir.x * dir.x + dir.y * dir.y + dir.z * dir.z);
-    dir = make_float3(dir.x * inv_len, dir.y * inv_len, dir.z * inv_len);
+    const float len2 = dir.x * dir.x + dir.y * dir.y + dir.z * dir.z;
+    const float inv_len = rsqrtf(len2);
+    dir = len2 > 1e-24f ? make_float3(dir.x * inv_len, dir.y * inv_len, dir.z * inv_len) : make_float3(0.f, 0.f, 1.f);
     float basis[16];
     sh_basis<false>(g.sh_degree, dir.x, dir.y, dir.z, basis, nullptr);
     const float* sh = g.shs + (int64_t)i * g.sh_stride * 3;
@@ -75,7 +79,10 @@ __global__ void preprocess_kernel(Gaussians g, Camera cam, Projected out) {
     const float3 mean = make_float3(g.means[3 * i], g.means[3 * i + 1], g.means[3 * i + 2]);
     const float3 t = transform_point(cam.view, mean);
     out.depths[i] = t.z;
-    if (t.z <= NEAR_CULL_Z) return;
+    const float4 hom = transform_point_hom(cam.proj, mean);
+    if (!(t.z > NEAR_CULL_Z && hom.w > 0.f)) return;
+    const float2 ndc = make_float2(hom.x / hom.w, hom.y / hom.w);
+    if (!(fabsf(ndc.x) <= FRUSTUM_NDC_BOUND && fabsf(ndc.y) <= FRUSTUM_NDC_BOUND)) return;
 
     float cov3d[6];
     if (g.cov3d != nullptr) {
@@ -89,17 +96,17 @@ __global__ void preprocess_kernel(Gaussians g, Camera cam, Projected out) {
     const Projection2D jac = projection_jacobian(t, cam.focal_x, cam.focal_y, cam.tan_fovx, cam.tan_fovy, cam.view);
     const float3 cov2d = covariance_2d(jac, cov3d);
     const float det = cov2d.x * cov2d.z - cov2d.y * cov2d.y;
-    if (det == 0.f) return;
+    if (!(det > 0.f && cov2d.x > 0.f)) return;  // not positive definite: invisible
     const float inv_det = 1.f / det;
     const float mid = 0.5f * (cov2d.x + cov2d.z);
-    const float lambda_max = mid + sqrtf(fmaxf(0.1f, mid * mid - det));
-    const int radius = (int)ceilf(3.f * sqrtf(lambda_max));
+    const float lambda_max = mid + sqrtf(fmaxf(0.f, mid * mid - det));
+    const float radius_f = ceilf(3.f * sqrtf(fmaxf(0.f, lambda_max)));
+    if (!(radius_f > 0.f && radius_f < 1e9f)) return;
+    const int radius = (int)radius_f;
 
-    const float4 hom = transform_point_hom(cam.proj, mean);
-    const float w = 1.f / (hom.w + 1e-7f);
-    const float2 center = make_float2(ndc_to_pixel(hom.x * w, cam.width), ndc_to_pixel(hom.y * w, cam.height));
+    const float2 center = make_float2(ndc_to_pixel(ndc.x, cam.width), ndc_to_pixel(ndc.y, cam.height));
     const int4 rect = radius_tile_rect(center, radius, cam.tiles_x, cam.tiles_y);
-    if ((rect.z - rect.x) * (rect.w - rect.y) == 0) return;
+    if (rect.z <= rect.x || rect.w <= rect.y) return;
 
     const float opacity = g.opacities[i];
     const int4 tight = opacity_tile_rect(center, cov2d, det, opacity, rect);

@@ -35,8 +35,9 @@ __device__ __forceinline__ void quat_to_rotation(float4 q, float* r) {
     r[6] = 2.f * (x * z - w * y);       r[7] = 2.f * (y * z + w * x);       r[8] = 1.f - 2.f * (x * x + y * y);
 }
 
+// A zero quaternion stays zero (its rotation matrix is then the identity), as in the reference.
 __device__ __forceinline__ float4 normalize_quat(float4 q, float* inv_norm) {
-    const float n = rsqrtf(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w);
+    const float n = 1.f / fmaxf(sqrtf(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w), 1e-12f);
     *inv_norm = n;
     return make_float4(q.x * n, q.y * n, q.z * n, q.w * n);
 }
