@@ -101,9 +101,9 @@ class DeformNetwork(nn.Module):
     def _screw_motion(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """exp of the predicted twist (w, v) as [N, 4, 4], always in fp32 (trig and small angles).
 
-        Upstream normalizes w and v by θ = |w| and then adds 1e-5 (a typo for dividing by
-        θ + 1e-5) before the Modern Robotics screw formula; the product is exp of the twist
-        (w, v) up to that 1e-5, which exp_twist computes exactly and stably near θ = 0.
+        Upstream divides w and v by θ = |w|, then adds 1e-5 (probably meant as θ + 1e-5 in the
+        denominator), and applies the Modern Robotics screw formula: that is exp of the twist
+        (w, v) up to O(1e-5) terms, and NaN at θ = 0. exp_twist computes it exactly and stably.
         """
         with torch.autocast(device_type=w.device.type, enabled=False):
             return exp_twist(w.float(), v.float())
