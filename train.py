@@ -25,7 +25,7 @@ from scene.gaussian_model import GaussianModel
 from utils.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from utils.general_utils import seed_everything
 from utils.image_utils import psnr
-from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, l1_loss, mask_loss, ssim
+from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss, photometric_loss
 from utils.schedule import TrainingSchedule
 
 SH_UP_INTERVAL = 1000
@@ -59,16 +59,15 @@ def pick_camera(state: RunState, cameras: List, rng: random.Random):
     return cameras[state.camera_stack.pop(rng.randrange(len(state.camera_stack)))]
 
 
-def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, schedule, iteration: int,
-               time_interval: float, add_noise: bool):
-    """Deformation offsets at the camera's time; zero before warm-up (no network call)."""
+def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, noise_std: float = 0.0):
+    """Deformation offsets at the camera's time (plus annealed time noise while training);
+    zero before warm-up, without calling the network."""
     if not phase.deform:
         return 0.0, 0.0, 0.0
     n = gaussians.get_xyz.shape[0]
     time_input = camera.fid.to(gaussians.get_xyz.device).reshape(1, 1).expand(n, 1)
-    if add_noise and phase.time_noise:
-        noise = torch.randn(1, 1, device=time_input.device) * time_interval * schedule.time_noise_scale(iteration)
-        time_input = time_input + noise.expand(n, 1)
+    if noise_std > 0.0:
+        time_input = time_input + (torch.randn(1, 1, device=time_input.device) * noise_std).expand(n, 1)
     return deform.step(gaussians.get_xyz.detach(), time_input)
 
 
@@ -76,15 +75,16 @@ def compute_losses(render_pkg: Dict, camera, phase, opt, depth_kind_default: str
     """Each active loss term, unweighted except the colour mix; the total under key ``total``."""
     image = render_pkg["render"]
     gt = camera.original_image.to(image.device)
-    l1 = l1_loss(image, gt)
-    terms = {"color": (1.0 - opt.lambda_dssim) * l1 + opt.lambda_dssim * (1.0 - ssim(image, gt)), "l1": l1}
+    terms = {"color": photometric_loss(image, gt, opt.lambda_dssim)}
     total = phase.color_weight * terms["color"]
     if phase.depth_weight > 0 and camera.depth_prior is not None:
         prior = camera.depth_prior.to(image.device)
-        valid = (render_pkg["alpha"] > 0.5) & torch.isfinite(prior)
+        valid = depth_valid_mask(render_pkg["alpha"], prior)
         kind = camera.depth_kind or depth_kind_default
         fn = depth_loss_ssi if opt.depth_loss == "ssi" else depth_loss_minmax
-        terms["depth"] = fn(render_pkg["depth"], prior, kind, valid)
+        # Σ w z reads nearer than the surface where alpha < 1: compare the expected surface depth.
+        surface_depth = render_pkg["depth"] / render_pkg["alpha"].clamp_min(1e-6)
+        terms["depth"] = fn(surface_depth, prior, kind, valid)
         total = total + phase.depth_weight * terms["depth"]
     if phase.mask_weight > 0 and camera.mask is not None and render_pkg["hands_map"].shape[0] > 0:
         terms["mask"] = mask_loss(render_pkg["hands_map"], camera.mask.to(image.device))
@@ -134,8 +134,8 @@ def restore_checkpoint(path: str, gaussians, deform, strategy, rng: random.Rando
 
 
 @torch.no_grad()
-def evaluate(scene: Scene, gaussians, deform, pipe, background, is_6dof: bool, phase, writer, iteration: int,
-             schedule) -> Optional[float]:
+def evaluate(scene: Scene, gaussians, deform, pipe, background, is_6dof: bool, phase, writer,
+             iteration: int) -> Optional[float]:
     """L1 and PSNR on the test views and a few training views; one image on the device at a time."""
     train_cams = scene.getTrainCameras()
     step = max(1, len(train_cams) // NUM_TRAIN_EVAL_VIEWS)
@@ -146,7 +146,7 @@ def evaluate(scene: Scene, gaussians, deform, pipe, background, is_6dof: bool, p
             continue
         l1_sum, psnr_sum = 0.0, 0.0
         for idx, camera in enumerate(cameras):
-            d = deform_for(camera, gaussians, deform, phase, schedule, iteration, 0.0, add_noise=False)
+            d = deform_for(camera, gaussians, deform, phase)
             out = render(camera, gaussians, pipe, background, *d, is_6dof=is_6dof)
             image = out["render"].clamp(0.0, 1.0)
             gt = camera.original_image.to(image.device)
@@ -154,8 +154,7 @@ def evaluate(scene: Scene, gaussians, deform, pipe, background, is_6dof: bool, p
             psnr_sum += psnr(image, gt).mean().item()
             if writer is not None and idx < 3:
                 writer.add_image(f"{split}_view_{camera.image_name}/render", image, iteration)
-                if iteration == schedule.first_eval_iteration:
-                    writer.add_image(f"{split}_view_{camera.image_name}/ground_truth", gt, iteration)
+                writer.add_image(f"{split}_view_{camera.image_name}/ground_truth", gt, iteration)
         l1_avg, psnr_avg = l1_sum / len(cameras), psnr_sum / len(cameras)
         print(f"\n[ITER {iteration}] Evaluating {split}: L1 {l1_avg:.5f} PSNR {psnr_avg:.2f}")
         if writer is not None:
@@ -200,9 +199,9 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
     deform.train_setting(opt)
     strategy = DensificationStrategy(opt.percent_dense)
     strategy.reset(gaussians.get_xyz.shape[0], device)
-    schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth)
-    schedule.first_eval_iteration = min(run.test_iterations) if run.test_iterations else 0
-    for notice in schedule.notices:
+    schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth,
+                                is_blender=dataset.is_blender)
+    for notice in schedule.notices + deform.notices:
         print_once(notice)
 
     rng = random.Random(run.seed)
@@ -213,7 +212,6 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
 
     background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
     train_cameras = scene.getTrainCameras()
-    time_interval = 1.0 / max(1, len(train_cameras))
     writer = None if run.quiet else make_writer(dataset.model_path)
     progress = tqdm(range(state.iteration + 1, opt.iterations + 1), initial=state.iteration, total=opt.iterations,
                     desc="Training", disable=run.quiet, dynamic_ncols=True)
@@ -232,8 +230,8 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
         camera = pick_camera(state, train_cameras, rng)
         if dataset.load2gpu_on_the_fly:
             camera.to(device)
-        d_xyz, d_rot, d_scale = deform_for(camera, gaussians, deform, phase, schedule, iteration, time_interval,
-                                           add_noise=not dataset.is_blender)
+        noise_std = schedule.time_noise_std(iteration, len(train_cameras))
+        d_xyz, d_rot, d_scale = deform_for(camera, gaussians, deform, phase, noise_std)
         render_pkg = render(camera, gaussians, pipe, background, d_xyz, d_rot, d_scale, is_6dof=dataset.is_6dof)
         terms = compute_losses(render_pkg, camera, phase, opt, dataset.depth_prior_kind)
         try:
@@ -243,15 +241,14 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
             path = os.path.join(dataset.model_path, f"chkpnt{iteration - 1}.pth")
             save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng))
             raise NonFiniteLoss(f"{err} Training stopped; the last good state is in {path}.") from None
-        terms["total"].backward()
+        with deform.precision_context():  # TF32 is a global switch read when kernels launch
+            terms["total"].backward()
 
         with torch.no_grad():
             densify(strategy, gaussians, render_pkg, opt, iteration, scene.cameras_extent, dataset.white_background)
             gaussians.optimizer.step()
             gaussians.optimizer.zero_grad(set_to_none=True)
-            if phase.train_deform:
-                deform.optimizer.step()
-            deform.optimizer.zero_grad(set_to_none=True)
+            deform.optimizer_step()
         if dataset.load2gpu_on_the_fly:
             camera.to("cpu")
 
@@ -264,7 +261,7 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
 
         if iteration in run.test_iterations:
             test_psnr = evaluate(scene, gaussians, deform, pipe, background, dataset.is_6dof, phase, writer,
-                                 iteration, schedule)
+                                 iteration)
             if test_psnr is not None and test_psnr > state.best_psnr:
                 state.best_psnr, state.best_iteration = test_psnr, iteration
         if iteration in run.save_iterations:
