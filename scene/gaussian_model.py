@@ -33,6 +33,7 @@ MIN_INITIAL_DIST2 = 1e-7
 ADAM_EPS = 1e-15
 F_REST_LR_DIVISOR = 20.0
 STATE_FORMAT = "egomask-gaussians-v1"
+COLOR_TOLERANCE = 1e-5   # float round-off of colours computed from SH
 
 
 class GaussianModel:
@@ -297,7 +298,7 @@ def _checked_point_cloud(pcd: BasicPointCloud):
                            f"{colors.shape}; they must match.")
     if not np.isfinite(points).all():
         raise DatasetError("The initial point cloud contains NaN/infinite coordinates; clean points3D.")
-    if colors.min() < 0.0 or colors.max() > 1.0:
+    if colors.min() < -COLOR_TOLERANCE or colors.max() > 1.0 + COLOR_TOLERANCE:
         raise DatasetError(f"Initial point colours must lie in [0, 1] (got {colors.min():.3g}..{colors.max():.3g}); "
                            "divide 8-bit colours by 255.")
     return points, colors
