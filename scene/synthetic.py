@@ -83,9 +83,14 @@ TABLE = dict(centre=(0.0, 0.15, -0.02), half=(0.8, 0.65, 0.02))
 WALL_Y = 0.8
 
 
-def build_static(rng: np.random.Generator) -> List[Primitive]:
-    """Floor, workbench, back wall and four textured objects; textures drawn from ``rng``."""
-    streams = rng.spawn(9)
+def independent_streams(seed_sequence: np.random.SeedSequence, count: int) -> List[np.random.Generator]:
+    """``count`` independent generators (SeedSequence.spawn works on every numpy we support)."""
+    return [np.random.default_rng(child) for child in seed_sequence.spawn(count)]
+
+
+def build_static(seed_sequence: np.random.SeedSequence) -> List[Primitive]:
+    """Floor, workbench, back wall and four textured objects; textures drawn from ``seed_sequence``."""
+    streams = independent_streams(seed_sequence, 9)
     bench_decals = tex.Decals(streams[0], 22, axes=(0, 1), extent=((-0.7, 0.7), (-0.45, 0.75)))
     posters = tex.Decals(streams[1], 14, axes=(0, 2), extent=((-1.2, 1.2), (0.05, 0.9)), size=(0.05, 0.16))
     return [
@@ -247,34 +252,50 @@ class Hits(NamedTuple):
     hit_id: np.ndarray
 
 
+class _Culler:
+    """Bounding-sphere culling for one batch of rays; cheap when they share one origin (a camera)."""
+
+    def __init__(self, o: np.ndarray, d: np.ndarray):
+        self.o, self.d = o, d
+        self.all = np.arange(len(o))
+        self.unit = d / np.linalg.norm(d, axis=1, keepdims=True)
+        self.origin = o[0] if len(o) and (o == o[0]).all() else None
+
+    def rows_meeting(self, rows: np.ndarray, sphere) -> np.ndarray:
+        """The subset of ``rows`` whose rays pass through ``sphere`` (centre, radius); all if radius is inf."""
+        centre, radius = sphere
+        if np.isinf(radius) or len(rows) == 0:
+            return rows
+        radius = radius * 1.001  # never cull a grazing hit
+        if self.origin is None:
+            return rows[ray_hits_sphere(self.o[rows], self.d[rows], centre, radius)]
+        oc = centre - self.origin
+        along = mul(self.unit if rows is self.all else self.unit[rows], oc)
+        dist2 = float(oc @ oc)
+        return rows[(dist2 - along * along <= radius * radius) & ((along > 0) | (dist2 <= radius * radius))]
+
+
 def _nearest(prims: List[Primitive], first_id: int, o, d):
     """Nearest hit among ``prims``: (t [N], id [N], normal [N, 3]); ids count from ``first_id``."""
     n = len(o)
     t, ids, normal = np.full(n, np.inf), np.full(n, -1), np.zeros((n, 3))
+    culler = _Culler(o, d)
     group_rows = {}  # rows whose ray meets a group's sphere, computed once per group
     for k, prim in enumerate(prims):
-        rows = np.arange(n)
+        rows = culler.all
         if prim.group is not None:
             key = id(prim.group)
             if key not in group_rows:
-                group_rows[key] = _rows_meeting(o, d, rows, prim.group)
+                group_rows[key] = culler.rows_meeting(rows, prim.group)
             rows = group_rows[key]
-        rows = _rows_meeting(o, d, rows, prim.bound)
+        rows = culler.rows_meeting(rows, prim.bound)
         if len(rows) == 0:
             continue
-        tk, nk = prim.intersect(o[rows], d[rows])
+        tk, nk = prim.intersect(o, d) if rows is culler.all else prim.intersect(o[rows], d[rows])
         closer = tk < t[rows]
         rows = rows[closer]
         t[rows], ids[rows], normal[rows] = tk[closer], first_id + k, nk[closer]
     return t, ids, normal
-
-
-def _rows_meeting(o, d, rows, sphere) -> np.ndarray:
-    """The subset of ``rows`` whose rays pass through ``sphere`` (centre, radius); all if radius is inf."""
-    centre, radius = sphere
-    if np.isinf(radius) or len(rows) == 0:
-        return rows
-    return rows[ray_hits_sphere(o[rows], d[rows], centre, radius * 1.001)]
 
 
 def _shade(prims: List[Primitive], first_id: int, t, ids, normal, o, d) -> np.ndarray:
@@ -295,9 +316,9 @@ class SyntheticScene:
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
-        rng = np.random.default_rng(self.seed)
-        static_rng, head_rng, left_rng, right_rng, skin_rng = rng.spawn(5)
-        self.static = build_static(static_rng)
+        static_seeds, *streams = np.random.SeedSequence(self.seed).spawn(5)
+        head_rng, left_rng, right_rng, skin_rng = (np.random.default_rng(s) for s in streams)
+        self.static = build_static(static_seeds)
         self.head = HeadPath(head_rng)
         skin = tex.skin(skin_rng)
         self.hands = [Hand("left", LEFT_KEYS, +1, left_rng, skin), Hand("right", RIGHT_KEYS, -1, right_rng, skin)]
@@ -647,7 +668,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     mean_hand = float(np.mean(meta["hand_pixel_fraction"]))
-    print(f"Wrote {meta['frames']} frames of {meta['width']}x{meta['height']} and "
+    print(f"Wrote {meta['frames']} frame(s) of {meta['width']}x{meta['height']} and "
           f"{meta['sparse']['points3D']} sparse points to {args.out_dir} (hands cover {100 * mean_hand:.1f} % "
           "of pixels on average).")
     return 0

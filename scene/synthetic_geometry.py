@@ -59,6 +59,8 @@ def _no_hit(n: int):
 
 def _to_local(o, d, center, rotation):
     """Ray in a primitive's frame: ``p_local = R^T (p - c)``, written for row vectors."""
+    if np.array_equal(rotation, np.eye(3)):
+        return o - center, d
     return mul(o - center, rotation), mul(d, rotation)
 
 
