@@ -208,6 +208,9 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
         _remove(database)
         if mask_dir is not None:
             write_feature_masks(hand_dir, mask_dir, names)
+        else:
+            print("  note: no SCENE/input_masks/: features on moving hands can mislead SfM; hand masks "
+                  "(white = hand, named like the frames) keep them out")
         _guard(f"feature extraction ({backend.name})",
                lambda: backend.extract_features(database, input_dir, names, args.camera, mask_dir))
 
@@ -255,7 +258,8 @@ def report_registration(sparse: str, total: int, args) -> None:
         raise DatasetError(
             f"Structure-from-motion registered {registered} of {total} frames (COLMAP's \"No good initial image "
             "pair\": no two frames share enough matched features seen from different enough viewpoints). "
-            "Try: a clip where the camera moves, not only turns; more frames (--fps) or --matcher exhaustive; "
+            "Try: hand masks in SCENE/input_masks/ (white = hand; moving hands mislead SfM); a clip where the "
+            "camera moves, not only turns; more frames (--fps) or --matcher exhaustive; "
             f"--mapper {'incremental' if args.mapper == 'global' else 'global'}; --camera SIMPLE_RADIAL; "
             "drop blurry or textureless frames.")
     which = f"the largest of {models} models" if models > 1 else "one model"

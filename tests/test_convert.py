@@ -1,0 +1,296 @@
+"""convert.py: synthetic egocentric frames without poses -> a trainable scene through pycolmap.
+
+The scene test distorts the synthetic (pinhole) frames and masks with a known lens distortion,
+so undistortion must really happen: the outputs are checked against the ground truth resampled
+through the recovered pinhole camera, which does not use convert.py's own warping code.
+"""
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+pycolmap = pytest.importorskip("pycolmap")
+
+import convert  # noqa: E402
+from scene.colmap import qvec2rotmat, read_model  # noqa: E402
+from utils.frames import extract_video_frames, list_frames  # noqa: E402
+from utils.sfm import apply_similarity, feature_mask, keyframe_pairs, umeyama_alignment  # noqa: E402
+
+FRAMES, WIDTH, HEIGHT = 20, 320, 240
+DISTORTION = np.array([-0.12, 0.02, 0.0, 0.0])  # OpenCV k1, k2, p1, p2: clear barrel distortion
+THREADS = "2"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def run_convert(*argv):
+    return convert.main(list(argv) + ["--num_threads", THREADS])
+
+
+def pinhole_matrix(truth_dir):
+    cameras, _, _ = read_model(os.path.join(truth_dir, "sparse", "0"))
+    (camera,) = cameras.values()
+    assert camera.model == "PINHOLE"
+    fx, fy, cx, cy = camera.params
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+
+
+def distort(image, K, nearest):
+    """The pinhole ``image`` as seen through a lens with DISTORTION (same K); pixel centres at +0.5."""
+    h, w = image.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    pixels = np.stack([xs + 0.5, ys + 0.5], axis=-1).reshape(-1, 1, 2)
+    rays = cv2.undistortPoints(pixels, K, DISTORTION).reshape(h, w, 2)  # where each distorted pixel looks
+    map_x = (K[0, 0] * rays[..., 0] + K[0, 2] - 0.5).astype(np.float32)
+    map_y = (K[1, 1] * rays[..., 1] + K[1, 2] - 0.5).astype(np.float32)
+    return cv2.remap(image, map_x, map_y, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def through_recovered_camera(truth_image, K, undistorted_camera, nearest):
+    """Ground truth resampled into the recovered PINHOLE camera's pixels (its own intrinsics)."""
+    fx, fy, cx, cy = undistorted_camera.params
+    ys, xs = np.mgrid[0:undistorted_camera.height, 0:undistorted_camera.width].astype(np.float64)
+    map_x = (K[0, 0] * (xs + 0.5 - cx) / fx + K[0, 2] - 0.5).astype(np.float32)
+    map_y = (K[1, 1] * (ys + 0.5 - cy) / fy + K[1, 2] - 0.5).astype(np.float32)
+    return cv2.remap(truth_image, map_x, map_y, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def camera_centres(model_dir):
+    """{frame stem: camera centre [3]} of a COLMAP model."""
+    _, images, _ = read_model(model_dir)
+    return {os.path.splitext(img.name)[0]: -qvec2rotmat(img.qvec).T @ img.tvec for img in images.values()}
+
+
+def trajectory_error(truth_dir, scene):
+    """(registered fraction, mean centre error / trajectory length) after a Umeyama similarity."""
+    truth = camera_centres(os.path.join(truth_dir, "sparse", "0"))
+    found = camera_centres(os.path.join(scene, "sparse", "0"))
+    stems = sorted(found)
+    target = np.array([truth[s] for s in stems])
+    scale, R, t = umeyama_alignment(np.array([found[s] for s in stems]), target)
+    aligned = apply_similarity(np.array([found[s] for s in stems]), scale, R, t)
+    ordered = np.array([truth[s] for s in sorted(truth)])
+    length = np.linalg.norm(np.diff(ordered, axis=0), axis=1).sum()
+    return len(found) / len(truth), float(np.linalg.norm(aligned - target, axis=1).mean() / length)
+
+
+def iou(a, b):
+    return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
+
+
+# ----------------------------------------------------------------------------- the synthetic scene
+
+@pytest.fixture(scope="module")
+def truth_dir(tmp_path_factory):
+    from scene.synthetic import generate
+    out = str(tmp_path_factory.mktemp("truth") / "scene")
+    generate(out, frames=FRAMES, width=WIDTH, height=HEIGHT, seed=0, supersample=1)
+    return out
+
+
+def make_scene(truth_dir, scene):
+    """Frames, masks and depth priors of the synthetic scene through a distorting lens; no poses."""
+    K = pinhole_matrix(truth_dir)
+    folders = (("images", "input", False), ("masks", "input_masks", True), ("depth_gt", "input_depth", False))
+    for src, dst, nearest in folders:
+        os.makedirs(os.path.join(scene, dst))
+        for name in sorted(os.listdir(os.path.join(truth_dir, src))):
+            image = cv2.imread(os.path.join(truth_dir, src, name), cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(os.path.join(scene, dst, name), distort(image, K, nearest))
+    return scene
+
+
+@pytest.fixture(scope="module")
+def converted(truth_dir, tmp_path_factory):
+    scene = make_scene(truth_dir, str(tmp_path_factory.mktemp("convert") / "scene"))
+    assert run_convert("-s", scene, "--resize") == 0
+    return scene
+
+
+def test_poses_recovered_up_to_similarity(truth_dir, converted):
+    registered, error = trajectory_error(truth_dir, converted)
+    print(f"registered {registered:.0%}, centre error {error:.3%} of the trajectory length")
+    assert registered >= 0.9
+    assert error < 0.02
+
+
+def test_layout_is_what_the_readers_take(converted):
+    cameras, images, points3D = read_model(os.path.join(converted, "sparse", "0"))
+    assert {c.model for c in cameras.values()} == {"PINHOLE"}
+    assert len(points3D) > 100
+    for img in images.values():
+        stem = os.path.splitext(img.name)[0]
+        assert os.path.isfile(os.path.join(converted, "images", img.name))
+        assert os.path.isfile(os.path.join(converted, "masks", stem + ".png"))
+        assert os.path.isfile(os.path.join(converted, "depth_gt", stem + ".png"))
+        for factor in (2, 4, 8):
+            small = cv2.imread(os.path.join(converted, f"masks_{factor}", stem + ".png"), cv2.IMREAD_UNCHANGED)
+            full = cv2.imread(os.path.join(converted, "masks", stem + ".png"), cv2.IMREAD_UNCHANGED)
+            assert small.shape[1] == round(full.shape[1] / factor)
+            assert set(np.unique(small)) <= set(np.unique(full))  # nearest neighbour: no blended labels
+    depth = cv2.imread(os.path.join(converted, "depth_gt", list_frames(os.path.join(converted, "images"))[0]),
+                       cv2.IMREAD_UNCHANGED)
+    assert depth.dtype == np.uint16  # 16-bit priors keep their precision
+
+
+def test_frames_and_masks_undistorted_alike(truth_dir, converted):
+    """Outputs match the ground truth resampled through the recovered pinhole camera; the
+    still-distorted input does not (so the check can tell an undistorted mask from a copied one)."""
+    K = pinhole_matrix(truth_dir)
+    undistorted = pycolmap.Reconstruction(os.path.join(converted, "sparse", "0"))
+    (camera,) = undistorted.cameras.values()
+    for image in list(undistorted.images.values())[::4]:
+        stem = os.path.splitext(image.name)[0]
+        mask = cv2.imread(os.path.join(converted, "masks", stem + ".png"), cv2.IMREAD_GRAYSCALE) > 127
+        truth_mask = cv2.imread(os.path.join(truth_dir, "masks", stem + ".png"), cv2.IMREAD_GRAYSCALE)
+        expected = through_recovered_camera(truth_mask, K, camera, nearest=True) > 127
+        raw = cv2.resize(cv2.imread(os.path.join(converted, "input_masks", stem + ".png"), cv2.IMREAD_GRAYSCALE),
+                         (camera.width, camera.height), interpolation=cv2.INTER_NEAREST) > 127
+        assert iou(mask, expected) > 0.9
+        assert iou(mask, expected) > iou(raw, expected) + 0.05
+
+        frame = cv2.imread(os.path.join(converted, "images", image.name)).astype(np.float32)
+        truth_frame = cv2.imread(os.path.join(truth_dir, "images", stem + ".png")).astype(np.float32)
+        expected_frame = through_recovered_camera(truth_frame, K, camera, nearest=False)
+        border = 8  # resampling at the image edge differs; the interior must agree
+        inner = (slice(border, -border), slice(border, -border))
+        assert np.abs(frame - expected_frame)[inner].mean() < 12.0
+
+
+def test_rerun_skips_finished_stages(converted, capfd):
+    before = os.path.getmtime(os.path.join(converted, "sparse", "0", "images.bin"))
+    assert run_convert("-s", converted, "--resize") == 0
+    out = capfd.readouterr().out
+    assert out.count("done already") == 6  # features, matching, mapping, undistort, priors, resize
+    assert os.path.getmtime(os.path.join(converted, "sparse", "0", "images.bin")) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_registration_does_not_depend_on_luck(truth_dir, tmp_path, seed):
+    scene = make_scene(truth_dir, str(tmp_path / "scene"))
+    assert run_convert("-s", scene, "--seed", str(seed)) == 0
+    registered, error = trajectory_error(truth_dir, scene)
+    assert registered >= 0.9
+    assert error < 0.02
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def write_noise_frames(folder, count, size=(96, 72), seed=0):
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        cv2.imwrite(os.path.join(folder, f"{i:05d}.png"), rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def assert_fails(capfd, argv, *phrases):
+    assert run_convert(*argv) == 2
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("Error: ")
+    for phrase in phrases:
+        assert phrase in err
+
+
+def test_no_frames(tmp_path, capfd):
+    os.makedirs(tmp_path / "input")
+    assert_fails(capfd, ["-s", str(tmp_path)], "No frames in", "--video")
+
+
+def test_missing_scene_folder(tmp_path, capfd):
+    assert_fails(capfd, ["-s", str(tmp_path / "nowhere")], "does not exist", "input/")
+
+
+def test_frames_not_zero_padded(tmp_path, capfd):
+    write_noise_frames(str(tmp_path / "input"), 3)
+    for i in (1, 2, 10):
+        cv2.imwrite(str(tmp_path / "input" / f"frame_{i}.png"), np.zeros((8, 8, 3), np.uint8))
+    for name in ("00000.png", "00001.png", "00002.png"):
+        os.remove(tmp_path / "input" / name)
+    assert_fails(capfd, ["-s", str(tmp_path)], "not zero-padded", "frame_10.png")
+
+
+def test_frames_of_different_sizes(tmp_path, capfd):
+    write_noise_frames(str(tmp_path / "input"), 3)
+    cv2.imwrite(str(tmp_path / "input" / "00003.png"), np.zeros((10, 10, 3), np.uint8))
+    assert_fails(capfd, ["-s", str(tmp_path)], "00003.png", "same size")
+
+
+def test_unreadable_video(tmp_path, capfd):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"this is not a video" * 100)
+    assert_fails(capfd, ["-s", str(tmp_path / "scene"), "--video", str(video)], "Cannot read video", "clip.mp4")
+
+
+def test_missing_video(tmp_path, capfd):
+    assert_fails(capfd, ["-s", str(tmp_path), "--video", str(tmp_path / "absent.mp4")], "does not exist")
+
+
+def test_unknown_camera_model(tmp_path, capfd):
+    write_noise_frames(str(tmp_path / "input"), 3)
+    assert_fails(capfd, ["-s", str(tmp_path), "--camera", "FISHEYE42"], "Unknown camera model", "OPENCV")
+
+
+def test_fps_without_video(tmp_path, capfd):
+    write_noise_frames(str(tmp_path / "input"), 3)
+    assert_fails(capfd, ["-s", str(tmp_path), "--fps", "5"], "--fps")
+
+
+def test_skip_matching_without_a_model(tmp_path, capfd):
+    write_noise_frames(str(tmp_path / "input"), 3)
+    assert_fails(capfd, ["-s", str(tmp_path), "--skip_matching"], "--skip_matching", "sparse")
+
+
+def test_too_few_registered_frames(tmp_path, capfd):
+    """Unrelated noise frames share no geometry: the mapper cannot start, and says what to try."""
+    write_noise_frames(str(tmp_path / "input"), 6, seed=3)
+    assert_fails(capfd, ["-s", str(tmp_path)], "registered 0 of 6 frames", "No good initial image pair",
+                 "--matcher exhaustive")
+    assert not os.path.isdir(tmp_path / "sparse")
+
+
+# ----------------------------------------------------------------------------- helpers in isolation
+
+def test_video_frames_extracted_in_time_order(tmp_path):
+    video = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG video")
+    for i in range(20):
+        writer.write(np.full((48, 64, 3), 10 * i, np.uint8))  # brightness encodes the frame number
+    writer.release()
+    out = str(tmp_path / "input")
+    assert extract_video_frames(video, out, fps=5.0) == 10  # every second frame of a 10 fps video
+    names = list_frames(out)
+    assert names[0] == "00000.png" and len(names) == 10
+    brightness = [cv2.imread(os.path.join(out, n)).mean() for n in names]
+    assert np.allclose(brightness, [20 * k for k in range(10)], atol=4)
+
+
+def test_umeyama_recovers_a_similarity():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(30, 3))
+    R, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    R *= np.sign(np.linalg.det(R))
+    target = 2.5 * points @ R.T + np.array([1.0, -2.0, 0.5])
+    scale, R_found, t = umeyama_alignment(points, target)
+    assert scale == pytest.approx(2.5)
+    assert np.allclose(R_found, R) and np.allclose(t, [1.0, -2.0, 0.5])
+
+
+def test_keyframe_pairs_span_the_clip():
+    names = [f"{i:05d}.png" for i in range(100)]
+    pairs = keyframe_pairs(names, keyframes=5)
+    assert len(pairs) == 10
+    assert ("00000.png", "00099.png") in pairs
+
+
+def test_feature_mask_blocks_hands_with_a_margin():
+    hand = np.zeros((20, 20), np.uint8)
+    hand[5:10, 5:10] = 255
+    mask = feature_mask(hand, margin=2)
+    assert mask[7, 7] == 0 and mask[3, 7] == 0 and mask[2, 7] == 255 and mask[15, 15] == 255
