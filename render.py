@@ -133,6 +133,11 @@ class ViewRenderer:
         return self.render_fn(camera, self.gaussians, self.pipe, self.background, *offsets,
                               is_6dof=self.is_6dof, gaussian_subset=subset)
 
+    def backend_name(self) -> str:
+        from gaussian_renderer.backend import get_rasterizer
+        module = get_rasterizer(getattr(self.pipe, "rasterizer", "auto"), self.gaussians.get_xyz.device)
+        return "torch" if module.__name__.endswith("reference") else "cuda"
+
 
 def hand_map_image(hands_map: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Rendered hand map [K, H, W] -> [1, H, W] in [0, 1] (mean over channels; zeros when K = 0)."""
@@ -161,6 +166,8 @@ def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, spl
     frame_times = []
     with torch.no_grad():
         for index, camera in enumerate(cameras):
+            home = camera.data_device
+            camera.to(device)  # cameras kept on the CPU (--data_device cpu) render next to the Gaussians
             start = time.perf_counter()
             offsets = renderer.deformation(camera.fid)
             full = renderer(camera, offsets)
@@ -178,11 +185,12 @@ def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, spl
                 "hands": renderer(camera, offsets, split_info.hands)["render"].clamp(0.0, 1.0),
                 "hands_segment": hands_segment(image, hand_map, renderer.background, args.mask_kernel),
             }
-            fixed = renderer(fix_cam, offsets)  # the fixed camera at this view's time
+            fixed = renderer(fix_cam.to(device), offsets)  # the fixed camera at this view's time
             outputs["fix"] = fixed["render"].clamp(0.0, 1.0)
             outputs["fix_mask"] = hand_map_image(fixed["hands_map"], outputs["fix"])
             for folder, picture in outputs.items():
                 write_image(os.path.join(out_dir, folder, f"{camera.image_name}.png"), picture)
+            camera.to(home)
             if not args.quiet:
                 print(f"\r[{split}] {index + 1}/{len(cameras)} {camera.image_name}", end="", flush=True)
     if not args.quiet:
@@ -200,7 +208,7 @@ def speed_record(frame_times: List[float], warmup: int, renderer: ViewRenderer, 
             "frames_timed": len(timed), "warmup_frames": dropped,
             "num_gaussians": int(renderer.gaussians.get_xyz.shape[0]),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "rasterizer": getattr(renderer.pipe, "rasterizer", "auto"),
+            "rasterizer": renderer.backend_name(),
             "includes_deformation": renderer.deform_on}
 
 

@@ -19,11 +19,14 @@ def test_scaled_schedule_keeps_paper_values_at_full_length_and_is_understood_by_
     full = parser.parse_args(["-s", "scene"] + full_eval.scaled_schedule(40_000))
     for name, value in full_eval.PAPER_SCHEDULE.items():
         assert getattr(full, name) == value
+    assert full.densification_interval == 100 and full.mask_lr == pytest.approx(0.0025)
     short = parser.parse_args(["-s", "scene"] + full_eval.scaled_schedule(2_000))
     assert short.iterations == 2_000 and short.warm_up == 150
     assert (short.mask_start, short.mask_stop, short.stop_MLP) == (1_500, 2_000, 2_000)
     assert short.densify_until_iter == 750 and short.save_iterations == [2_000]
     assert short.warm_up < short.mask_start < short.mask_stop <= short.iterations
+    # the mask feature can still travel from 0 to 1 within the shorter mask phase
+    assert short.mask_lr * (short.mask_stop - short.mask_start) >= 1.0
 
 
 def test_table_has_one_row_per_scene_and_decomposition_columns_only_when_known():
