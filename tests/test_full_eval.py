@@ -69,3 +69,18 @@ def test_failing_step_is_reported_and_the_table_still_printed(tmp_path, capsys):
     assert "scene" in captured.out.splitlines()[-3]   # the table header
     rows = json.loads((out / "full_eval.json").read_text())
     assert rows[0]["scene"] == "empty_scene" and rows[0].get("PSNR") is None
+
+
+@pytest.mark.slow
+def test_synthetic_demo_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))   # offline: LPIPS null
+    out = tmp_path / "demo"
+    code = full_eval.main(["--synthetic", str(out), "--frames", "4", "--width", "32", "--height", "24",
+                           "--points", "200", "--iterations", "20", "--llffhold", "2"])
+    assert code == 0
+    row = json.loads((out / "full_eval.json").read_text())[0]
+    assert row["scene"] == "synthetic" and row["method"] == "ours_20"
+    assert row["PSNR"] > 5 and 0 < row["SSIM"] <= 1 and row["FPS"] > 0 and row["Gaussians"] > 0
+    assert row["train_minutes"] > 0 and "mask_IoU" in row and "static_PSNR" in row
+    assert (out / "model" / "test" / "ours_20" / "fix").is_dir()
+    assert "synthetic" in capsys.readouterr().out.splitlines()[-1]

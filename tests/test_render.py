@@ -16,13 +16,14 @@ FRAMES = 4
 FOLDERS = ("renders", "gt", "depth", "hands_mask", "static", "hands", "hands_segment", "fix", "fix_mask")
 
 
-def model_args(scene_dir, model_dir, warm_up):
+def model_args(scene_dir, model_dir, warm_up, mask_dimension=3):
     from argparse import ArgumentParser
     parser = ArgumentParser()
     ModelParams(parser), OptimizationParams(parser), PipelineParams(parser)
     return parser.parse_args(["-s", str(scene_dir), "-m", str(model_dir), "--eval", "--llffhold", "3",
                               "--sh_degree", "1", "--deform_depth", "2", "--deform_width", "16",
-                              "--data_device", "cpu", "--rasterizer", "torch", "--warm_up", str(warm_up)])
+                              "--data_device", "cpu", "--rasterizer", "torch", "--warm_up", str(warm_up),
+                              "--mask_dimension", str(mask_dimension)])
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +34,16 @@ def tiny_scene(tmp_path_factory):
     return root
 
 
-def build_model(scene_dir, model_dir, warm_up=0):
+def build_model(scene_dir, model_dir, warm_up=0, mask_dimension=3):
     """A few hundred Gaussians from the scene's points, those on one side (x below the median) marked
     as hands, and a tiny deformation network, saved at ITERATION as train.py would."""
     from scene import Scene
     from scene.deform_model import DeformModel
     from scene.gaussian_model import GaussianModel
 
-    args = model_args(scene_dir, model_dir, warm_up)
+    args = model_args(scene_dir, model_dir, warm_up, mask_dimension)
     save_config(args, str(model_dir))
-    gaussians = GaussianModel(1, 3, device="cpu")
+    gaussians = GaussianModel(1, mask_dimension, device="cpu")
     dataset = type("Dataset", (), {})()
     for key, value in vars(args).items():
         setattr(dataset, key, value)
@@ -51,7 +52,8 @@ def build_model(scene_dir, model_dir, warm_up=0):
     with torch.no_grad():
         gaussians.tensors["opacity"].fill_(2.0)   # opaque enough to see something at 32x24
         hands = gaussians.get_xyz[:, 0] < gaussians.get_xyz[:, 0].median()
-        gaussians.tensors["mask"][hands] = 1.0
+        if mask_dimension:
+            gaussians.tensors["mask"][hands] = 1.0
     scene.save(ITERATION)
     DeformModel(is_blender=False, is_6dof=False, depth=2, width=16, device="cpu").save_weights(str(model_dir), ITERATION)
     return scene, int(hands.sum())
@@ -126,14 +128,20 @@ def test_speed_record(rendered):
     assert speed["num_hand_gaussians"] == num_hands and speed["includes_deformation"] is False
 
 
-def test_deformed_render_changes_fixed_view_over_time(tiny_scene, tmp_path):
-    build_model(tiny_scene, tmp_path / "m", warm_up=0)
+def test_deformed_model_without_hand_features(tiny_scene, tmp_path, capsys):
+    """warm-up passed: the fixed view moves over time; mask_dimension 0: everything is static."""
+    build_model(tiny_scene, tmp_path / "m", warm_up=0, mask_dimension=0)
     assert render_cli.main(["-m", str(tmp_path / "m"), "--skip_test", "--quiet", "--no_video", "--fix_view", "0"]) == 0
+    assert "mask_dimension 0" in capsys.readouterr().out
     out = tmp_path / "m" / "train" / f"ours_{ITERATION}"
     frames = [read_rgb(str(out / "fix" / f"{n}.png")) for n in names_in(out / "fix")]
     assert not all(np.array_equal(frames[0], f) for f in frames[1:])   # the (random) deformation moves things
     assert not (tmp_path / "m" / "test").exists()
     assert json.loads((out / "fps.json").read_text())["includes_deformation"] is True
+    for name in names_in(out / "renders"):
+        assert np.array_equal(read_rgb(str(out / "static" / f"{name}.png")), read_rgb(str(out / "renders" / f"{name}.png")))
+        assert read_rgb(str(out / "hands" / f"{name}.png")).max() == 0.0        # black background only
+        assert read_image(str(out / "hands_mask" / f"{name}.png")).max() == 0.0
 
 
 # ---------------------------------------------------------------- bad inputs
