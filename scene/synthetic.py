@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -48,7 +48,6 @@ class Primitive:
     intersect: Callable        # (o [N, 3], d [N, 3]) -> (t [N], normal [N, 3])
     material: tex.Material
     bound: Tuple[np.ndarray, float]  # bounding sphere (centre, radius) for culling; radius inf = none
-    is_hand: bool = False
     texture_frame: Tuple[np.ndarray, np.ndarray] = (np.zeros(3), np.eye(3))
     group: Optional[Tuple[np.ndarray, float]] = None  # a sphere around several parts, culled first
 
@@ -210,7 +209,7 @@ class Hand:
         def capsule(part, a, b, radius, group=hand_bound):
             mid = 0.5 * (a + b)
             parts.append(Primitive(f"{self.name}_{part}", lambda o, d: intersect_capsule(o, d, a, b, radius),
-                                   self.material, (mid, 0.5 * float(np.linalg.norm(b - a)) + radius), True, frame,
+                                   self.material, (mid, 0.5 * float(np.linalg.norm(b - a)) + radius), frame,
                                    group))
 
         to_elbow = self.elbow_towards - wrist  # a forearm of fixed length, pointing back to the body
@@ -220,7 +219,7 @@ class Hand:
         palm_centre = to_world(PALM["centre"])
         parts.append(Primitive(f"{self.name}_palm",
                                lambda o, d: intersect_ellipsoid(o, d, palm_centre, np.array(PALM["radii"]), rot),
-                               self.material, (palm_centre, max(PALM["radii"])), True, frame, hand_bound))
+                               self.material, (palm_centre, max(PALM["radii"])), frame, hand_bound))
 
         def finger(part, base, direction, lengths, radius, bend_axis, angles):
             joint = np.asarray(base, float)
@@ -511,8 +510,8 @@ def depth_prior(depth: np.ndarray, blur: float, noise: float, rng: np.random.Gen
     blur of ``blur`` pixels; min-max normalized per frame after both."""
     disparity = np.where(np.isfinite(depth), 1.0 / np.where(np.isfinite(depth), depth, 1.0), 0.0)
     if noise > 0:
-        field = gaussian_filter(rng.normal(size=depth.shape), sigma=max(depth.shape) / 8.0)
-        disparity = disparity * (1.0 + noise * field / max(field.std(), 1e-12))
+        error = gaussian_filter(rng.normal(size=depth.shape), sigma=max(depth.shape) / 8.0)
+        disparity = disparity * (1.0 + noise * error / max(error.std(), 1e-12))
     if blur > 0:
         disparity = gaussian_filter(disparity, sigma=blur, mode="nearest")
     low, high = disparity.min(), disparity.max()
