@@ -157,6 +157,26 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def view_outputs(camera, fix_cam, offsets, full: Dict, renderer: ViewRenderer, split_info: Decomposition,
+                 kernel: int) -> Dict[str, torch.Tensor]:
+    """Every image of one view, by output folder. full: the render of all Gaussians at this view."""
+    image = full["render"].clamp(0.0, 1.0)
+    hand_map = hand_map_image(full["hands_map"], image)
+    fixed = renderer(fix_cam.to(camera.data_device), offsets)  # the fixed camera at this view's time
+    fix_image = fixed["render"].clamp(0.0, 1.0)
+    return {
+        "renders": image,
+        "gt": camera.original_image[:3],
+        "depth": depth_for_viewing(full["depth"], full["alpha"]),
+        "hands_mask": hand_map,
+        "static": renderer(camera, offsets, split_info.static)["render"].clamp(0.0, 1.0),
+        "hands": renderer(camera, offsets, split_info.hands)["render"].clamp(0.0, 1.0),
+        "hands_segment": hands_segment(image, hand_map, renderer.background, kernel),
+        "fix": fix_image,
+        "fix_mask": hand_map_image(fixed["hands_map"], fix_image),
+    }
+
+
 def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, split_info: Decomposition,
                  out_dir: str, args: Namespace) -> Dict:
     """Every output of one split; returns the speed record written to fps.json."""
@@ -172,22 +192,9 @@ def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, spl
             offsets = renderer.deformation(camera.fid)
             full = renderer(camera, offsets)
             synchronize(device)
-            frame_times.append(time.perf_counter() - start)
+            frame_times.append(time.perf_counter() - start)  # the speed of one plain render
 
-            image = full["render"].clamp(0.0, 1.0)
-            hand_map = hand_map_image(full["hands_map"], image)
-            outputs = {
-                "renders": image,
-                "gt": camera.original_image[:3],
-                "depth": depth_for_viewing(full["depth"], full["alpha"]),
-                "hands_mask": hand_map,
-                "static": renderer(camera, offsets, split_info.static)["render"].clamp(0.0, 1.0),
-                "hands": renderer(camera, offsets, split_info.hands)["render"].clamp(0.0, 1.0),
-                "hands_segment": hands_segment(image, hand_map, renderer.background, args.mask_kernel),
-            }
-            fixed = renderer(fix_cam.to(device), offsets)  # the fixed camera at this view's time
-            outputs["fix"] = fixed["render"].clamp(0.0, 1.0)
-            outputs["fix_mask"] = hand_map_image(fixed["hands_map"], outputs["fix"])
+            outputs = view_outputs(camera, fix_cam, offsets, full, renderer, split_info, args.mask_kernel)
             for folder, picture in outputs.items():
                 write_image(os.path.join(out_dir, folder, f"{camera.image_name}.png"), picture)
             camera.to(home)
