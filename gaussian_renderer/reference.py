@@ -70,8 +70,10 @@ def rasterize_gaussians(settings: GaussianRasterizationSettings, means3D, means2
         image, T_final = dense_composite(proj.pixel_means, proj.conics, opacities.reshape(-1), features,
                                          proj.view_depths, proj.tile_rects, proj.radii, H, W)
     else:
-        bins = bin_gaussians(proj.tile_rects, proj.view_depths, proj.radii, H, W)
-        image, T_final = composite(proj.pixel_means, proj.conics, opacities.reshape(-1), features, bins, H, W)
+        opacities = opacities.reshape(-1)
+        bins = bin_gaussians(proj.pixel_means, proj.conics, opacities, proj.tile_rects, proj.view_depths,
+                             proj.radii, H, W)
+        image, T_final = composite(proj.pixel_means, proj.conics, opacities, features, bins, H, W)
     color = image[:3] + T_final[None] * s.bg.reshape(3, 1, 1)
     depth, feature_map, alpha = image[3:4], image[4:], 1.0 - T_final[None]
     if s.debug:

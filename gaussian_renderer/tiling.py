@@ -1,104 +1,100 @@
-"""Binning of Gaussians into 16x16 screen tiles: per-tile candidate lists in depth order.
+"""Binning of Gaussians into small compute tiles: per-tile candidate lists in depth order.
 
-Each visible Gaussian emits one (tile, gaussian) pair per tile of its rectangle. Pairs are
-generated in front-to-back order and stably sorted by tile, so every tile's list is sorted by
-view depth (ties by index). Tiles are then grouped into batches of similar list length so the
-compositing can work on padded [batch, pixels, list] blocks without wasting much padding.
+A Gaussian may only be drawn in the 16x16 tiles of its rectangle (``projection.py``), and only
+where α = o·exp(-q/2) >= 1/255, i.e. inside the ellipse q <= 2 ln(255 o). Work is done on
+COMPUTE_TILE x COMPUTE_TILE pixel blocks: a Gaussian is listed for a block when the block meets
+both its 16x16-tile rectangle and the bounding box of that ellipse. Every skipped (block,
+Gaussian) pair has α < 1/255 at all of the block's pixels, so the result is exactly that of
+evaluating the whole rectangle, with a fraction of the work. Gaussians with o < 1/255 are never
+drawn and are not listed.
+
+Pairs are generated front to back and stably sorted by block, so each block's list is sorted by
+view depth (ties by index).
 """
 import math
-from typing import List, NamedTuple
+from typing import NamedTuple
 
 import torch
 
 from gaussian_renderer.projection import TILE_SIZE
 
-PIXELS_PER_TILE = TILE_SIZE * TILE_SIZE
+COMPUTE_TILE = 8
+PIXELS_PER_TILE = COMPUTE_TILE * COMPUTE_TILE
+ALPHA_MIN = 1.0 / 255.0
 
 
 class TileBins(NamedTuple):
-    gaussian_ids: torch.Tensor  # [M] int64, the pairs' Gaussians, tile-major then front to back
-    tile_starts: torch.Tensor   # [T + 1] int64 offsets of each tile's list in gaussian_ids
-    tiles_x: int
+    gaussian_ids: torch.Tensor  # [M] int64, each pair's Gaussian, block-major then front to back
+    pair_tiles: torch.Tensor    # [M] int64, each pair's block
+    tile_starts: torch.Tensor   # [T + 1] int64 offsets of each block's list
+    tiles_x: int                # blocks per row
     tiles_y: int
 
     @property
     def num_tiles(self) -> int:
         return self.tiles_x * self.tiles_y
 
-    def counts(self) -> torch.Tensor:
-        return self.tile_starts[1:] - self.tile_starts[:-1]
+    def tile_centres(self, tiles: torch.Tensor, dtype) -> torch.Tensor:
+        """Pixel coordinates [len(tiles), 2] of the centres of blocks."""
+        half = (COMPUTE_TILE - 1) / 2.0
+        x = (tiles % self.tiles_x) * COMPUTE_TILE + half
+        y = torch.div(tiles, self.tiles_x, rounding_mode="floor") * COMPUTE_TILE + half
+        return torch.stack([x, y], dim=1).to(dtype)
 
 
-def bin_gaussians(tile_rects: torch.Tensor, view_depths: torch.Tensor, radii: torch.Tensor,
+def local_pixel_offsets(device, dtype) -> torch.Tensor:
+    """Offsets (u, v) [P, 2] of a block's pixels from its centre; pixel p = (p % S, p // S)."""
+    p = torch.arange(PIXELS_PER_TILE, device=device)
+    half = (COMPUTE_TILE - 1) / 2.0
+    return torch.stack([p % COMPUTE_TILE - half, p // COMPUTE_TILE - half], dim=1).to(dtype)
+
+
+def bin_gaussians(pixel_means, conics, opacities, tile_rects, view_depths, radii,
                   image_height: int, image_width: int) -> TileBins:
-    """tile_rects [N, 4] (x0, y0, x1, y1) half-open, view_depths [N], radii [N] (0 = skip)."""
-    tiles_x = math.ceil(image_width / TILE_SIZE)
-    tiles_y = math.ceil(image_height / TILE_SIZE)
-    device = tile_rects.device
-    visible = torch.nonzero(radii > 0).squeeze(1)
-    order = torch.argsort(view_depths[visible].detach(), stable=True)
-    ids = visible[order]  # front to back
-    rect = tile_rects[ids]
-    width = rect[:, 2] - rect[:, 0]
-    counts = width * (rect[:, 3] - rect[:, 1])
+    """pixel_means [N,2], conics [N,3], opacities [N], tile_rects [N,4] (16-px tiles, half-open),
+    view_depths [N], radii [N] (0 = not drawn)."""
+    tiles_x = math.ceil(image_width / COMPUTE_TILE)
+    tiles_y = math.ceil(image_height / COMPUTE_TILE)
+    device = pixel_means.device
+    drawable = (radii > 0) & (opacities.detach() >= ALPHA_MIN)
+    candidates = torch.nonzero(drawable).squeeze(1)
+    ids = candidates[torch.argsort(view_depths[candidates].detach(), stable=True)]  # front to back
+
+    lo, hi = _pixel_range(pixel_means[ids], conics[ids], opacities[ids], tile_rects[ids],
+                          image_height, image_width)
+    blo = torch.div(lo, COMPUTE_TILE, rounding_mode="floor")
+    bhi = torch.div(hi, COMPUTE_TILE, rounding_mode="floor")
+    nonempty = (hi >= lo).all(dim=1)
+    width = torch.where(nonempty, bhi[:, 0] - blo[:, 0] + 1, torch.zeros_like(blo[:, 0]))
+    counts = width * (bhi[:, 1] - blo[:, 1] + 1)
 
     owner = torch.repeat_interleave(torch.arange(ids.numel(), device=device), counts)
     first = torch.cumsum(counts, 0) - counts
     local = torch.arange(owner.numel(), device=device) - first[owner]
-    tx = rect[owner, 0] + local % width[owner]
-    ty = rect[owner, 1] + local // width[owner]
-    tile = ty * tiles_x + tx
-    tile_sorted, perm = torch.sort(tile, stable=True)
-    gaussian_ids = ids[owner[perm]]
+    w = width[owner]
+    tx = blo[owner, 0] + local % w
+    ty = blo[owner, 1] + torch.div(local, w, rounding_mode="floor")
+    pair_tiles, perm = torch.sort(ty * tiles_x + tx, stable=True)
 
-    per_tile = torch.bincount(tile_sorted, minlength=tiles_x * tiles_y)
+    per_tile = torch.bincount(pair_tiles, minlength=tiles_x * tiles_y)
     tile_starts = torch.zeros(tiles_x * tiles_y + 1, dtype=torch.int64, device=device)
     tile_starts[1:] = torch.cumsum(per_tile, 0)
-    return TileBins(gaussian_ids, tile_starts, tiles_x, tiles_y)
+    return TileBins(ids[owner[perm]], pair_tiles, tile_starts, tiles_x, tiles_y)
 
 
-class TileBatch(NamedTuple):
-    tiles: torch.Tensor     # [B] int64 tile indices
-    ids: torch.Tensor       # [B, L] int64 Gaussian ids front to back, padded with `pad_id`
-    pixels: torch.Tensor    # [B, P, 2] pixel coordinates (x, y) of each tile's pixels
-    inside: torch.Tensor    # [B, P] bool, pixel lies inside the image
-
-
-def tile_batches(bins: TileBins, pad_id: int, image_height: int, image_width: int,
-                 max_elements: int, dtype: torch.dtype) -> List[TileBatch]:
-    """Non-empty tiles, longest lists first, in batches of at most ~max_elements
-    (tiles x pixels x chunk) where chunk = min(longest list in the batch, CHUNK)."""
-    counts = bins.counts()
-    nonempty = torch.nonzero(counts > 0).squeeze(1)
-    nonempty = nonempty[torch.argsort(counts[nonempty], descending=True, stable=True)]
-    counts_host = counts[nonempty].tolist()
-    batches, i = [], 0
-    while i < len(counts_host):
-        chunk = min(counts_host[i], LIST_CHUNK)
-        size = max(1, max_elements // (PIXELS_PER_TILE * chunk))
-        tiles = nonempty[i:i + size]
-        batches.append(_make_batch(bins, tiles, counts_host[i], pad_id, image_height, image_width, dtype))
-        i += size
-    return batches
-
-
-# Length of the slices of a tile's list processed at once (memory bound, and the unit at
-# which a batch stops early once all its pixels are saturated).
-LIST_CHUNK = 256
-
-
-def _make_batch(bins, tiles, longest, pad_id, image_height, image_width, dtype) -> TileBatch:
-    device = tiles.device
-    starts = bins.tile_starts[tiles]
-    counts = bins.tile_starts[tiles + 1] - starts
-    slot = torch.arange(longest, device=device)
-    in_list = slot[None, :] < counts[:, None]
-    pos = (starts[:, None] + slot[None, :]).clamp_max(max(bins.gaussian_ids.numel() - 1, 0))
-    ids = torch.where(in_list, bins.gaussian_ids[pos], torch.full_like(pos, pad_id))
-
-    local = torch.arange(PIXELS_PER_TILE, device=device)
-    px = (tiles % bins.tiles_x)[:, None] * TILE_SIZE + local[None, :] % TILE_SIZE
-    py = (tiles // bins.tiles_x)[:, None] * TILE_SIZE + local[None, :] // TILE_SIZE
-    inside = (px < image_width) & (py < image_height)
-    pixels = torch.stack([px, py], dim=-1).to(dtype)
-    return TileBatch(tiles, ids, pixels, inside)
+def _pixel_range(means, conics, opacities, tile_rects, image_height, image_width):
+    """Inclusive pixel ranges lo, hi [n, 2] (x, y) where the Gaussians can reach α >= 1/255,
+    within their 16-px tile rectangle and the image. Slightly conservative (float64, margin)."""
+    m, q, o = means.detach().double(), conics.detach().double(), opacities.detach().double()
+    a, b, c = q.unbind(1)
+    det = (a * c - b * b).clamp_min(1e-300)
+    reach2 = 2.0 * torch.log((o * 255.0).clamp_min(1.0)) * (1.0 + 1e-6) + 1e-6
+    half = torch.stack([(reach2 * c / det).sqrt(), (reach2 * a / det).sqrt()], dim=1) + 1e-4
+    lo = torch.ceil(m - half).clamp(-1e9, 1e9).long()
+    hi = torch.floor(m + half).clamp(-1e9, 1e9).long()
+    rect_lo = tile_rects[:, :2] * TILE_SIZE
+    rect_hi = tile_rects[:, 2:] * TILE_SIZE - 1
+    size = torch.tensor([image_width - 1, image_height - 1], device=means.device)
+    lo = torch.maximum(torch.maximum(lo, rect_lo), torch.zeros_like(lo))
+    hi = torch.minimum(torch.minimum(hi, rect_hi), size)
+    return lo, hi

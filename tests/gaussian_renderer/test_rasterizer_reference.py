@@ -247,7 +247,7 @@ def test_means2D_gradient_is_the_ndc_gradient():
     """means2D.grad[:, :2] = dL/d(NDC centre): checked by finite differences of the NDC shift."""
     kw, inputs = make_case("random_small", dtype=F64)
     weights = torch.rand(3, kw["image_height"], kw["image_width"], dtype=F64)
-    loss_of = lambda inp: float((run(kw, inp)[0] * weights).sum())
+    loss_of = lambda inp: float((run(kw, inp)[0] * weights).sum().detach())
     (run(kw, inputs)[0] * weights).sum().backward()
     grad = inputs["means2D"].grad
     assert torch.all(grad[:, 2] == 0)
