@@ -27,6 +27,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from scene import synthetic_textures as tex
+from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat2qvec, write_model
 from scene.synthetic_geometry import (intersect_box, intersect_capsule, intersect_cylinder, intersect_ellipsoid,
                                       look_at_c2w, mul, ray_hits_sphere, rotation_about)
 
@@ -146,6 +147,7 @@ RIGHT_KEYS = np.array([
     [0.18, 0.10, 0.12, 0, -32, 0, 0.70],   # grips the ball
     [0.16, 0.08, 0.13, -10, -25, 5, 0.60],
     [0.14, 0.25, 0.16, 15, -30, 0, 0.40],  # reaches past the ball towards the can
+    [0.13, 0.11, 0.14, 10, -20, 0, 0.35],
     [0.10, -0.02, 0.10, 5, -12, 0, 0.30],
 ])
 LEFT_KEYS = np.array([
@@ -154,6 +156,7 @@ LEFT_KEYS = np.array([
     [-0.19, 0.13, 0.18, 0, -38, 0, 0.50],  # fingers on the box
     [-0.09, 0.19, 0.11, -20, -15, 5, 0.20],
     [-0.01, 0.26, 0.085, -25, -8, 0, 0.15],  # palm on the book
+    [-0.08, 0.12, 0.11, -15, -10, 0, 0.25],
     [-0.13, -0.04, 0.10, -5, -10, 0, 0.30],
 ])
 
@@ -391,7 +394,7 @@ class FrameRender(NamedTuple):
     static: np.ndarray         # [H, W, 3] the same frame without hands
     hand_fraction: np.ndarray  # [H, W] fraction of subsamples that hit a hand
     depth: np.ndarray          # [H, W] float32 view-space z at pixel centres (hands included), inf = nothing
-    static_depth: np.ndarray   # [H, W] float32 the same without hands
+    static_depth: np.ndarray   # [H, W] float64 the same without hands (exact, for the sparse points)
 
 
 def render_frame(scene: SyntheticScene, fid: float, width: int, height: int, supersample: int = 2) -> FrameRender:
@@ -406,11 +409,12 @@ def render_frame(scene: SyntheticScene, fid: float, width: int, height: int, sup
 
     o, d = pixel_rays(c2w, centre, width, height)
     static_c, hand_c = scene.cast_layers(o, d, fid, shade=False)
-    as_image = lambda depth: depth.reshape(height, width).astype(np.float32)
+    as_image = lambda depth: depth.reshape(height, width)
     return FrameRender(
         image=per_pixel_mean(full.rgb), static=per_pixel_mean(static.rgb),
         hand_fraction=per_pixel_mean((hand.depth < static.depth).astype(np.float64)),
-        depth=as_image(np.minimum(static_c.depth, hand_c.depth)), static_depth=as_image(static_c.depth))
+        depth=as_image(np.minimum(static_c.depth, hand_c.depth)).astype(np.float32),
+        static_depth=as_image(static_c.depth))
 
 
 # ----------------------------------------------------------------------------- the sparse model
@@ -441,7 +445,8 @@ def sample_surface_points(frames: List[FrameRender], poses, k: dict, count: int,
     per_frame = np.diff(np.linspace(0, count, len(frames) + 1).round().astype(int))
     truth, colours = [], []
     for frame, (c2w, centre), n in zip(frames, poses, per_frame):
-        visible = np.flatnonzero(np.isfinite(frame.static_depth) & (frame.static_depth <= frame.depth))
+        static_depth = frame.static_depth.astype(np.float32)  # compare at the precision depth is kept
+        visible = np.flatnonzero(np.isfinite(static_depth) & (static_depth <= frame.depth))
         pick = rng.choice(visible, size=min(n, len(visible)), replace=False)
         y, x = np.divmod(pick, width)
         _, d = pixel_rays(c2w, centre, width, height)
@@ -451,31 +456,28 @@ def sample_surface_points(frames: List[FrameRender], poses, k: dict, count: int,
     return truth, truth + rng.normal(0.0, noise, size=truth.shape), np.concatenate(colours)
 
 
-def visible_tracks(points: np.ndarray, frames: List[FrameRender], poses, k: dict):
+def visible_tracks(scene: "SyntheticScene", points: np.ndarray, poses, fids, k: dict, width: int, height: int):
     """Per frame, (indices of the points visible there, their exact uv [M, 2]).
 
-    A point is visible where it projects inside the image and the full scene's depth at that pixel
-    centre agrees with its own depth (within 2 %: neighbouring pixel centres differ a little).
+    Exact visibility: the point projects inside the image and the ray from the camera centre to
+    it meets nothing (hands included) before reaching it.
     """
-    height, width = frames[0].depth.shape
     tracks = []
-    for frame, (c2w, centre) in zip(frames, poses):
+    for (c2w, centre), fid in zip(poses, fids):
         uv, z = project(points, c2w, centre, k)
         inside = np.isfinite(uv).all(axis=1) & (z > 0)
         inside &= (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
         idx = np.flatnonzero(inside)
-        px = np.floor(uv[idx]).astype(int)
-        seen = np.abs(frame.depth[px[:, 1], px[:, 0]] - z[idx]) <= 0.02 * z[idx]
-        tracks.append((idx[seen], uv[idx[seen]]))
+        first_hit = scene.cast(np.broadcast_to(centre, (len(idx), 3)), points[idx] - centre, fid).depth
+        seen = idx[first_hit >= 1.0 - 1e-7]  # t = 1 is the point itself
+        tracks.append((seen, uv[seen]))
     return tracks
 
 
-def build_colmap_model(frames, poses, k, width, height, num_points, point_noise, rng):
+def build_colmap_model(scene, frames, poses, fids, k, width, height, num_points, point_noise, rng):
     """(cameras, images, points3D) of the scene.colmap types: exact poses, a noisy sparse cloud."""
-    from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat2qvec
-
     truth, noisy, colours = sample_surface_points(frames, poses, k, num_points, point_noise, rng)
-    tracks = visible_tracks(truth, frames, poses, k)
+    tracks = visible_tracks(scene, truth, poses, fids, k, width, height)
     cameras = {1: ColmapCamera(1, "PINHOLE", width, height, np.array([k["fx"], k["fy"], k["cx"], k["cy"]]))}
     images, track_of = {}, [[] for _ in range(len(truth))]  # point -> [(image id, keypoint index)]
     error_sum, error_count = np.zeros(len(truth)), np.zeros(len(truth))
@@ -526,6 +528,14 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def _write_frame(out_dir: str, name: str, render: FrameRender, mask: np.ndarray, prior: np.ndarray) -> None:
+    _save_png(os.path.join(out_dir, "images", name + ".png"), _to_uint8(render.image))
+    _save_png(os.path.join(out_dir, "gt_static", name + ".png"), _to_uint8(render.static))
+    _save_png(os.path.join(out_dir, "masks", name + ".png"), mask.astype(np.uint8) * 255)
+    _save_png(os.path.join(out_dir, "depth_gt", name + ".png"), np.round(prior * 65535).astype(np.uint16))
+    np.save(os.path.join(out_dir, "depth_metric", name + ".npy"), render.depth)
+
+
 def _prepare_output(out_dir: str, overwrite: bool) -> None:
     """Create ``out_dir``; refuse to mix with existing files unless ``overwrite`` (which removes
     only what this generator writes, so stale frames of a longer earlier run cannot linger)."""
@@ -570,18 +580,12 @@ def generate(out_dir: str, frames: int = 40, width: int = 160, height: int = 120
     _prepare_output(out_dir, overwrite)
     scene, k = SyntheticScene(seed), intrinsics(width, height)
     depth_rng, points_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+    fids = [i / (frames - 1) if frames > 1 else 0.0 for i in range(frames)]  # the ARCHITECTURE time rule
     renders, poses, hand_fractions = [], [], []
-    for i in range(frames):
-        fid = i / (frames - 1) if frames > 1 else 0.0
+    for i, fid in enumerate(fids):
         r = scene.render(fid, width, height, supersample)
         mask = r.hand_fraction >= 0.5
-        name = frame_name(i)
-        _save_png(os.path.join(out_dir, "images", name + ".png"), _to_uint8(r.image))
-        _save_png(os.path.join(out_dir, "gt_static", name + ".png"), _to_uint8(r.static))
-        _save_png(os.path.join(out_dir, "masks", name + ".png"), mask.astype(np.uint8) * 255)
-        prior = depth_prior(r.depth, depth_blur, depth_noise, depth_rng)
-        _save_png(os.path.join(out_dir, "depth_gt", name + ".png"), np.round(prior * 65535).astype(np.uint16))
-        np.save(os.path.join(out_dir, "depth_metric", name + ".npy"), r.depth)
+        _write_frame(out_dir, frame_name(i), r, mask, depth_prior(r.depth, depth_blur, depth_noise, depth_rng))
         renders.append(r)
         poses.append(scene.camera(fid))
         hand_fractions.append(round(float(mask.mean()), 6))
@@ -589,9 +593,8 @@ def generate(out_dir: str, frames: int = 40, width: int = 160, height: int = 120
             print(f"\rframe {i + 1}/{frames}", end="", flush=True)
     if verbose:
         print()
-    from scene.colmap import write_model
-    cameras, images, points3D = build_colmap_model(renders, poses, k, width, height, num_points, point_noise,
-                                                   points_rng)
+    cameras, images, points3D = build_colmap_model(scene, renders, poses, fids, k, width, height, num_points,
+                                                   point_noise, points_rng)
     write_model(os.path.join(out_dir, "sparse", "0"), cameras, images, points3D, ext=".txt")
     meta = _scene_meta(scene, poses, k, frames, width, height, seed, supersample, depth_blur, depth_noise,
                        point_noise, len(points3D), hand_fractions)

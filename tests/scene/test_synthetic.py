@@ -309,3 +309,33 @@ def test_command_line_refuses_a_used_folder_unless_overwrite(tmp_path, capsys):
     assert sorted(os.listdir(os.path.join(out, "images"))) == ["00000.png", "00001.png"]  # no stale frame
     assert syn.main([out, "--width", "4", "--overwrite"]) == 2
     assert "--width" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- hands
+
+def test_hands_move_smoothly_flex_and_occlude_objects():
+    scene = syn.SyntheticScene(seed=0)
+    times = np.linspace(0, 1, 40)
+    for hand in scene.hands:
+        wrists = np.array([hand.pose(t)[0] for t in times])
+        steps = np.linalg.norm(np.diff(wrists, axis=0), axis=1)
+        assert steps.max() < 0.04 and np.linalg.norm(wrists.max(0) - wrists.min(0)) > 0.15  # smooth, travels
+        parts = {p.name: p for p in hand.primitives(0.0)}
+        assert set(parts) == {f"{hand.name}_{part}" for part in syn.HAND_PARTS}
+        spans = []  # fingertip height below the back of the hand, in the hand frame: grows as it curls
+        for t in times:
+            wrist, rot, _ = hand.pose(t)
+            tip = hand.primitives(t)[list(syn.HAND_PARTS).index("index_2")]
+            bound_centre = tip.bound[0]
+            spans.append(-((bound_centre - wrist) @ rot)[2])
+        assert max(spans) - min(spans) > 0.02  # the index finger flexes by centimetres
+
+    # Somewhere in the clip a hand covers the box, the book or the ball: hands occlude objects.
+    occluded = set()
+    for t in times[::4]:
+        c2w, centre = scene.camera(t)
+        o, d = syn.pixel_rays(c2w, centre, 64, 48)
+        with_hands, static = scene.cast(o, d, t), scene.cast(o, d, t, hands=False)
+        behind_hand = static.hit_id[scene.is_hand(with_hands.hit_id)]
+        occluded |= {scene.names[i] for i in np.unique(behind_hand)}
+    assert {"box", "ball", "book"} & occluded
