@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--camera", default="OPENCV", help="camera model: " + ", ".join(sfm.CAMERA_MODELS))
     parser.add_argument("--matcher", default="sequential", choices=sfm.MATCHERS)
     parser.add_argument("--mapper", default="global", choices=sfm.MAPPERS)
+    parser.add_argument("--frames_only", action="store_true",
+                        help="stop after cutting --video into SOURCE/input/ (make masks/priors from those frames)")
     parser.add_argument("--resize", action="store_true", help="also write images_2/4/8 (and masks/priors)")
     parser.add_argument("--skip_matching", action="store_true",
                         help="reuse SOURCE/distorted/sparse/0 (no features, matching or mapping)")
@@ -66,8 +68,9 @@ def validate(args: argparse.Namespace) -> None:
         raise DatasetError(f"Unknown camera model {args.camera!r} (--camera): use OPENCV (phones, head-mounted "
                            "cameras), SIMPLE_RADIAL (one focal length, mild distortion) or PINHOLE "
                            "(frames already undistorted).")
-    if args.fps is not None and args.video is None:
-        raise DatasetError("--fps applies to --video only: pass the video too, or drop --fps.")
+    if args.video is None and (args.fps is not None or args.frames_only):
+        raise DatasetError(f"{'--fps' if args.fps is not None else '--frames_only'} applies to --video only: "
+                           "pass the video too, or drop the flag.")
     if not os.path.isdir(args.source_path):
         if args.video is None:
             raise DatasetError(f"Scene folder {args.source_path!r} does not exist: create it with the frames "
@@ -448,11 +451,16 @@ def convert(args: argparse.Namespace) -> None:
     args.source_path = os.path.abspath(args.source_path)
     names_in_use = [n for n in STAGE_NAMES
                     if not (n == "frames" and args.video is None)
+                    and not (n != "frames" and args.frames_only)
                     and not (n in ("features", "matching", "mapping") and args.skip_matching)
                     and not (n == "priors" and not _has_priors(args.source_path))
                     and not (n == "resize" and not args.resize)]
     stages = Stages(args.source_path, names_in_use, args.force)
     names = prepare_frames(args, stages)
+    if args.frames_only:
+        print(f"{len(names)} frames in {os.path.join(args.source_path, 'input')}; put hand masks in input_masks/ "
+              "and depth priors in input_depth/ (same names), then run again without --frames_only")
+        return
     if args.colmap_executable:
         backend = sfm.ColmapCliBackend(args.colmap_executable, args.num_threads, args.verbose)
     else:

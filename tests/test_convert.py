@@ -78,8 +78,9 @@ def trajectory_error(truth_dir, scene):
     return len(found) / len(truth), float(np.linalg.norm(aligned - target, axis=1).mean() / length)
 
 
-def iou(a, b):
-    return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
+def overlap(a, b):
+    """(intersection, union) pixel counts of two boolean masks."""
+    return np.array([np.logical_and(a, b).sum(), np.logical_or(a, b).sum()], dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------- the synthetic scene
@@ -143,16 +144,23 @@ def test_frames_and_masks_undistorted_alike(truth_dir, converted):
     K = pinhole_matrix(truth_dir)
     undistorted = pycolmap.Reconstruction(os.path.join(converted, "sparse", "0"))
     (camera,) = undistorted.cameras.values()
-    for image in list(undistorted.images.values())[::4]:
+    ours, copied = np.zeros(2), np.zeros(2)  # (intersection, union) summed over frames
+    for image in undistorted.images.values():
         stem = os.path.splitext(image.name)[0]
         mask = cv2.imread(os.path.join(converted, "masks", stem + ".png"), cv2.IMREAD_GRAYSCALE) > 127
         truth_mask = cv2.imread(os.path.join(truth_dir, "masks", stem + ".png"), cv2.IMREAD_GRAYSCALE)
         expected = through_recovered_camera(truth_mask, K, camera, nearest=True) > 127
         raw = cv2.resize(cv2.imread(os.path.join(converted, "input_masks", stem + ".png"), cv2.IMREAD_GRAYSCALE),
                          (camera.width, camera.height), interpolation=cv2.INTER_NEAREST) > 127
-        assert iou(mask, expected) > 0.9
-        assert iou(mask, expected) > iou(raw, expected) + 0.05
+        ours += overlap(mask, expected)
+        copied += overlap(raw, expected)
+    ours_iou, copied_iou = ours[0] / ours[1], copied[0] / copied[1]
+    print(f"mask IoU with the truth: {ours_iou:.3f} undistorted, {copied_iou:.3f} if copied")
+    assert ours_iou > 0.93
+    assert 1 - ours_iou < 0.6 * (1 - copied_iou)  # a copied (still distorted) mask would fail
 
+    for image in list(undistorted.images.values())[::5]:
+        stem = os.path.splitext(image.name)[0]
         frame = cv2.imread(os.path.join(converted, "images", image.name)).astype(np.float32)
         truth_frame = cv2.imread(os.path.join(truth_dir, "images", stem + ".png")).astype(np.float32)
         expected_frame = through_recovered_camera(truth_frame, K, camera, nearest=False)
@@ -255,20 +263,43 @@ def test_too_few_registered_frames(tmp_path, capfd):
 
 # ----------------------------------------------------------------------------- helpers in isolation
 
-def test_video_frames_extracted_in_time_order(tmp_path):
-    video = str(tmp_path / "clip.avi")
-    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+def write_video(path, count=20, fps=10.0):
+    """An MJPG clip whose frame brightness encodes the frame number (10 per frame)."""
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
     if not writer.isOpened():
         pytest.skip("this OpenCV build cannot write MJPG video")
-    for i in range(20):
-        writer.write(np.full((48, 64, 3), 10 * i, np.uint8))  # brightness encodes the frame number
+    for i in range(count):
+        writer.write(np.full((48, 64, 3), 10 * i, np.uint8))
     writer.release()
+    return path
+
+
+def test_video_frames_extracted_in_time_order(tmp_path):
+    video = write_video(str(tmp_path / "clip.avi"))
     out = str(tmp_path / "input")
     assert extract_video_frames(video, out, fps=5.0) == 10  # every second frame of a 10 fps video
     names = list_frames(out)
     assert names[0] == "00000.png" and len(names) == 10
     brightness = [cv2.imread(os.path.join(out, n)).mean() for n in names]
     assert np.allclose(brightness, [20 * k for k in range(10)], atol=4)
+
+
+def test_frames_only_cuts_the_video_and_stops(tmp_path, capfd):
+    video = write_video(str(tmp_path / "clip.avi"))
+    scene = str(tmp_path / "scene")
+    assert run_convert("-s", scene, "--video", video, "--frames_only") == 0
+    assert len(list_frames(os.path.join(scene, "input"))) == 20
+    assert not os.path.exists(os.path.join(scene, "distorted", "database.db"))
+    capfd.readouterr()
+    assert run_convert("-s", scene, "--video", video, "--frames_only") == 0
+    assert "frames: done already" in capfd.readouterr().out
+
+
+def test_video_refuses_to_overwrite_the_users_frames(tmp_path, capfd):
+    video = write_video(str(tmp_path / "clip.avi"))
+    write_noise_frames(str(tmp_path / "input"), 3)
+    assert_fails(capfd, ["-s", str(tmp_path), "--video", video], "did not extract", "drop --video")
+    assert len(os.listdir(tmp_path / "input")) == 3
 
 
 def test_umeyama_recovers_a_similarity():
