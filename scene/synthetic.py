@@ -603,6 +603,20 @@ def generate(out_dir: str, frames: int = 40, width: int = 160, height: int = 120
     return meta
 
 
+def objects_bounds() -> Tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned (min [3], max [3]) around the objects on the bench."""
+    corners = []
+    for b in (BOX_A, BOOK):
+        rot = rotation_about([0, 0, 1], math.radians(b["yaw_degrees"]))
+        signs = np.array(list(np.ndindex(2, 2, 2))) * 2 - 1
+        corners.append(np.asarray(b["centre"]) + (signs * b["half"]) @ rot.T)
+    corners.append(np.asarray(BALL["centre"]) + BALL["radius"] * np.array([[-1, -1, -1], [1, 1, 1]]))
+    corners.append(np.asarray(CAN["centre"]) + np.array([[-CAN["radius"], -CAN["radius"], -CAN["half_height"]],
+                                                         [CAN["radius"], CAN["radius"], CAN["half_height"]]]))
+    corners = np.concatenate(corners)
+    return corners.min(axis=0), corners.max(axis=0)
+
+
 def _scene_meta(scene, poses, k, frames, width, height, seed, supersample, depth_blur, depth_noise, point_noise,
                 num_points, hand_fractions) -> dict:
     table_lo = np.subtract(TABLE["centre"], TABLE["half"])
@@ -618,7 +632,7 @@ def _scene_meta(scene, poses, k, frames, width, height, seed, supersample, depth
         "world": f"z up; workbench top is the plane z = 0; back wall at y = {WALL_Y} facing -y; viewer at y < 0",
         "bounds": {
             "workbench_top": [as_list([table_lo[0], table_lo[1], 0.0]), as_list([table_hi[0], table_hi[1], 0.0])],
-            "objects": [as_list([-0.32, 0.25, 0.0]), as_list([0.35, 0.61, 0.14])],
+            "objects": [as_list(v) for v in objects_bounds()],
             "camera_centres": [as_list(centres.min(axis=0)), as_list(centres.max(axis=0))],
         },
         "primitives": scene.names,

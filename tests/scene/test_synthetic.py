@@ -256,6 +256,10 @@ def test_points3D_lie_on_static_surfaces(tmp_path):
         hits = scene.cast(np.repeat(centre[None], len(pts), 0), pts - centre, (image_id - 1) / 2, hands=False)
         assert np.allclose(hits.depth, 1.0, atol=1e-6)      # the first surface along the ray is the point
         assert not scene.is_hand(hits.hit_id).any() and (hits.hit_id >= 0).all()
+    meta = json.load(open(os.path.join(out, "scene_meta.json")))
+    lo, hi = (np.array(v) for v in meta["bounds"]["objects"])
+    on_objects = (xyz[:, 2] > 1e-6) & (xyz[:, 1] < syn.WALL_Y - 1e-6)  # neither bench, floor nor wall
+    assert on_objects.any() and ((xyz[on_objects] >= lo - 1e-9) & (xyz[on_objects] <= hi + 1e-9)).all()
     for point in points3D.values():  # tracks and keypoints agree both ways
         for image_id, k in zip(point.image_ids, point.point2D_idxs):
             assert images[image_id].point3D_ids[k] == point.id
