@@ -309,3 +309,56 @@ def test_cases_are_all_constructible():
         assert inputs["means3D"].requires_grad
     with pytest.raises(KeyError):
         make_case("nope")
+
+
+# --- binning and edge cases -------------------------------------------------------------------
+
+def test_blocks_cover_every_pixel_a_gaussian_can_reach():
+    """The alpha-ellipse culling of tiling.py is exact: every pixel where a Gaussian has
+    α >= 1/255 inside its 16-px rectangle lies in a block that lists it."""
+    from gaussian_renderer.projection import covariance_from_scale_rotation, project_gaussians
+    from gaussian_renderer.tiling import COMPUTE_TILE, bin_gaussians
+    kw, inputs = make_case("multi_tile", dtype=F64)
+    opac = torch.linspace(0.005, 1.0, inputs["means3D"].shape[0], dtype=F64)  # some below 1/255
+    H, W = kw["image_height"], kw["image_width"]
+    cov = covariance_from_scale_rotation(inputs["scales"].detach(), inputs["rotations"].detach(), 1.0)
+    p = project_gaussians(inputs["means3D"].detach(), inputs["means2D"].detach(), cov, kw["viewmatrix"],
+                          kw["projmatrix"], kw["tanfovx"], kw["tanfovy"], H, W)
+    bins = bin_gaussians(p.pixel_means, p.conics, opac, p.tile_rects, p.view_depths, p.radii, H, W)
+    listed = set(zip(bins.gaussian_ids.tolist(), bins.pair_tiles.tolist()))
+    ys, xs = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    reached = 0
+    for i in torch.nonzero(p.radii > 0).squeeze(1).tolist():
+        d = torch.stack([xs - p.pixel_means[i, 0], ys - p.pixel_means[i, 1]], -1).to(F64)
+        a, b, c = p.conics[i]
+        alpha = opac[i] * torch.exp(-0.5 * (a * d[..., 0] ** 2 + 2 * b * d[..., 0] * d[..., 1] + c * d[..., 1] ** 2))
+        x0, y0, x1, y1 = p.tile_rects[i].tolist()
+        in_rect = (xs // 16 >= x0) & (xs // 16 < x1) & (ys // 16 >= y0) & (ys // 16 < y1)
+        for y, x in torch.nonzero((alpha >= 1 / 255) & in_rect).tolist():
+            reached += 1
+            assert (i, (y // COMPUTE_TILE) * bins.tiles_x + x // COMPUTE_TILE) in listed
+    assert reached > 1000
+    # and the culling does cut: far fewer pairs than blocks of the rectangles
+    assert bins.gaussian_ids.numel() < 0.7 * int(((p.tile_rects[:, 2] - p.tile_rects[:, 0]) *
+                                                   (p.tile_rects[:, 3] - p.tile_rects[:, 1])).sum()) * 4
+
+
+def test_nothing_visible_gives_background():
+    kw, inputs = make_case("behind_camera", dtype=F64)
+    inputs = subset(inputs, [1, 2])
+    for v in inputs.values():
+        if v is not None:
+            v.requires_grad_(True)
+    color, depth, feats, radii, alpha = run(kw, inputs)
+    assert torch.all(radii == 0) and torch.all(alpha == 0) and torch.all(depth == 0) and torch.all(feats == 0)
+    torch.testing.assert_close(color, kw["bg"].reshape(3, 1, 1).expand_as(color), atol=0, rtol=0)
+    color.sum().backward()
+    assert torch.all(inputs["means3D"].grad == 0)
+
+
+def test_zero_gaussians():
+    kw, inputs = make_case("random_small", dtype=F64)
+    empty = {k: None if v is None else v.detach()[:0] for k, v in inputs.items()}
+    color, depth, feats, radii, alpha = run(kw, empty)
+    assert radii.shape == (0,) and torch.all(alpha == 0)
+    assert torch.all(color == kw["bg"].reshape(3, 1, 1))
