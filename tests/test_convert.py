@@ -6,6 +6,7 @@ through the recovered pinhole camera, which does not use convert.py's own warpin
 """
 import os
 import shutil
+import sys
 
 import cv2
 import numpy as np
@@ -175,6 +176,57 @@ def test_rerun_skips_finished_stages(converted, capfd):
     out = capfd.readouterr().out
     assert out.count("done already") == 6  # features, matching, mapping, undistort, priors, resize
     assert os.path.getmtime(os.path.join(converted, "sparse", "0", "images.bin")) == before
+
+
+FAKE_COLMAP = """#!{python}
+# Stand-in for a COLMAP binary: logs its command line; image_undistorter runs through pycolmap.
+import sys
+args = sys.argv[1:]
+with open({log!r}, "a") as f:
+    f.write(" ".join(args) + "\\n")
+if args[0] != "image_undistorter":
+    print("unsupported command " + args[0]); sys.exit(3)
+import pycolmap
+opts = dict(zip(args[1::2], args[2::2]))
+pycolmap.undistort_images(opts["--output_path"], opts["--input_path"], opts["--image_path"],
+                          output_type=opts["--output_type"])
+"""
+
+
+def fake_colmap(tmp_path):
+    log = str(tmp_path / "colmap_calls.txt")
+    path = tmp_path / "colmap"
+    path.write_text(FAKE_COLMAP.format(python=sys.executable, log=log))
+    path.chmod(0o755)
+    return str(path), log
+
+
+def test_colmap_executable_undistorts_an_existing_model(converted, tmp_path):
+    """--skip_matching --colmap_executable: only the undistorter runs, through the binary."""
+    scene = str(tmp_path / "scene")
+    shutil.copytree(os.path.join(converted, "input"), os.path.join(scene, "input"))
+    shutil.copytree(os.path.join(converted, "distorted", "sparse", "0"), os.path.join(scene, "distorted", "sparse", "0"))
+    executable, log = fake_colmap(tmp_path)
+    assert run_convert("-s", scene, "--skip_matching", "--colmap_executable", executable) == 0
+    calls = open(log).read().splitlines()
+    assert len(calls) == 1 and calls[0].startswith("image_undistorter ")
+    assert "--output_type COLMAP" in calls[0]
+    cameras, images, _ = read_model(os.path.join(scene, "sparse", "0"))
+    assert {c.model for c in cameras.values()} == {"PINHOLE"}
+    assert sorted(os.listdir(os.path.join(scene, "images"))) == sorted(img.name for img in images.values())
+
+
+def test_colmap_executable_failure_is_one_clear_error(tmp_path, capfd):
+    write_noise_frames(str(tmp_path / "input"), 3)
+    executable, _ = fake_colmap(tmp_path)
+    assert_fails(capfd, ["-s", str(tmp_path), "--colmap_executable", executable],
+                 "feature_extractor", "failed with status 3", "unsupported command")
+
+
+def test_colmap_executable_not_found(tmp_path, capfd):
+    write_noise_frames(str(tmp_path / "input"), 3)
+    assert_fails(capfd, ["-s", str(tmp_path), "--colmap_executable", str(tmp_path / "no-colmap")],
+                 "not found", "--colmap_executable")
 
 
 @pytest.mark.slow
