@@ -343,3 +343,14 @@ def test_hands_move_smoothly_flex_and_occlude_objects():
         behind_hand = static.hit_id[scene.is_hand(with_hands.hit_id)]
         occluded |= {scene.names[i] for i in np.unique(behind_hand)}
     assert {"box", "ball", "book"} & occluded
+
+
+def test_culling_spheres_enclose_every_hand_part():
+    """Parts are only tested against rays that meet their group's sphere: a part poking out of it
+    would silently lose pixels, so every part's bound must lie inside its group's at any pose."""
+    scene = syn.SyntheticScene(seed=1)
+    for t in np.linspace(0, 1, 25):
+        for part in scene.hand_primitives(t):
+            if part.group is not None:
+                (centre, radius), (group_centre, group_radius) = part.bound, part.group
+                assert np.linalg.norm(centre - group_centre) + radius <= group_radius
