@@ -86,7 +86,8 @@ class Stages:
 
     def __init__(self, scene: str, names: List[str], force: bool):
         self.state_path = os.path.join(scene, "distorted", STATE_FILE)
-        self.state = {} if force else _load_json(self.state_path)
+        self.state = _load_json(self.state_path)
+        self.completed_before = set(self.state)  # what earlier runs made (e.g. frames from a video)
         self.names = names
         self.previous_key = ""
         self.rerun_from_here = force
@@ -146,7 +147,7 @@ def prepare_frames(args, stages: Stages) -> List[str]:
         options = {"video": video, "size": stat.st_size, "mtime": int(stat.st_mtime), "fps": args.fps}
 
         def extract():
-            _clear_frames_for_video(input_dir, extracted_before="frames" in stages.state)
+            _clear_frames_for_video(input_dir, extracted_before="frames" in stages.completed_before)
             with tqdm(desc="frames", unit="frame", leave=False) as bar:
                 count = extract_video_frames(video, input_dir, args.fps,
                                              progress=lambda done, total: _advance(bar, done, total))
@@ -238,7 +239,7 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
     hands = None if mask_dir is None else folder_fingerprint(hand_dir, sorted(os.listdir(hand_dir)))
     stages.run("features", {"frames": frames, "hands": hands, "camera": args.camera, "backend": backend.name},
                lambda: os.path.isfile(database), features)
-    stages.run("matching", {"matcher": args.matcher}, lambda: os.path.isfile(database), matching)
+    stages.run("matching", {"matcher": args.matcher, "seed": args.seed}, lambda: os.path.isfile(database), matching)
     stages.run("mapping", {"mapper": args.mapper, "seed": args.seed}, lambda: os.path.isdir(os.path.join(sparse, "0")), mapping)
 
 

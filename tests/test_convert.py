@@ -345,6 +345,8 @@ def test_frames_only_cuts_the_video_and_stops(tmp_path, capfd):
     capfd.readouterr()
     assert run_convert("-s", scene, "--video", video, "--frames_only") == 0
     assert "frames: done already" in capfd.readouterr().out
+    assert run_convert("-s", scene, "--video", video, "--fps", "5", "--frames_only", "--force") == 0
+    assert len(list_frames(os.path.join(scene, "input"))) == 10  # its own earlier frames are replaced
 
 
 def test_video_refuses_to_overwrite_the_users_frames(tmp_path, capfd):
