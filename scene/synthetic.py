@@ -664,10 +664,10 @@ def main(argv=None) -> int:
         prog="python -m scene.synthetic",
         description="Render the built-in synthetic egocentric scene (hands at a workbench) in the EgoMask layout.")
     parser.add_argument("out_dir", help="folder to write (created; must be empty unless --overwrite)")
-    parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--width", type=int, default=160)
-    parser.add_argument("--height", type=int, default=120)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frames", type=int, default=40, help="frames; frame i is at time i / (frames - 1)")
+    parser.add_argument("--width", type=int, default=160, help="image width in pixels (horizontal FoV 70 deg)")
+    parser.add_argument("--height", type=int, default=120, help="image height in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="textures, head path and hand jitter; same seed = same files")
     parser.add_argument("--depth_noise", type=float, default=0.0,
                         help="std of a smooth relative error on the disparity prior (0 = none)")
     parser.add_argument("--depth_blur", type=float, default=1.0, help="Gaussian blur of the prior in pixels")
