@@ -211,7 +211,7 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
     def features():
         _remove(database)
         if mask_dir is not None:
-            write_feature_masks(hand_dir, mask_dir, names)
+            write_feature_masks(input_dir, hand_dir, mask_dir, names)
         else:
             print("  note: no SCENE/input_masks/: features on moving hands can mislead SfM; hand masks "
                   "(white = hand, named like the frames) keep them out")
@@ -243,12 +243,13 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
     stages.run("mapping", {"mapper": args.mapper, "seed": args.seed}, lambda: os.path.isdir(os.path.join(sparse, "0")), mapping)
 
 
-def write_feature_masks(hand_dir: str, mask_dir: str, names: List[str]) -> None:
+def write_feature_masks(frame_dir: str, hand_dir: str, mask_dir: str, names: List[str]) -> None:
     """No SIFT features on the hands: SCENE/input_masks/<stem> -> COLMAP masks <frame name>.png."""
     _remove(mask_dir)
     os.makedirs(mask_dir)
+    size = check_frame_sizes(frame_dir, names[:1])
     for name in tqdm(names, desc="feature masks", unit="frame", leave=False):
-        hand = _read_prior(_find_prior(hand_dir, os.path.splitext(name)[0], MASK_EXTENSIONS))
+        hand = _read_prior(_find_prior(hand_dir, os.path.splitext(name)[0], MASK_EXTENSIONS), size)
         path = os.path.join(mask_dir, name + ".png")
         if not cv2.imwrite(path, sfm.feature_mask(hand)):
             raise DatasetError(f"Cannot write {path!r}: check free disk space and permissions.")

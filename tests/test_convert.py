@@ -305,6 +305,15 @@ def test_skip_matching_without_a_model(tmp_path, capfd):
     assert_fails(capfd, ["-s", str(tmp_path), "--skip_matching"], "--skip_matching", "sparse")
 
 
+def test_hand_mask_missing_or_of_the_wrong_size(tmp_path, capfd):
+    write_noise_frames(str(tmp_path / "input"), 3)
+    os.makedirs(tmp_path / "input_masks")
+    cv2.imwrite(str(tmp_path / "input_masks" / "00000.png"), np.zeros((72, 96), np.uint8))
+    assert_fails(capfd, ["-s", str(tmp_path)], "00001", "input_masks")
+    cv2.imwrite(str(tmp_path / "input_masks" / "00000.png"), np.zeros((10, 10), np.uint8))
+    assert_fails(capfd, ["-s", str(tmp_path)], "00000.png", "10x10", "96x72")
+
+
 def test_too_few_registered_frames(tmp_path, capfd):
     """Unrelated noise frames share no geometry: the mapper cannot start, and says what to try."""
     write_noise_frames(str(tmp_path / "input"), 6, seed=3)
