@@ -66,18 +66,24 @@ def forward_backward(kw, inputs, dense: bool) -> float:
     return time.perf_counter() - start
 
 
-def run_one(name: str, repeats: int) -> dict:
+def run_one(name: str, repeats: int, threads: int) -> dict:
     """Time one configuration in this process; peak memory is this process's."""
     n, width, height, dense = CONFIGS[name]
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(threads)
     kw, inputs = synthetic_scene(n, width, height)
     rss_before = _rss_mb()
-    times = [forward_backward(kw, inputs, dense) for _ in range(repeats + 1)][1:]  # first one warms up
+    times, cpu_times = [], []
+    for _ in range(repeats + 1):  # the first one warms up
+        cpu_start = time.process_time()
+        times.append(forward_backward(kw, inputs, dense))
+        cpu_times.append(time.process_time() - cpu_start)
+    times, cpu_times = times[1:], cpu_times[1:]
     radii = rasterize_gaussians(GaussianRasterizationSettings(**kw), **inputs, dense=dense)[3]
     return {"config": name, "gaussians": n, "width": width, "height": height,
             "compositing": "dense autograd" if dense else "tiled",
             "visible": int((radii > 0).sum()), "mean_radius_px": float(radii[radii > 0].float().mean()),
-            "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "threads": threads, "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "median_cpu_s": statistics.median(cpu_times),
             "peak_rss_mb_above_start": _peak_rss_mb() - rss_before, "repeats": repeats}
 
 
@@ -94,30 +100,39 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch CPU threads to try")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run in a subprocess
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one, args.repeats)))
+        print(json.dumps(run_one(args.one, args.repeats, args.threads[0])))
         return
 
     rows = []
-    for name in args.configs:
-        out = subprocess.run([sys.executable, "-m", "benchmarks.reference_rasterizer", "--one", name,
-                              "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"{name:>26}: {row['median_s'] * 1000:8.1f} ms fwd+bwd (median of {row['repeats']}, "
-              f"min {row['min_s'] * 1000:.1f}), peak +{row['peak_rss_mb_above_start']:.0f} MB, "
-              f"{row['visible']} visible, mean radius {row['mean_radius_px']:.1f} px")
-    by_name = {r["config"]: r for r in rows}
+    for threads in args.threads:
+        for name in args.configs:
+            out = subprocess.run([sys.executable, "-m", "benchmarks.reference_rasterizer", "--one", name,
+                                  "--repeats", str(args.repeats), "--threads", str(threads)],
+                                 capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"{name:>26} ({threads} thr): {row['median_s'] * 1000:8.1f} ms fwd+bwd wall, "
+                  f"{row['median_cpu_s'] * 1000:8.1f} ms CPU (median of {row['repeats']}, min wall "
+                  f"{row['min_s'] * 1000:.1f}), peak +{row['peak_rss_mb_above_start']:.0f} MB, "
+                  f"{row['visible']} visible, mean radius {row['mean_radius_px']:.1f} px")
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
     summary = {"device": "cpu", "cpu_count": os.cpu_count(), "torch": torch.__version__,
-               "threads": torch.get_num_threads(), "results": rows,
-               "note": "shared 2-core machine, other jobs running: timings are noisy"}
-    if "baseline_dense_2k_64x48" in by_name and "tiled_2k_64x48" in by_name:
-        ratio = by_name["baseline_dense_2k_64x48"]["median_s"] / by_name["tiled_2k_64x48"]["median_s"]
-        summary["speedup_tiled_vs_dense_2k_64x48"] = ratio
-        print(f"tiled reference is {ratio:.1f}x faster than the dense baseline on the same case")
+               "load_average_at_end": load, "results": rows,
+               "note": "shared 2-core machine with other engineers' jobs running: wall times are noisy "
+                       "and 2 threads suffer most from the contention; CPU time is steadier"}
+    for threads in args.threads:
+        pick = {r["config"]: r for r in rows if r["threads"] == threads}
+        if "baseline_dense_2k_64x48" in pick and "tiled_2k_64x48" in pick:
+            ratio = pick["baseline_dense_2k_64x48"]["median_s"] / pick["tiled_2k_64x48"]["median_s"]
+            summary[f"speedup_tiled_vs_dense_2k_64x48_{threads}_threads"] = ratio
+            print(f"{threads} thread(s): tiled reference is {ratio:.1f}x faster than the dense baseline "
+                  "on the same case")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

@@ -96,12 +96,12 @@ def _composite_slice(tables: _Padded, pairs, T_start) -> _Slice:
     """pairs [B, l]; T_start [B, P]. Products run sequentially from T_start, as a per-pixel loop."""
     power = torch.matmul(tables.monomials, tables.coefs[pairs].transpose(1, 2))
     raw = torch.exp(power)
-    alpha = torch.where(raw >= ALPHA_MIN, raw.clamp_max(ALPHA_MAX), torch.zeros_like(raw))
+    alpha = raw.clamp_max(ALPHA_MAX) * (raw >= ALPHA_MIN)  # (mask products: much faster than where)
     one_minus = 1.0 - alpha
     before = torch.cumprod(torch.cat([T_start[..., None], one_minus[..., :-1]], dim=-1), dim=-1)
     after = before * one_minus
     active = after >= T_MIN
-    weights = torch.where(active, alpha * before, torch.zeros_like(alpha))
+    weights = alpha * before * active
     return _Slice(raw, alpha, before, after, active, weights)
 
 
@@ -155,7 +155,7 @@ def _backward(tables: _Padded, bins: TileBins, steps, T_final, grad_out, grad_T)
         behind = (later[step.tiles] + total)[..., None] - running
         d_alpha = s.before * f_dot_g - behind / (1.0 - s.alpha)
         smooth = s.active & (s.raw < ALPHA_MAX)
-        d_power = torch.where(smooth, d_alpha * s.alpha, torch.zeros_like(d_alpha))
+        d_power = d_alpha * s.alpha * smooth
         later[step.tiles] += total
         d_coefs.index_add_(0, pairs.reshape(-1), torch.matmul(d_power.transpose(1, 2), tables.monomials).reshape(-1, 6))
         d_features.index_add_(0, gaussians.reshape(-1), torch.bmm(s.weights.transpose(1, 2), g).reshape(-1, feats.shape[-1]))
