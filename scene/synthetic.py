@@ -36,6 +36,7 @@ FOV_X_DEGREES = 70.0          # wide, like head-mounted cameras
 LIGHT_DIRECTION = np.array([-0.35, -0.45, 1.0]) / np.linalg.norm([-0.35, -0.45, 1.0])  # towards the light
 AMBIENT = 0.35
 BACKGROUND = np.array([0.55, 0.62, 0.70])  # rays that hit nothing (rare: the room is closed)
+RAY_CHUNK = 1 << 17  # rays cast at once: bounds memory (~100 MB of temporaries) at any resolution
 LAYOUT = ("images", "masks", "depth_gt", "gt_static", "depth_metric", "sparse", "scene_meta.json")
 
 
@@ -339,13 +340,21 @@ class SyntheticScene:
 
     def cast_layers(self, o: np.ndarray, d: np.ndarray, fid: float, shade: bool = True) -> Tuple[Hits, Hits]:
         """The static set and the hands cast separately: (static hits, hand hits), each a ``Hits``
-        (with rgb None when ``shade`` is False: geometry only)."""
-        layers = []
-        for prims, first in ((self.static, 0), (self.hand_primitives(fid), self.first_hand_id)):
-            t, ids, normal = _nearest(prims, first, o, d)
-            rgb = _shade(prims, first, t, ids, normal, o, d) if shade else None
-            layers.append(Hits(rgb, t, ids))
-        return tuple(layers)
+        (with rgb None when ``shade`` is False: geometry only). Large batches go in chunks of
+        ``RAY_CHUNK`` rays so memory stays bounded at any resolution."""
+        groups = ((self.static, 0), (self.hand_primitives(fid), self.first_hand_id))
+        chunks = []
+        for start in range(0, max(len(o), 1), RAY_CHUNK):
+            co, cd = o[start:start + RAY_CHUNK], d[start:start + RAY_CHUNK]
+            layers = []
+            for prims, first in groups:
+                t, ids, normal = _nearest(prims, first, co, cd)
+                layers.append(Hits(_shade(prims, first, t, ids, normal, co, cd) if shade else None, t, ids))
+            chunks.append(layers)
+        if len(chunks) == 1:
+            return tuple(chunks[0])
+        join = lambda parts: None if parts[0] is None else np.concatenate(parts)
+        return tuple(Hits(*(join([c[layer][f] for c in chunks]) for f in range(3))) for layer in range(2))
 
     def cast(self, origins: np.ndarray, dirs: np.ndarray, fid: float, hands: bool = True) -> Hits:
         """Cast rays origins/dirs [N, 3] at time fid; ``hands=False`` shows the static set alone."""

@@ -354,3 +354,14 @@ def test_culling_spheres_enclose_every_hand_part():
             if part.group is not None:
                 (centre, radius), (group_centre, group_radius) = part.bound, part.group
                 assert np.linalg.norm(centre - group_centre) + radius <= group_radius
+
+
+def test_casting_in_chunks_changes_nothing(monkeypatch):
+    scene = syn.SyntheticScene(seed=0)
+    c2w, centre = scene.camera(0.4)
+    o, d = syn.pixel_rays(c2w, centre, 40, 30, [(0.25, 0.25), (0.75, 0.75)])
+    whole = scene.cast(o, d, 0.4)
+    monkeypatch.setattr(syn, "RAY_CHUNK", 777)
+    chunked = scene.cast(o, d, 0.4)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, chunked))
+    assert scene.is_hand(whole.hit_id).any() and (whole.hit_id >= 0).all()
