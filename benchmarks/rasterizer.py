@@ -113,12 +113,31 @@ def measure(step, params: dict, backward: bool, repeats: int, warmup: int = 3) -
             "peak_extra_mib": round(peak / 2**20, 1)}
 
 
+def profile(name: str, step, params: dict, rows: int = 14) -> None:
+    """Print where one forward+backward spends its GPU time, kernel by kernel."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    step(params, True)
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            step(params, True)
+        torch.cuda.synchronize()
+    for v in params.values():
+        v.grad = None
+    events = prof.key_averages()
+    key = "device_time_total" if hasattr(events[0], "device_time_total") else "cuda_time_total"
+    print(f"--- {name}: GPU time per kernel over 5 forward+backward calls")
+    print(events.table(sort_by=key, row_limit=rows, max_name_column_width=70))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 500_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "rasterizer.json"))
     parser.add_argument("--no-gsplat", action="store_true")
+    parser.add_argument("--profile", type=int, default=0, help="also print a kernel breakdown at this N")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit("benchmarks/rasterizer.py needs a CUDA GPU.")
@@ -134,6 +153,13 @@ def main(argv=None):
         except Exception as err:  # not installed, or its JIT build failed
             peer_note = f"gsplat unavailable: {type(err).__name__}: {err}"
             print(peer_note)
+
+    if args.profile:
+        params = leaves(make_workload(args.profile))
+        for name, step in dict(ours=ours, **peers).items():
+            profile(name, step, params)
+        del params
+        torch.cuda.empty_cache()
 
     rows = []
     for n in args.sizes:

@@ -16,14 +16,18 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+__device__ __forceinline__ float read_grad(const ImageGrad& g, int c, int x, int y) {
+    return g.data[c * g.stride_c + y * g.stride_y + x * g.stride_x];
+}
+
 // One thread per pixel, as in the forward; every thread visits every Gaussian of the batch in
-// the same order so that warps stay converged for the reductions.
+// the same order so that warps stay converged for the reductions. Each batch stages the
+// Gaussians' geometry and payload (colour, depth, features) in shared memory.
 template <int KCAP>
 __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
     TileLists lists, Camera cam, Projected p, const float* __restrict__ features, int K,
     const float* __restrict__ bg, const float* __restrict__ final_T, const int* __restrict__ n_contrib,
-    const float* __restrict__ grad_color, const float* __restrict__ grad_depth,
-    const float* __restrict__ grad_feature, const float* __restrict__ grad_alpha, ScreenGrads out) {
+    ImageGrad grad_color, ImageGrad grad_depth, ImageGrad grad_feature, ImageGrad grad_alpha, ScreenGrads out) {
     constexpr int KA = KCAP > 0 ? KCAP : 1;
     const int tile = blockIdx.y * gridDim.x + blockIdx.x;
     const int rank = threadIdx.y * TILE + threadIdx.x, lane = rank & 31;
@@ -31,23 +35,24 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
     const bool inside = px < cam.width && py < cam.height;
     const float2 pixel = make_float2((float)px, (float)py);
     const int2 range = lists.ranges[tile];
-    const int64_t pix = inside ? (int64_t)py * cam.width + px : 0, plane = (int64_t)cam.width * cam.height;
+    const float ndc_scale_x = 0.5f * cam.width, ndc_scale_y = 0.5f * cam.height;
 
     // Per-pixel state: transmittance walked backwards from its final value, the upstream
     // gradients, and the normalized colour / depth / features of everything behind.
+    const int64_t pix = inside ? (int64_t)py * cam.width + px : 0;
     float T = inside ? final_T[pix] : 1.f;
     const float T_final = T;
     const int last = inside ? n_contrib[pix] : 0;
     float g_c[3], g_d = 0.f, g_a = 0.f, g_f[KA], acc_c[3], acc_d = 0.f, acc_f[KA];
 #pragma unroll
     for (int c = 0; c < 3; c++) {
-        g_c[c] = inside ? grad_color[c * plane + pix] : 0.f;
+        g_c[c] = inside ? read_grad(grad_color, c, px, py) : 0.f;
         acc_c[c] = bg[c];
     }
-    if (inside) { g_d = grad_depth[pix]; g_a = grad_alpha[pix]; }
+    if (inside) { g_d = read_grad(grad_depth, 0, px, py); g_a = read_grad(grad_alpha, 0, px, py); }
 #pragma unroll
     for (int k = 0; k < KA; k++) {
-        g_f[k] = (inside && k < K) ? grad_feature[k * plane + pix] : 0.f;
+        g_f[k] = (inside && k < K) ? read_grad(grad_feature, k, px, py) : 0.f;
         acc_f[k] = 0.f;
     }
 
@@ -62,6 +67,8 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
     __shared__ int s_id[BLOCK_SIZE];
     __shared__ float2 s_xy[BLOCK_SIZE];
     __shared__ float4 s_conic[BLOCK_SIZE];
+    __shared__ float4 s_rgbd[BLOCK_SIZE];              // colour and view depth
+    __shared__ float s_feat[KCAP > 0 ? KCAP * BLOCK_SIZE : 1];  // [k][j]: conflict-free staging
 
     for (int top = end; top > range.x; top -= BLOCK_SIZE) {
         const int batch = min(BLOCK_SIZE, top - range.x);
@@ -71,6 +78,10 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
             s_id[rank] = id;
             s_xy[rank] = p.means2d[id];
             s_conic[rank] = p.conic_opacity[id];
+            s_rgbd[rank] = make_float4(p.rgb[3 * id], p.rgb[3 * id + 1], p.rgb[3 * id + 2], p.depths[id]);
+#pragma unroll
+            for (int k = 0; k < KCAP; k++)
+                if (k < K) s_feat[k * BLOCK_SIZE + rank] = features[(int64_t)id * K + k];
         }
         __syncthreads();
         for (int j = 0; j < batch; j++) {
@@ -88,27 +99,26 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
             float d_rgb[3] = {0.f, 0.f, 0.f}, d_f[KA];
 #pragma unroll
             for (int k = 0; k < KA; k++) d_f[k] = 0.f;
-            const int id = s_id[j];
             if (valid) {
                 const float a = e.alpha;
                 T = T / (1.f - a);  // transmittance in front of this Gaussian
                 const float w = a * T;
+                const float4 rgbd = s_rgbd[j];
+                const float col[3] = {rgbd.x, rgbd.y, rgbd.z};
                 float dL_da = 0.f;
 #pragma unroll
                 for (int c = 0; c < 3; c++) {
-                    const float col = p.rgb[3 * id + c];
-                    dL_da += (col - acc_c[c]) * g_c[c];
-                    acc_c[c] = a * col + (1.f - a) * acc_c[c];
+                    dL_da += (col[c] - acc_c[c]) * g_c[c];
+                    acc_c[c] = a * col[c] + (1.f - a) * acc_c[c];
                     d_rgb[c] = w * g_c[c];
                 }
-                const float z = p.depths[id];
-                dL_da += (z - acc_d) * g_d;
-                acc_d = a * z + (1.f - a) * acc_d;
+                dL_da += (rgbd.w - acc_d) * g_d;
+                acc_d = a * rgbd.w + (1.f - a) * acc_d;
                 d_z = w * g_d;
 #pragma unroll
                 for (int k = 0; k < KCAP; k++) {
                     if (k < K) {
-                        const float f = features[(int64_t)id * K + k];
+                        const float f = s_feat[k * BLOCK_SIZE + j];
                         dL_da += (f - acc_f[k]) * g_f[k];
                         acc_f[k] = a * f + (1.f - a) * acc_f[k];
                         d_f[k] = w * g_f[k];
@@ -118,8 +128,8 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
                 if (!e.saturated) {
                     d_op = e.gauss * dL_da;
                     const float dL_dpower = conic.w * e.gauss * dL_da;
-                    d_mx = dL_dpower * (-conic.x * e.dx - conic.y * e.dy);
-                    d_my = dL_dpower * (-conic.z * e.dy - conic.y * e.dx);
+                    d_mx = dL_dpower * (-conic.x * e.dx - conic.y * e.dy) * ndc_scale_x;
+                    d_my = dL_dpower * (-conic.z * e.dy - conic.y * e.dx) * ndc_scale_y;
                     d_ca = -0.5f * e.dx * e.dx * dL_dpower;
                     d_cb = -e.dx * e.dy * dL_dpower;
                     d_cc = -0.5f * e.dy * e.dy * dL_dpower;
@@ -134,15 +144,16 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
             for (int k = 0; k < KCAP; k++)
                 if (k < K) d_f[k] = warp_sum(d_f[k]);
             if (lane == 0) {
-                atomicAdd(&out.means2d[id].x, d_mx);
-                atomicAdd(&out.means2d[id].y, d_my);
-                atomicAdd(&out.conic_opacity[id].x, d_ca);
-                atomicAdd(&out.conic_opacity[id].y, d_cb);
-                atomicAdd(&out.conic_opacity[id].z, d_cc);
-                atomicAdd(&out.conic_opacity[id].w, d_op);
+                const int id = s_id[j];
+                atomicAdd(&out.means2d_ndc[3 * id], d_mx);
+                atomicAdd(&out.means2d_ndc[3 * id + 1], d_my);
+                atomicAdd(&out.means2d_ndc[3 * id + 2], d_z);
+                atomicAdd(&out.conic[3 * id], d_ca);
+                atomicAdd(&out.conic[3 * id + 1], d_cb);
+                atomicAdd(&out.conic[3 * id + 2], d_cc);
+                atomicAdd(&out.opacity[id], d_op);
 #pragma unroll
                 for (int c = 0; c < 3; c++) atomicAdd(&out.rgb[3 * id + c], d_rgb[c]);
-                atomicAdd(&out.depths[id], d_z);
 #pragma unroll
                 for (int k = 0; k < KCAP; k++)
                     if (k < K) atomicAdd(&out.features[(int64_t)id * K + k], d_f[k]);
@@ -177,6 +188,7 @@ __device__ inline float3 sh_backward(const Gaussians& g, int i, float3 mean, con
 #pragma unroll
         for (int c = 0; c < 3; c++) gsh[3 * k + c] = basis[k] * g_c[c];
     }
+    for (int k = 3 * count; k < 3 * g.sh_stride; k++) gsh[k] = 0.f;  // coefficients above the degree
     // through dir = v / |v|
     const float along = dir.x * d_dir.x + dir.y * d_dir.y + dir.z * d_dir.z;
     return make_float3((d_dir.x - dir.x * along) * inv_len, (d_dir.y - dir.y * along) * inv_len,
@@ -225,7 +237,12 @@ __device__ inline void covariance_3d_backward(const Gaussians& g, int i, const f
 
 __global__ void preprocess_backward_kernel(Gaussians g, Camera cam, Projected p, ScreenGrads screen, InputGrads out) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= g.count || p.radii[i] == 0) return;
+    if (i >= g.count) return;
+    if (p.radii[i] == 0) {  // no gradient; the SH buffer is not zero-initialised
+        if (out.shs != nullptr)
+            for (int k = 0; k < 3 * g.sh_stride; k++) out.shs[(int64_t)i * g.sh_stride * 3 + k] = 0.f;
+        return;
+    }
     const float3 mean = make_float3(g.means[3 * i], g.means[3 * i + 1], g.means[3 * i + 2]);
     const float3 t = transform_point(cam.view, mean);
     float cov3d[6];
@@ -243,7 +260,7 @@ __global__ void preprocess_backward_kernel(Gaussians g, Camera cam, Projected p,
     const float qa = cov2d.z * inv_det, qb = -cov2d.y * inv_det, qc = cov2d.x * inv_det;
 
     // conic = inverse(cov2d): dL/dcov2d = -Q Gq Q, with Gq the symmetric conic gradient
-    const float4 gq = screen.conic_opacity[i];
+    const float3 gq = make_float3(screen.conic[3 * i], screen.conic[3 * i + 1], screen.conic[3 * i + 2]);
     const float gb_half = 0.5f * gq.y;
     const float m00 = qa * gq.x + qb * gb_half, m01 = qa * gb_half + qb * gq.z;
     const float m10 = qb * gq.x + qc * gb_half, m11 = qb * gb_half + qc * gq.z;
@@ -283,17 +300,15 @@ __global__ void preprocess_backward_kernel(Gaussians g, Camera cam, Projected p,
     const float d_ty = jac.clamped_y ? 0.f : d_tyc;
     if (jac.clamped_x) d_tz += d_txc * (jac.tx / tz);
     if (jac.clamped_y) d_tz += d_tyc * (jac.ty / tz);
-    d_tz += screen.depths[i];
+    d_tz += screen.means2d_ndc[3 * i + 2];  // dL/d(view depth), parked in column 2
+    screen.means2d_ndc[3 * i + 2] = 0.f;
 
     // mean through the view transform
     float3 d_mean = make_float3(V[0] * d_tx + V[1] * d_ty + V[2] * d_tz,
                                 V[4] * d_tx + V[5] * d_ty + V[6] * d_tz,
                                 V[8] * d_tx + V[9] * d_ty + V[10] * d_tz);
     // mean through the projected centre (NDC)
-    const float2 g_pix = screen.means2d[i];
-    const float g_ndc_x = g_pix.x * 0.5f * cam.width, g_ndc_y = g_pix.y * 0.5f * cam.height;
-    out.means2d_ndc[3 * i] = g_ndc_x;
-    out.means2d_ndc[3 * i + 1] = g_ndc_y;
+    const float g_ndc_x = screen.means2d_ndc[3 * i], g_ndc_y = screen.means2d_ndc[3 * i + 1];
     const float* P = cam.proj;
     const float4 hom = transform_point_hom(P, mean);
     const float w = 1.f / hom.w;
@@ -302,6 +317,7 @@ __global__ void preprocess_backward_kernel(Gaussians g, Camera cam, Projected p,
     d_mean.y += P[4] * dhx + P[5] * dhy + P[7] * dhw;
     d_mean.z += P[8] * dhx + P[9] * dhy + P[11] * dhw;
 
+    // read before out.means is written: on the SH path both are the same buffer
     const float3 g_rgb = make_float3(screen.rgb[3 * i], screen.rgb[3 * i + 1], screen.rgb[3 * i + 2]);
     if (g.colors == nullptr) {  // precomputed colours take screen.rgb as their gradient as is
         const float3 d = sh_backward(g, i, mean, cam.campos, p.clamped[i], g_rgb, out.shs);
@@ -321,8 +337,8 @@ static inline int blocks_for(int64_t n, int threads) { return (int)((n + threads
 
 void launch_render_backward(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
                             const float* features, const float* bg, const float* final_T, const int* n_contrib,
-                            const float* grad_color, const float* grad_depth, const float* grad_feature,
-                            const float* grad_alpha, const ScreenGrads& out, cudaStream_t stream) {
+                            const ImageGrad& grad_color, const ImageGrad& grad_depth, const ImageGrad& grad_feature,
+                            const ImageGrad& grad_alpha, const ScreenGrads& out, cudaStream_t stream) {
     const dim3 grid(cam.tiles_x, cam.tiles_y), block(TILE, TILE);
 #define EGORAST_RENDER_BW(CAP)                                                                          \
     case CAP:                                                                                            \

@@ -149,8 +149,8 @@ __global__ void tile_ranges_kernel(int n_keys, const uint64_t* keys, int2* range
     if (k == n_keys - 1 || (int)(keys[k + 1] >> 32) != tile) ranges[tile].y = k + 1;
 }
 
-// One block per tile, one thread per pixel. Gaussians of the tile are staged in shared memory
-// in batches of BLOCK_SIZE and blended front to back.
+// One block per tile, one thread per pixel. Gaussians of the tile (geometry and payload) are
+// staged in shared memory in batches of BLOCK_SIZE and blended front to back.
 template <int KCAP>
 __global__ void __launch_bounds__(BLOCK_SIZE) render_kernel(
     TileLists lists, Camera cam, Projected p, const float* __restrict__ features, int K,
@@ -163,9 +163,10 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_kernel(
     const float2 pixel = make_float2((float)px, (float)py);
     const int2 range = lists.ranges[tile];
 
-    __shared__ int s_id[BLOCK_SIZE];
     __shared__ float2 s_xy[BLOCK_SIZE];
     __shared__ float4 s_conic[BLOCK_SIZE];
+    __shared__ float4 s_rgbd[BLOCK_SIZE];              // colour and view depth
+    __shared__ float s_feat[KCAP > 0 ? KCAP * BLOCK_SIZE : 1];  // [k][j]: conflict-free staging
 
     float T = 1.f, acc_c[3] = {0.f, 0.f, 0.f}, acc_d = 0.f, acc_f[KCAP > 0 ? KCAP : 1];
 #pragma unroll
@@ -177,9 +178,12 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_kernel(
         if (__syncthreads_count(done) == BLOCK_SIZE) break;
         if (base + rank < range.y) {
             const int id = lists.point_list[base + rank];
-            s_id[rank] = id;
             s_xy[rank] = p.means2d[id];
             s_conic[rank] = p.conic_opacity[id];
+            s_rgbd[rank] = make_float4(p.rgb[3 * id], p.rgb[3 * id + 1], p.rgb[3 * id + 2], p.depths[id]);
+#pragma unroll
+            for (int k = 0; k < KCAP; k++)
+                if (k < K) s_feat[k * BLOCK_SIZE + rank] = features[(int64_t)id * K + k];
         }
         __syncthreads();
         const int batch = min(BLOCK_SIZE, range.y - base);
@@ -190,14 +194,14 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_kernel(
             const float next_T = T * (1.f - a);
             if (next_T < T_MIN) { done = true; break; }
             const float w = a * T;
-            const int id = s_id[j];
-            acc_c[0] += w * p.rgb[3 * id];
-            acc_c[1] += w * p.rgb[3 * id + 1];
-            acc_c[2] += w * p.rgb[3 * id + 2];
-            acc_d += w * p.depths[id];
+            const float4 rgbd = s_rgbd[j];
+            acc_c[0] += w * rgbd.x;
+            acc_c[1] += w * rgbd.y;
+            acc_c[2] += w * rgbd.z;
+            acc_d += w * rgbd.w;
 #pragma unroll
             for (int k = 0; k < KCAP; k++)
-                if (k < K) acc_f[k] += w * features[(int64_t)id * K + k];
+                if (k < K) acc_f[k] += w * s_feat[k * BLOCK_SIZE + j];
             T = next_T;
             last = seen;
         }

@@ -26,11 +26,27 @@ void check_kernel(const char* step, bool debug) {
                                  cudaGetErrorString(err));
 }
 
+// Shape as text, built by hand: nvcc-compiled host code crashed formatting IntArrayRef.
+std::string shape_of(const at::Tensor& t) {
+    std::string text = "[";
+    for (int64_t d = 0; d < t.dim(); d++) text += (d ? ", " : "") + std::to_string(t.size(d));
+    return text + "]";
+}
+
 void check_tensor(const at::Tensor& t, const char* name, int64_t n, int64_t width) {
     TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
-    TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32, got ", t.scalar_type());
+    TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32, got ", c10::toString(t.scalar_type()));
     TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-    TORCH_CHECK(t.numel() == n * width, name, " must hold ", n, " x ", width, " values, got shape ", t.sizes());
+    TORCH_CHECK(t.numel() == n * width, name, " must hold ", n, " x ", width, " values, got shape ", shape_of(t));
+}
+
+// An upstream image gradient [channels, H, W] with whatever strides autograd gave it.
+ImageGrad image_grad(const at::Tensor& t, const char* name, int64_t channels, int H, int W) {
+    if (channels == 0) return ImageGrad{nullptr, 0, 0, 0};
+    TORCH_CHECK(t.is_cuda() && t.scalar_type() == at::kFloat, name, " must be a float32 CUDA tensor");
+    TORCH_CHECK(t.dim() == 3 && t.size(0) == channels && t.size(1) == H && t.size(2) == W, name, " must be [",
+                channels, ", ", H, ", ", W, "], got ", shape_of(t));
+    return ImageGrad{t.data_ptr<float>(), t.stride(0), t.stride(1), t.stride(2)};
 }
 
 const float* optional_ptr(const at::Tensor& t, const char* name, int64_t n, int64_t width) {
@@ -79,7 +95,7 @@ Gaussians make_gaussians(const at::Tensor& means, const at::Tensor& scales, cons
     g.sh_degree = sh_degree;
     g.sh_stride = 0;
     if (!g.colors) {
-        TORCH_CHECK(shs.dim() == 3 && shs.size(0) == n && shs.size(2) == 3, "shs must be [N, M, 3], got ", shs.sizes());
+        TORCH_CHECK(shs.dim() == 3 && shs.size(0) == n && shs.size(2) == 3, "shs must be [N, M, 3], got ", shape_of(shs));
         TORCH_CHECK(sh_degree >= 0 && sh_degree <= 3, "sh_degree must be 0..3, got ", sh_degree);
         g.sh_stride = (int)shs.size(1);
         TORCH_CHECK(g.sh_stride >= (sh_degree + 1) * (sh_degree + 1), "SH degree ", sh_degree, " needs ",
@@ -202,38 +218,37 @@ std::vector<at::Tensor> rasterize_backward(
     const Gaussians g = make_gaussians(means3D, scales, rotations, scale_modifier, cov3D_precomp, opacities, shs,
                                        (int)sh_degree, colors);
     const int K = features.dim() == 2 ? (int)features.size(1) : 0;
-    check_tensor(grad_color, "grad of color", 3, (int64_t)H * W);
-    check_tensor(grad_depth, "grad of depth", 1, (int64_t)H * W);
-    check_tensor(grad_alpha, "grad of alpha", 1, (int64_t)H * W);
-    if (K > 0) check_tensor(grad_feature, "grad of feature_map", K, (int64_t)H * W);
+    const ImageGrad gc = image_grad(grad_color, "grad of color", 3, H, W);
+    const ImageGrad gd = image_grad(grad_depth, "grad of depth", 1, H, W);
+    const ImageGrad ga = image_grad(grad_alpha, "grad of alpha", 1, H, W);
+    const ImageGrad gf = image_grad(grad_feature, "grad of feature_map", K, H, W);
 
     Projected p = view_projected(saved);
     const TileLists lists{reinterpret_cast<const int2*>(saved[7].data_ptr<int>()), saved[6].data_ptr<int>()};
     auto f32 = means3D.options().dtype(at::kFloat);
+    const at::Tensor none = at::empty({0}, f32);
 
-    at::Tensor g_means2d_pix = at::zeros({n, 2}, f32), g_conic_op = at::zeros({n, 4}, f32);
-    at::Tensor g_rgb = at::zeros({n, 3}, f32), g_depths = at::zeros({n}, f32), g_features = at::zeros({n, K}, f32);
-    ScreenGrads screen{reinterpret_cast<float2*>(g_means2d_pix.data_ptr<float>()),
-                       reinterpret_cast<float4*>(g_conic_op.data_ptr<float>()), g_rgb.data_ptr<float>(),
-                       g_depths.data_ptr<float>(), K > 0 ? g_features.data_ptr<float>() : nullptr};
+    // Final gradient buffers double as the screen-space accumulators (see ScreenGrads).
+    at::Tensor g_means2d = at::zeros({n, 3}, f32), g_means3d = at::zeros({n, 3}, f32);
+    at::Tensor g_opacities = at::zeros({n, 1}, f32), g_features = at::zeros({n, K}, f32);
+    at::Tensor g_colors = g.colors ? at::zeros({n, 3}, f32) : none;
+    at::Tensor g_conic = at::zeros({n, 3}, f32);
+    ScreenGrads screen{g_means2d.data_ptr<float>(), g_conic.data_ptr<float>(), g_opacities.data_ptr<float>(),
+                       g.colors ? g_colors.data_ptr<float>() : g_means3d.data_ptr<float>(),
+                       K > 0 ? g_features.data_ptr<float>() : nullptr};
     launch_render_backward(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, bg.data_ptr<float>(),
-                           final_T.data_ptr<float>(), saved[9].data_ptr<int>(), grad_color.data_ptr<float>(),
-                           grad_depth.data_ptr<float>(), K > 0 ? grad_feature.data_ptr<float>() : nullptr,
-                           grad_alpha.data_ptr<float>(), screen, stream);
+                           final_T.data_ptr<float>(), saved[9].data_ptr<int>(), gc, gd, gf, ga, screen, stream);
     check_kernel("render_backward", debug);
 
-    at::Tensor g_means2d = at::zeros({n, 3}, f32), g_means3d = at::zeros({n, 3}, f32);
-    at::Tensor g_scales = g.scales ? at::zeros({n, 3}, f32) : at::empty({0}, f32);
-    at::Tensor g_rotations = g.rotations ? at::zeros({n, 4}, f32) : at::empty({0}, f32);
-    at::Tensor g_cov3d = g.cov3d ? at::zeros({n, 6}, f32) : at::empty({0}, f32);
-    at::Tensor g_shs = g.shs ? at::zeros_like(shs) : at::empty({0}, f32);
-    at::Tensor g_colors = g.colors ? g_rgb : at::empty({0}, f32);
-    InputGrads out{g_means2d.data_ptr<float>(), g_means3d.data_ptr<float>(),
-                   g.scales ? g_scales.data_ptr<float>() : nullptr, g.rotations ? g_rotations.data_ptr<float>() : nullptr,
-                   g.cov3d ? g_cov3d.data_ptr<float>() : nullptr, g.shs ? g_shs.data_ptr<float>() : nullptr};
+    at::Tensor g_scales = g.scales ? at::zeros({n, 3}, f32) : none;
+    at::Tensor g_rotations = g.rotations ? at::zeros({n, 4}, f32) : none;
+    at::Tensor g_cov3d = g.cov3d ? at::zeros({n, 6}, f32) : none;
+    at::Tensor g_shs = g.shs ? at::empty_like(shs) : none;  // the kernel writes every entry
+    InputGrads out{g_means3d.data_ptr<float>(), g.scales ? g_scales.data_ptr<float>() : nullptr,
+                   g.rotations ? g_rotations.data_ptr<float>() : nullptr, g.cov3d ? g_cov3d.data_ptr<float>() : nullptr,
+                   g.shs ? g_shs.data_ptr<float>() : nullptr};
     launch_preprocess_backward(g, cam, p, screen, out, stream);
     check_kernel("preprocess_backward", debug);
-    at::Tensor g_opacities = g_conic_op.narrow(1, 3, 1).contiguous();
     return {g_means2d, g_colors, g_opacities, g_means3d, g_cov3d, g_shs, g_scales, g_rotations, g_features};
 }
 

@@ -48,19 +48,28 @@ struct TileLists {
     const int* point_list;        // [L] Gaussian index, sorted by tile then depth
 };
 
-// Per-Gaussian gradient accumulators filled by the backward render.
+// Per-Gaussian gradients filled by the backward render. To save memory they live in the final
+// gradient buffers where possible: means2d_ndc [N,3] holds dL/d(NDC centre) in columns 0-1 and,
+// until the per-Gaussian backward zeroes it, dL/d(view depth) in column 2; rgb is the means3D
+// gradient buffer on the SH path (read, then overwritten per Gaussian) or the colors_precomp one.
 struct ScreenGrads {
-    float2* means2d;              // [N] dL/d(pixel centre)
-    float4* conic_opacity;        // [N] dL/d(conic a, b, c), dL/d(opacity)
+    float* means2d_ndc;           // [N,3]
+    float* conic;                 // [N,3] dL/d(conic a, b, c)
+    float* opacity;               // [N]
     float* rgb;                   // [N,3]
-    float* depths;                // [N]
     float* features;              // [N,K]
 };
 
-// Gradients w.r.t. the inputs (zero-initialised by the caller; nullptr where not needed).
+// Strided view of an upstream image gradient [C,H,W] (any strides: expanded ones need no copy).
+struct ImageGrad {
+    const float* data;
+    int64_t stride_c, stride_y, stride_x;
+};
+
+// Gradients w.r.t. the inputs (nullptr where the input is absent). means3d is zero-initialised
+// by the caller; shs is written entirely by the kernel.
 struct InputGrads {
-    float* means2d_ndc;           // [N,3]
-    float* means;                 // [N,3]
+    float* means;                 // [N,3] (also ScreenGrads.rgb on the SH path)
     float* scales;                // [N,3]
     float* rotations;             // [N,4]
     float* cov3d;                 // [N,6]
@@ -77,8 +86,8 @@ void launch_render(int k_features, const TileLists& lists, const Camera& cam, co
 
 void launch_render_backward(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
                             const float* features, const float* bg, const float* final_T, const int* n_contrib,
-                            const float* grad_color, const float* grad_depth, const float* grad_feature,
-                            const float* grad_alpha, const ScreenGrads& out, cudaStream_t stream);
+                            const ImageGrad& grad_color, const ImageGrad& grad_depth, const ImageGrad& grad_feature,
+                            const ImageGrad& grad_alpha, const ScreenGrads& out, cudaStream_t stream);
 void launch_preprocess_backward(const Gaussians& g, const Camera& cam, const Projected& p,
                                 const ScreenGrads& screen, const InputGrads& out, cudaStream_t stream);
 

@@ -118,8 +118,8 @@ class _RasterizeGaussians(torch.autograd.Function):
                     rotations=rotations, scale_modifier=float(s.scale_modifier), cov3D_precomp=cov3D_precomp,
                     features=mask_feature, viewmatrix=_camera_tensor(s.viewmatrix), projmatrix=_camera_tensor(s.projmatrix),
                     tan_fovx=float(s.tanfovx), tan_fovy=float(s.tanfovy), shs=shs, sh_degree=int(s.sh_degree),
-                    campos=_camera_tensor(s.campos), grad_color=grad_color.contiguous(), grad_depth=grad_depth.contiguous(),
-                    grad_feature=grad_feature.contiguous(), grad_alpha=grad_alpha.contiguous(), saved=list(saved))
+                    campos=_camera_tensor(s.campos), grad_color=grad_color, grad_depth=grad_depth,
+                    grad_feature=grad_feature, grad_alpha=grad_alpha, saved=list(saved))  # any strides
         grads = _call("backward", lambda: _extension().rasterize_backward(*args.values(), s.debug), args, s.debug)
         g_means2d, g_colors, g_opacities, g_means3d, g_cov3d, g_shs, g_scales, g_rotations, g_features = grads
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace {
@@ -111,8 +112,12 @@ Grid make_grid(const at::Tensor& pts64, int64_t n) {
 
 at::Tensor dist_cuda2(const at::Tensor& points) {
     TORCH_CHECK(points.is_cuda(), "distCUDA2: points must be a CUDA tensor");
-    TORCH_CHECK(points.dim() == 2 && points.size(1) == 3, "distCUDA2: points must be [N, 3], got ", points.sizes());
-    TORCH_CHECK(points.scalar_type() == at::kFloat, "distCUDA2: points must be float32, got ", points.scalar_type());
+    // messages built by hand: nvcc-compiled host code crashed formatting IntArrayRef
+    std::string shape = "[";
+    for (int64_t d = 0; d < points.dim(); d++) shape += (d ? ", " : "") + std::to_string(points.size(d));
+    TORCH_CHECK(points.dim() == 2 && points.size(1) == 3, "distCUDA2: points must be [N, 3], got ", shape, "]");
+    TORCH_CHECK(points.scalar_type() == at::kFloat, "distCUDA2: points must be float32, got ",
+                c10::toString(points.scalar_type()));
     const c10::cuda::CUDAGuard guard(points.device());
     const int64_t n = points.size(0);
     at::Tensor out = at::zeros({n}, points.options());
