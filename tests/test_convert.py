@@ -139,6 +139,20 @@ def test_layout_is_what_the_readers_take(converted):
     assert depth.dtype == np.uint16  # 16-bit priors keep their precision
 
 
+def test_scene_reader_takes_the_output(converted):
+    from argparse import ArgumentParser
+    from arguments import ModelParams
+    from scene.readers import read_scene
+    parser = ArgumentParser()
+    params = ModelParams(parser)
+    args = params.extract(parser.parse_args(["-s", converted]))
+    info = read_scene(args)
+    assert len(info.train_cameras) == len(os.listdir(os.path.join(converted, "images")))
+    assert info.has_masks and info.has_depth
+    camera = info.train_cameras[0]
+    assert camera.mask.shape == camera.image.shape[:2]
+
+
 def test_frames_and_masks_undistorted_alike(truth_dir, converted):
     """Outputs match the ground truth resampled through the recovered pinhole camera; the
     still-distorted input does not (so the check can tell an undistorted mask from a copied one)."""
