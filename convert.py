@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import cv2
 import numpy as np
@@ -291,7 +291,7 @@ def _guard(what: str, call: Callable[[], None]) -> None:
 
 def _clear_matches(database: str) -> None:
     """Drop earlier matches so a new matcher does not add to them (features are kept)."""
-    pycolmap = sfm._pycolmap()
+    pycolmap = sfm.import_pycolmap()
     db = pycolmap.Database.open(database)
     try:
         db.clear_matches()

@@ -17,7 +17,8 @@ pycolmap = pytest.importorskip("pycolmap")
 import convert  # noqa: E402
 from scene.colmap import qvec2rotmat, read_model  # noqa: E402
 from utils.frames import extract_video_frames, list_frames  # noqa: E402
-from utils.sfm import apply_similarity, feature_mask, keyframe_pairs, umeyama_alignment  # noqa: E402
+from utils.sfm import (apply_similarity, feature_mask, focal_disagreement, keyframe_pairs,  # noqa: E402
+                       umeyama_alignment)  # noqa: E402
 
 FRAMES, WIDTH, HEIGHT = 20, 320, 240
 DISTORTION = np.array([-0.12, 0.02, 0.0, 0.0])  # OpenCV k1, k2, p1, p2: clear barrel distortion
@@ -300,6 +301,11 @@ def test_unreadable_video(tmp_path, capfd):
     assert_fails(capfd, ["-s", str(tmp_path / "scene"), "--video", str(video)], "Cannot read video", "clip.mp4")
 
 
+def test_bad_fps(tmp_path, capfd):
+    video = write_video(str(tmp_path / "clip.avi"))
+    assert_fails(capfd, ["-s", str(tmp_path / "scene"), "--video", video, "--fps", "-2"], "--fps -2", "positive")
+
+
 def test_missing_video(tmp_path, capfd):
     assert_fails(capfd, ["-s", str(tmp_path), "--video", str(tmp_path / "absent.mp4")], "does not exist")
 
@@ -395,6 +401,14 @@ def test_keyframe_pairs_span_the_clip():
     pairs = keyframe_pairs(names, keyframes=5)
     assert len(pairs) == 10
     assert ("00000.png", "00099.png") in pairs
+
+
+def test_focal_disagreement_flags_unequal_focal_lengths():
+    square = pycolmap.Camera.create_from_model_name(1, "PINHOLE", 300.0, 320, 240)
+    skewed = pycolmap.Camera.create_from_model_name(2, "PINHOLE", 300.0, 320, 240)
+    skewed.params = [300.0, 900.0, 160.0, 120.0]
+    assert focal_disagreement(square) == pytest.approx(1.0)
+    assert focal_disagreement(skewed) == pytest.approx(3.0)
 
 
 def test_feature_mask_blocks_hands_with_a_margin():

@@ -19,7 +19,7 @@ MATCHERS = ("sequential", "exhaustive")
 MAPPERS = ("global", "incremental")
 
 
-def _pycolmap():
+def import_pycolmap():
     """pycolmap, imported on first use so a missing install is one clear error."""
     try:
         import pycolmap
@@ -35,7 +35,7 @@ class PycolmapBackend:
     name = "pycolmap"
 
     def __init__(self, num_threads: int = -1, seed: int = 0, verbose: bool = False):
-        self.pycolmap = _pycolmap()
+        self.pycolmap = import_pycolmap()
         self.num_threads = num_threads
         self.seed = seed
         self.pycolmap.logging.minloglevel = 0 if verbose else 2  # 2 = errors only
@@ -182,7 +182,7 @@ def feature_mask(hand: np.ndarray, margin: int = 3) -> np.ndarray:
 def read_reconstruction(model_dir: str):
     """A pycolmap.Reconstruction (binary or text files), or DatasetError naming the folder."""
     try:
-        return _pycolmap().Reconstruction(model_dir)
+        return import_pycolmap().Reconstruction(model_dir)
     except Exception as err:  # pycolmap raises ValueError/RuntimeError depending on the failure
         raise DatasetError(f"Cannot read the COLMAP model in {model_dir!r} ({err}): "
                            "re-run convert.py with --force.") from err
