@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from typing import Callable, List, Optional
 
@@ -103,11 +104,44 @@ class Stages:
             print(f"{label} ...", flush=True)
             started = time.time()
             self.state.pop(name, None)
-            action()
+            with ElapsedTicker(label):
+                action()
             self.state[name] = key
             _save_json(self.state_path, self.state)
             print(f"{label}: done in {time.time() - started:.1f} s", flush=True)
         self.previous_key = key
+
+
+def say(message: str) -> None:
+    """A line from inside a stage; on a terminal it first clears the ticker's line."""
+    print(("\r\033[K" if sys.stdout.isatty() else "") + message, flush=True)
+
+
+class ElapsedTicker:
+    """Shows the running time of a long COLMAP call on a terminal (pycolmap releases the GIL,
+    so a thread can tick while COLMAP works); silent when stderr is not a terminal."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        started = time.time()
+        while not self.done.wait(1.0):
+            sys.stderr.write(f"\r{self.label} ... {time.time() - started:.0f} s ")
+            sys.stderr.flush()
+        sys.stderr.write("\r\033[K")
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
 
 
 def _load_json(path: str) -> dict:
@@ -151,9 +185,9 @@ def prepare_frames(args, stages: Stages) -> List[str]:
             with tqdm(desc="frames", unit="frame", leave=False) as bar:
                 count = extract_video_frames(video, input_dir, args.fps,
                                              progress=lambda done, total: _advance(bar, done, total))
-            print(f"  {count} frames from {args.video}" + (f" at {args.fps:g} fps" if args.fps else ""))
+            say(f"  {count} frames from {args.video}" + (f" at {args.fps:g} fps" if args.fps else ""))
             if count > 400 and args.fps is None:
-                print(f"  note: {count} frames is a lot for SfM and training; --fps 5 keeps 5 per second")
+                say(f"  note: {count} frames is a lot for SfM and training; --fps 5 keeps 5 per second")
 
         stages.run("frames", options, lambda: os.path.isdir(input_dir) and bool(os.listdir(input_dir)), extract)
     names = _list_input_frames(args.source_path)
@@ -213,7 +247,7 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
         if mask_dir is not None:
             write_feature_masks(input_dir, hand_dir, mask_dir, names)
         else:
-            print("  note: no SCENE/input_masks/: features on moving hands can mislead SfM; hand masks "
+            say("  note: no SCENE/input_masks/: features on moving hands can mislead SfM; hand masks "
                   "(white = hand, named like the frames) keep them out")
         _guard(f"feature extraction ({backend.name})",
                lambda: backend.extract_features(database, input_dir, names, args.camera, mask_dir))
@@ -253,7 +287,7 @@ def write_feature_masks(frame_dir: str, hand_dir: str, mask_dir: str, names: Lis
         path = os.path.join(mask_dir, name + ".png")
         if not cv2.imwrite(path, sfm.feature_mask(hand)):
             raise DatasetError(f"Cannot write {path!r}: check free disk space and permissions.")
-    print(f"  hands masked out of feature extraction ({hand_dir})")
+    say(f"  hands masked out of feature extraction ({hand_dir})")
 
 
 def report_registration(sparse: str, total: int, args) -> None:
@@ -268,13 +302,13 @@ def report_registration(sparse: str, total: int, args) -> None:
             f"--mapper {'incremental' if args.mapper == 'global' else 'global'}; --camera SIMPLE_RADIAL; "
             "drop blurry or textureless frames.")
     which = f"the largest of {models} models" if models > 1 else "one model"
-    print(f"  registered {registered} of {total} frames ({which})")
+    say(f"  registered {registered} of {total} frames ({which})")
     if registered < total:
-        print(f"  note: {total - registered} frames were not registered and are left out of the scene")
+        say(f"  note: {total - registered} frames were not registered and are left out of the scene")
     camera = next(iter(sfm.read_reconstruction(os.path.join(sparse, "0")).cameras.values()))
     ratio = sfm.focal_disagreement(camera)
     if ratio > FOCAL_WARNING_RATIO:
-        print(f"  WARNING: the recovered focal lengths disagree (fx={camera.focal_length_x:.1f}, "
+        say(f"  WARNING: the recovered focal lengths disagree (fx={camera.focal_length_x:.1f}, "
               f"fy={camera.focal_length_y:.1f}): the camera motion constrained one image axis poorly and the "
               "poses are likely wrong. Re-run with --camera SIMPLE_RADIAL --force (one shared focal length).")
 
@@ -331,7 +365,7 @@ def undistort(args, stages: Stages, backend) -> None:
         for name in os.listdir(os.path.join(workspace, "sparse")):
             os.replace(os.path.join(workspace, "sparse", name), os.path.join(sparse_dir, name))
         shutil.rmtree(workspace)
-        print(f"  {len(os.listdir(images_dir))} PINHOLE frames in {images_dir}, model in {sparse_dir}")
+        say(f"  {len(os.listdir(images_dir))} PINHOLE frames in {images_dir}, model in {sparse_dir}")
 
     stages.run("undistort", options, lambda: os.path.isdir(images_dir) and os.path.isdir(sparse_dir), action)
 
@@ -364,7 +398,7 @@ def undistort_priors(args, stages: Stages) -> None:
                 prior = _read_prior(source, (camera.width, camera.height))
                 out_name = stem + ".png" if is_mask else os.path.basename(source)
                 _write_prior(os.path.join(dst, out_name), sfm.remap_prior(prior, maps[cam_id], nearest=is_mask))
-            print(f"  {len(frames)} {'masks' if is_mask else 'depth priors'} undistorted into {dst}")
+            say(f"  {len(frames)} {'masks' if is_mask else 'depth priors'} undistorted into {dst}")
 
     stages.run("priors", {"inputs": fingerprints},
                lambda: all(os.path.isdir(dst) for _, dst, _ in jobs), action)
@@ -423,7 +457,7 @@ def resize_outputs(args, stages: Stages) -> None:
                     array = _read_prior(source)
                     _write_prior(os.path.join(out_dir, name), shrink(array, factor, kind))
         written = [f"{folder}_{factor}" for folder, _ in folders for factor in RESIZE_FACTORS]
-        print(f"  wrote {', '.join(written)}")
+        say(f"  wrote {', '.join(written)}")
 
     stages.run("resize", {"factors": RESIZE_FACTORS, "folders": folders},
                lambda: all(os.path.isdir(os.path.join(scene, f"{f}_{n}")) for f, _ in folders for n in RESIZE_FACTORS),
