@@ -27,7 +27,7 @@ from gaussian_renderer.tiling import (ALPHA_MIN, COMPUTE_TILE, PIXELS_PER_TILE, 
 
 ALPHA_MAX = 0.99
 T_MIN = 1e-4
-LIST_CHUNK = 32
+LIST_CHUNK = 16  # measured fastest on a 2-core CPU (benchmarks/reference_rasterizer.py)
 # Elements (blocks x pixels x slice) of one step: bounds the working memory (~15 live arrays).
 MAX_STEP_ELEMENTS = 1 << 22
 _PAD_POWER = -1.0e4  # exponent of the padding entry: exp() is exactly 0

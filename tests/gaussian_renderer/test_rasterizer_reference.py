@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gaussian_renderer.reference import GaussianRasterizationSettings, GaussianRasterizer, rasterize_gaussians
-from rasterizer_cases import CASE_NAMES, GRADCHECK_CASES, make_case
+from rasterizer_cases import CASE_NAMES, GRADCHECK_CASES, camera, make_case
 from utils.sh_utils import sh_to_color
 
 F64 = torch.float64
@@ -362,3 +362,18 @@ def test_zero_gaussians():
     color, depth, feats, radii, alpha = run(kw, empty)
     assert radii.shape == (0,) and torch.all(alpha == 0)
     assert torch.all(color == kw["bg"].reshape(3, 1, 1))
+
+
+@pytest.mark.slow
+def test_gradcheck_full_jacobian_two_gaussians():
+    """Full (slow-mode) Jacobian check on a tiny two-Gaussian image, every input at once (~15 s)."""
+    kw, inputs = make_case("two_overlapping", dtype=F64)
+    kw.update(camera(7, 6, fovx_deg=35.0, dtype=F64))
+    names = [n for n in INPUT_NAMES if inputs[n] is not None]
+
+    def fn(*values):
+        out = run(kw, dict(inputs, **dict(zip(names, values))))
+        return tuple(o for o in out if o.dtype.is_floating_point)
+
+    values = tuple(inputs[n].detach().clone().requires_grad_(True) for n in names)
+    assert torch.autograd.gradcheck(fn, values, eps=1e-6, atol=1e-6, rtol=1e-4)
