@@ -93,7 +93,8 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
                 e = evaluate_alpha(s_xy[j], conic, pixel);
                 valid = e.alpha >= ALPHA_MIN;
             }
-            if (!__any_sync(0xffffffffu, valid)) continue;
+            const unsigned active = __ballot_sync(0xffffffffu, valid);
+            if (active == 0u) continue;
 
             float d_mx = 0.f, d_my = 0.f, d_ca = 0.f, d_cb = 0.f, d_cc = 0.f, d_op = 0.f, d_z = 0.f;
             float d_rgb[3] = {0.f, 0.f, 0.f}, d_f[KA];
@@ -135,15 +136,19 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
                     d_cc = -0.5f * e.dy * e.dy * dL_dpower;
                 }
             }
-            d_mx = warp_sum(d_mx); d_my = warp_sum(d_my);
-            d_ca = warp_sum(d_ca); d_cb = warp_sum(d_cb); d_cc = warp_sum(d_cc); d_op = warp_sum(d_op);
-            d_z = warp_sum(d_z);
+            // One contributing pixel in the warp adds its own values; otherwise reduce first.
+            const bool single = __popc(active) == 1;
+            if (!single) {
+                d_mx = warp_sum(d_mx); d_my = warp_sum(d_my);
+                d_ca = warp_sum(d_ca); d_cb = warp_sum(d_cb); d_cc = warp_sum(d_cc); d_op = warp_sum(d_op);
+                d_z = warp_sum(d_z);
 #pragma unroll
-            for (int c = 0; c < 3; c++) d_rgb[c] = warp_sum(d_rgb[c]);
+                for (int c = 0; c < 3; c++) d_rgb[c] = warp_sum(d_rgb[c]);
 #pragma unroll
-            for (int k = 0; k < KCAP; k++)
-                if (k < K) d_f[k] = warp_sum(d_f[k]);
-            if (lane == 0) {
+                for (int k = 0; k < KCAP; k++)
+                    if (k < K) d_f[k] = warp_sum(d_f[k]);
+            }
+            if (single ? valid : lane == 0) {
                 const int id = s_id[j];
                 atomicAdd(&out.means2d_ndc[3 * id], d_mx);
                 atomicAdd(&out.means2d_ndc[3 * id + 1], d_my);
