@@ -191,6 +191,9 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
     """The training loop; returns a summary (best test PSNR and its iteration, final count)."""
     device = training_device()
     seed_everything(run.seed)
+    # Multithreaded CPU reductions (index_add_) otherwise vary in their last bits from run to run,
+    # which would break exact resume; on CUDA determinism costs speed, so it is opt-in there.
+    torch.use_deterministic_algorithms(device.type == "cpu" or run.deterministic, warn_only=True)
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension)
     scene = Scene(dataset, gaussians)
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth,

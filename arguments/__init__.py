@@ -128,6 +128,8 @@ def add_run_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--detect_anomaly", action="store_true")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="bit-exact reruns and resumes on CUDA too (always on for CPU runs)")
 
 
 def save_config(args: Namespace, model_path: str) -> str:
