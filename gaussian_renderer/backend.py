@@ -63,7 +63,7 @@ def _load_cuda() -> ModuleType:
     try:
         return load_rasterizer()
     except RuntimeError as err:
-        raise RuntimeError(f"the CUDA rasterizer could not be built or loaded:\n{err}\n"
+        raise RuntimeError(f"the CUDA rasterizer could not be built or loaded: {err}\n"
                            "Fix the build, or use --rasterizer torch.") from err
 
 

@@ -155,3 +155,34 @@ def test_cuda_load_failure_is_reported(monkeypatch):
     monkeypatch.setitem(sys.modules, "utils.cuda_ext", types.SimpleNamespace(load_rasterizer=broken))
     with pytest.raises(RuntimeError, match="something went wrong"):
         backend.get_rasterizer("cuda", "cuda")
+
+
+def _fake_cuda(monkeypatch, load):
+    import sys
+    import types
+    monkeypatch.setattr(backend, "_cache", {})
+    monkeypatch.setattr(backend, "_cuda_attempt", {})
+    monkeypatch.setattr(backend, "_fallback_reported", False)
+    monkeypatch.setattr(backend.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "utils.cuda_ext", types.SimpleNamespace(load_rasterizer=load))
+
+
+def test_auto_takes_cuda_for_gpu_tensors_when_it_loads(monkeypatch):
+    compiled = object()
+    _fake_cuda(monkeypatch, lambda: compiled)
+    assert backend.get_rasterizer("auto", "cuda") is compiled
+    assert backend.get_rasterizer("auto", "cpu") is reference  # CPU tensors: the reference
+
+
+def test_auto_falls_back_once_when_the_build_fails(monkeypatch, capsys):
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise RuntimeError("nvcc not found\nfull log ...")
+    _fake_cuda(monkeypatch, broken)
+    assert backend.get_rasterizer("auto", "cuda") is reference
+    assert backend.get_rasterizer("auto", "cuda") is reference
+    err = capsys.readouterr().err
+    assert err.count("[rasterizer]") == 1 and "nvcc not found" in err and "full log" not in err
+    assert len(calls) == 1
