@@ -8,9 +8,11 @@ Rules shared with the CUDA rasterizer (they decide which pixels a Gaussian touch
   footprint would no longer be the Gaussian's own);
 * 2D covariance J W Σ Wᵀ Jᵀ + 0.3 I with the view point clamped to 1.3 tan(fov/2) in J;
   invisible if its determinant is <= 0 (not positive definite);
-* radius = ceil(3 sqrt(largest eigenvalue)) pixels;
+* radius = ceil(3 sqrt(largest eigenvalue)) pixels, the exact eigenvalue of the dilated 2D
+  covariance (upstream's max(0.1, ·) floor under the square root is not used);
 * the Gaussian is evaluated at exactly the pixels of the 16x16 tiles in
-  ``[floor((p - r) / 16), floor((p + r + 15) / 16))`` per axis, clamped to the tile grid;
+  ``[floor((p - r) / 16), floor((p + r + 15) / 16))`` per axis (p the projected centre in
+  pixels, r the radius), clamped to the tile grid;
   an empty rectangle makes it invisible. Invisible Gaussians get radius 0.
 """
 import math
