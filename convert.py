@@ -253,7 +253,7 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
                lambda: backend.extract_features(database, input_dir, names, args.camera, mask_dir))
 
     def matching():
-        _clear_matches(database)
+        _guard("clearing earlier matches (or re-run with --force)", lambda: _clear_matches(database))
         _guard(f"{args.matcher} matching ({backend.name})", lambda: backend.match(database, args.matcher))
         if args.matcher == "sequential":
             pairs_file = os.path.join(distorted, "keyframe_pairs.txt")
@@ -264,10 +264,13 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
     def mapping():
         shutil.rmtree(sparse, ignore_errors=True)
         os.makedirs(sparse)
+        focal = sfm.initialize_focal(database)
+        if focal is not None:
+            say(f"  focal length from the fundamental matrices: {focal:.1f} px")
         if args.mapper == "global":
             _guard(f"focal calibration ({backend.name})", lambda: backend.calibrate(database))
         _guard(f"{args.mapper} mapping ({backend.name})", lambda: backend.map(database, input_dir, sparse, args.mapper))
-        report_registration(sparse, len(names), args)
+        report_registration(sparse, names, args)
 
     frames = folder_fingerprint(input_dir, names)
     hands = None if mask_dir is None else folder_fingerprint(hand_dir, sorted(os.listdir(hand_dir)))
@@ -290,8 +293,9 @@ def write_feature_masks(frame_dir: str, hand_dir: str, mask_dir: str, names: Lis
     say(f"  hands masked out of feature extraction ({hand_dir})")
 
 
-def report_registration(sparse: str, total: int, args) -> None:
+def report_registration(sparse: str, names: List[str], args) -> None:
     """Keep the largest model as sparse/0, say how many frames it holds, refuse too few."""
+    total = len(names)
     registered, models = sfm.keep_largest_model(sparse)
     if registered < MIN_REGISTERED:
         raise DatasetError(
@@ -303,9 +307,13 @@ def report_registration(sparse: str, total: int, args) -> None:
             "drop blurry or textureless frames.")
     which = f"the largest of {models} models" if models > 1 else "one model"
     say(f"  registered {registered} of {total} frames ({which})")
+    model = sfm.read_reconstruction(os.path.join(sparse, "0"))
     if registered < total:
-        say(f"  note: {total - registered} frames were not registered and are left out of the scene")
-    camera = next(iter(sfm.read_reconstruction(os.path.join(sparse, "0")).cameras.values()))
+        kept = {model.image(i).name for i in model.reg_image_ids()}
+        missing = [name for name in names if name not in kept]
+        listed = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        say(f"  note: {len(missing)} frames were not registered and are left out of the scene ({listed})")
+    camera = next(iter(model.cameras.values()))
     ratio = sfm.focal_disagreement(camera)
     if ratio > FOCAL_WARNING_RATIO:
         say(f"  WARNING: the recovered focal lengths disagree (fx={camera.focal_length_x:.1f}, "
@@ -387,7 +395,7 @@ def undistort_priors(args, stages: Stages) -> None:
         undistorted = sfm.read_reconstruction(os.path.join(scene, "sparse", "0"))
         maps = {cam_id: sfm.undistortion_maps(distorted.cameras[cam_id], camera)
                 for cam_id, camera in undistorted.cameras.items()}
-        frames = sorted((image.name, image.camera_id) for image in undistorted.images.values())
+        frames = sorted((undistorted.image(i).name, undistorted.image(i).camera_id) for i in undistorted.reg_image_ids())
         for src, dst, is_mask in jobs:
             _remove(dst)
             os.makedirs(dst)

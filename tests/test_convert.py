@@ -17,8 +17,8 @@ pycolmap = pytest.importorskip("pycolmap")
 import convert  # noqa: E402
 from scene.colmap import qvec2rotmat, read_model  # noqa: E402
 from utils.frames import extract_video_frames, list_frames  # noqa: E402
-from utils.sfm import (apply_similarity, feature_mask, focal_disagreement, keyframe_pairs,  # noqa: E402
-                       umeyama_alignment)  # noqa: E402
+from utils.sfm import (apply_similarity, estimate_focal, feature_mask, focal_disagreement,  # noqa: E402
+                       keyframe_pairs, self_calibration_cost, umeyama_alignment)  # noqa: E402
 
 FRAMES, WIDTH, HEIGHT = 20, 320, 240
 DISTORTION = np.array([-0.12, 0.02, 0.0, 0.0])  # OpenCV k1, k2, p1, p2: clear barrel distortion
@@ -254,6 +254,21 @@ def test_registration_does_not_depend_on_luck(truth_dir, tmp_path, seed):
     assert error < 0.02
 
 
+@pytest.mark.slow
+def test_unmatchable_frames_are_left_out_and_named(truth_dir, tmp_path, capfd):
+    scene = make_scene(truth_dir, str(tmp_path / "scene"))
+    rng = np.random.default_rng(5)
+    for i in (FRAMES, FRAMES + 1):  # two frames of noise at the end of the clip
+        cv2.imwrite(os.path.join(scene, "input", f"{i:05d}.png"), rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+        cv2.imwrite(os.path.join(scene, "input_masks", f"{i:05d}.png"), np.zeros((HEIGHT, WIDTH), np.uint8))
+        cv2.imwrite(os.path.join(scene, "input_depth", f"{i:05d}.png"), np.zeros((HEIGHT, WIDTH), np.uint16))
+    assert run_convert("-s", scene) == 0
+    out = capfd.readouterr().out
+    assert f"registered {FRAMES} of {FRAMES + 2} frames" in out
+    assert f"{FRAMES:05d}.png, {FRAMES + 1:05d}.png" in out
+    assert sorted(os.listdir(os.path.join(scene, "masks"))) == [f"{i:05d}.png" for i in range(FRAMES)]
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def write_noise_frames(folder, count, size=(96, 72), seed=0):
@@ -401,6 +416,27 @@ def test_keyframe_pairs_span_the_clip():
     pairs = keyframe_pairs(names, keyframes=5)
     assert len(pairs) == 10
     assert ("00000.png", "00099.png") in pairs
+
+
+def skew(v):
+    return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+
+
+def test_focal_estimated_from_fundamental_matrices():
+    """F = K^-T [t]x R K^-1 of random small head motions; the search must find K's focal."""
+    rng = np.random.default_rng(1)
+    focal, width, height = 250.0, 320, 240
+    K_inv = np.linalg.inv(np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]]))
+    fundamentals = []
+    for pair in range(30):
+        R = cv2.Rodrigues(rng.normal(scale=0.05, size=3))[0]
+        t = rng.normal(size=3)
+        F = K_inv.T @ skew(t / np.linalg.norm(t)) @ R @ K_inv
+        noisy = pair < 5  # a few poorly estimated pairs: the median must not mind them
+        fundamentals.append(F / np.linalg.norm(F) + (rng.normal(scale=1e-3, size=(3, 3)) if noisy else 0))
+    assert estimate_focal(np.array(fundamentals), width, height) == pytest.approx(focal, rel=0.02)
+    assert self_calibration_cost(np.array(fundamentals), focal, width / 2, height / 2) < \
+        self_calibration_cost(np.array(fundamentals), 1.2 * width, width / 2, height / 2)
 
 
 def test_focal_disagreement_flags_unequal_focal_lengths():

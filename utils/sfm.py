@@ -177,6 +177,59 @@ def feature_mask(hand: np.ndarray, margin: int = 3) -> np.ndarray:
     return ((1 - grown) * 255).astype(np.uint8)
 
 
+# ----------------------------------------------------------------------------- focal length
+
+UNCALIBRATED_CONFIGS = (2, 3)  # TwoViewGeometry CALIBRATED / UNCALIBRATED: pairs with a fundamental matrix
+MIN_PAIRS_FOR_FOCAL = 8
+
+
+def self_calibration_cost(fundamentals: np.ndarray, focal: float, cx: float, cy: float) -> float:
+    """Median over pairs of (s1 - s2) / (s1 + s2), s = singular values of E = K^T F K
+    (Mendonca & Cipolla 1999): a true essential matrix has two equal ones. fundamentals: [P, 3, 3]."""
+    K = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
+    singular = np.linalg.svd(K.T @ fundamentals @ K, compute_uv=False)  # [P, 3]
+    return float(np.median((singular[:, 0] - singular[:, 1]) / (singular[:, 0] + singular[:, 1])))
+
+
+def estimate_focal(fundamentals: np.ndarray, width: int, height: int) -> float:
+    """Focal length (pixels, principal point at the centre) minimizing ``self_calibration_cost``.
+
+    A global search over fields of view from about 14 to 130 degrees, then a fine one around the
+    best: COLMAP's own view-graph calibration starts from its guess (1.2 x the image size) and
+    can stay in a local minimum there, depending on RANSAC's luck."""
+    size, cx, cy = max(width, height), width / 2.0, height / 2.0
+    coarse = np.geomspace(0.25 * size, 4.0 * size, 241)
+    best = coarse[np.argmin([self_calibration_cost(fundamentals, f, cx, cy) for f in coarse])]
+    fine = np.linspace(0.98 * best, 1.02 * best, 81)
+    return float(fine[np.argmin([self_calibration_cost(fundamentals, f, cx, cy) for f in fine])])
+
+
+def initialize_focal(database: str) -> Optional[float]:
+    """Set the (single) camera's focal length in the database from its fundamental matrices and
+    mark it as a prior; returns it, or None where there are too few pairs or several cameras."""
+    pycolmap = import_pycolmap()
+    db = pycolmap.Database.open(database)
+    try:
+        cameras = db.read_all_cameras()
+        if len(cameras) != 1:
+            return None
+        _, geometries = db.read_two_view_geometries()
+        fundamentals = np.array([g.F for g in geometries
+                                 if int(g.config) in UNCALIBRATED_CONFIGS and np.abs(g.F).sum() > 0])
+        if len(fundamentals) < MIN_PAIRS_FOR_FOCAL:
+            return None
+        camera = cameras[0]
+        focal = estimate_focal(fundamentals, camera.width, camera.height)
+        params = np.array(camera.params)
+        params[list(camera.focal_length_idxs())] = focal
+        camera.params = params
+        camera.has_prior_focal_length = True
+        db.update_camera(camera)
+        return focal
+    finally:
+        db.close()
+
+
 # ----------------------------------------------------------------------------- models
 
 def read_reconstruction(model_dir: str):
