@@ -6,9 +6,11 @@
 
 Stages (each skipped on a re-run when its inputs and options did not change, unless --force):
   frames      --video FILE -> SCENE/input/00000.png ... (zero-padded: name order = time order)
-  features    SIFT on the CPU into SCENE/distorted/database.db (one camera for all frames)
-  matching    sequential (video) or exhaustive
-  mapping     global (default) or incremental SfM -> SCENE/distorted/sparse/0 (the largest model)
+  features    SIFT on the CPU into SCENE/distorted/database.db (one camera for all frames; none on
+              the hands where SCENE/input_masks/ exists)
+  matching    sequential (video; plus ~20 keyframes spread over the clip, all pairs) or exhaustive
+  mapping     focal length from the fundamental matrices, then global (default) or incremental SfM
+              -> SCENE/distorted/sparse/0 (the largest model)
   undistort   PINHOLE frames and model -> SCENE/images/, SCENE/sparse/0/
   priors      SCENE/input_masks/, SCENE/input_depth/ -> masks/, depth_gt/ with the same maps
   resize      --resize: images_2/4/8 (and masks_N/, depth_gt_N/)
