@@ -266,7 +266,11 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
     def mapping():
         shutil.rmtree(sparse, ignore_errors=True)
         os.makedirs(sparse)
-        focal = sfm.initialize_focal(database)
+        try:
+            focal = sfm.initialize_focal(database)
+        except Exception as err:  # e.g. a database from another COLMAP version: map with COLMAP's guess
+            focal = None
+            say(f"  note: no focal length estimate ({err}); COLMAP starts from its own guess")
         if focal is not None:
             say(f"  focal length from the fundamental matrices: {focal:.1f} px")
         if args.mapper == "global":
