@@ -310,7 +310,7 @@ def report_registration(sparse: str, names: List[str], args) -> None:
             "Try: hand masks in SCENE/input_masks/ (white = hand; moving hands mislead SfM); a clip where the "
             "camera moves, not only turns; more frames (--fps) or --matcher exhaustive; "
             f"--mapper {'incremental' if args.mapper == 'global' else 'global'}; --camera SIMPLE_RADIAL; "
-            "drop blurry or textureless frames.")
+            "drop blurry or textureless frames. --verbose shows COLMAP's log.")
     which = f"the largest of {models} models" if models > 1 else "one model"
     say(f"  registered {registered} of {total} frames ({which})")
     model = sfm.read_reconstruction(os.path.join(sparse, "0"))

@@ -1,5 +1,6 @@
 """Structure-from-motion for convert.py: COLMAP's stages through pycolmap (or a COLMAP binary),
-choosing the largest model, undistortion maps for per-frame priors, and trajectory alignment.
+keyframe pairs and hand feature masks, focal-length self-calibration, choosing the largest model,
+undistortion maps for per-frame priors, and similarity alignment of trajectories (evaluation).
 
 Both backends write the same files (a COLMAP database, numbered sparse models, an undistorted
 workspace), so convert.py drives them through one interface.
@@ -38,7 +39,7 @@ class PycolmapBackend:
         self.pycolmap = import_pycolmap()
         self.num_threads = num_threads
         self.seed = seed
-        self.pycolmap.logging.minloglevel = 0 if verbose else 2  # 2 = errors only
+        self.pycolmap.logging.minloglevel = 0 if verbose else 3  # convert.py reports failures itself
         self.pycolmap.set_random_seed(seed)
 
     def extract_features(self, database: str, image_dir: str, names: List[str], camera_model: str,
