@@ -38,7 +38,7 @@ MIN_REGISTERED = 3           # fewer registered frames cannot make a scene
 FOCAL_WARNING_RATIO = 1.25   # fx / fy beyond this means one image axis was poorly constrained
 RESIZE_FACTORS = (2, 4, 8)
 MASK_EXTENSIONS = (".png", ".jpg", ".jpeg")
-DEPTH_SUFFIXES = ("_depth.png", ".png", ".npy", ".tif", ".tiff")  # the names the EgoMask reader looks for
+DEPTH_SUFFIXES = ("_depth.png", ".png", ".npy")  # the names the EgoMask reader looks for
 STATE_FILE = "convert_state.json"
 
 
