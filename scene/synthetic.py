@@ -120,7 +120,9 @@ def catmull_rom(keys: np.ndarray, fid: float) -> np.ndarray:
 
 
 class HeadPath:
-    """A head-mounted camera drifting and turning slowly: a few cm of translation, a few degrees."""
+    """A head-mounted camera swaying and turning like a person at a bench: up to ~20 cm of
+    translation and a few degrees. (A smaller sway makes the camera-centre radius, which 3DGS uses
+    as the scene extent for densification and pruning, unrealistically small.)"""
 
     def __init__(self, rng: np.random.Generator):
         self.phases = rng.uniform(0, 2 * np.pi, size=6)
@@ -129,9 +131,9 @@ class HeadPath:
     def pose(self, fid: float) -> Tuple[np.ndarray, np.ndarray]:
         """(c2w rotation [3, 3], camera centre [3]) at time fid."""
         p, w = self.phases, 2 * np.pi * fid
-        centre = self.centre + np.array([0.07 * np.sin(0.8 * w + p[0]) + 0.01 * np.sin(2.3 * w + p[1]),
-                                         0.03 * np.sin(0.6 * w + p[2]),
-                                         0.02 * np.sin(1.1 * w + p[3])])
+        centre = self.centre + np.array([0.16 * np.sin(0.8 * w + p[0]) + 0.02 * np.sin(2.3 * w + p[1]),
+                                         0.06 * np.sin(0.6 * w + p[2]),
+                                         0.04 * np.sin(1.1 * w + p[3])])
         yaw = math.radians(7.0 * np.sin(0.7 * w + p[4]))
         pitch = math.radians(42.0 + 3.0 * np.sin(0.9 * w + p[5]))
         roll = math.radians(2.0 * np.sin(1.3 * w + p[0]))
