@@ -131,6 +131,15 @@ def profile(name: str, step, params: dict, rows: int = 14) -> None:
     print(events.table(sort_by=key, row_limit=rows, max_name_column_width=70))
 
 
+def _git_commit():
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 500_000, 1_000_000])
@@ -176,7 +185,7 @@ def main(argv=None):
         del params
         torch.cuda.empty_cache()
 
-    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
+    report = {"commit": _git_commit(), "device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
               "resolution": [WIDTH, HEIGHT], "peer": peer_note, "workload": __doc__.split("\n\n")[1], "results": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
