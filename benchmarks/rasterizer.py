@@ -186,7 +186,7 @@ def main(argv=None):
         torch.cuda.empty_cache()
 
     report = {"commit": _git_commit(), "device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-              "resolution": [WIDTH, HEIGHT], "peer": peer_note, "workload": __doc__.split("\n\n")[1], "results": rows}
+              "resolution": [WIDTH, HEIGHT], "peer": peer_note, "workload": " ".join(__doc__.split("\n\n")[2].split()), "results": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
