@@ -33,6 +33,9 @@ PAPER_SCHEDULE = {"warm_up": 3_000, "mask_start": 30_000, "mask_stop": 40_000, "
 # About 1-2 CPU-seconds per iteration at 64x48 with the reference rasterizer (2 cores): minutes.
 DEMO_ITERATIONS = 300
 PAPER_MASK_LR = 0.0025
+MIN_WARM_UP = 100
+MIN_RESET_RECOVERY = 1000
+MIN_DENSIFICATION_INTERVAL = 50
 MAX_DEMO_MASK_LR = 0.05
 EXIT_BAD_INPUT = 2
 
@@ -66,16 +69,23 @@ def build_parser() -> ArgumentParser:
 
 
 def scaled_schedule(iterations: int) -> List[str]:
-    """train.py flags that keep the EgoMask phase proportions at a shorter run."""
-    flags = ["--iterations", str(iterations)]
-    for name, value in PAPER_SCHEDULE.items():
-        flags += [f"--{name}", str(max(1, round(value * iterations / PAPER_ITERATIONS)))]
+    """train.py flags that keep the EgoMask phase proportions at a shorter run, with floors where
+    plain scaling breaks training (measured on the synthetic scene at 300 iterations: scaled as is,
+    the deformation starts at 22 and opacity resets every 22 iterations collapse the model to black)."""
+    values = {name: max(1, round(value * iterations / PAPER_ITERATIONS)) for name, value in PAPER_SCHEDULE.items()}
+    # the deformation starts once the canonical Gaussians have settled
+    values["warm_up"] = max(values["warm_up"], min(MIN_WARM_UP, iterations // 3))
+    if values["opacity_reset_interval"] < MIN_RESET_RECOVERY:
+        values["opacity_reset_interval"] = iterations + 1   # too short to recover from a reset: none
+    values["densification_interval"] = max(MIN_DENSIFICATION_INTERVAL, round(100 * iterations / PAPER_ITERATIONS))
     # Adam moves a parameter by about lr per step: keep the mask feature able to reach 1 within
     # the (shorter) mask phase, without exceeding a rate where it oscillates.
-    mask_lr = min(MAX_DEMO_MASK_LR, PAPER_MASK_LR * PAPER_ITERATIONS / iterations) if iterations < PAPER_ITERATIONS \
-        else PAPER_MASK_LR
-    return flags + ["--mask_lr", f"{mask_lr:g}", "--densification_interval", str(max(10, round(100 * iterations / PAPER_ITERATIONS))),
-                    "--test_iterations", str(iterations), "--save_iterations", str(iterations)]
+    values["mask_lr"] = PAPER_MASK_LR if iterations >= PAPER_ITERATIONS else \
+        min(MAX_DEMO_MASK_LR, PAPER_MASK_LR * PAPER_ITERATIONS / iterations)
+    flags = ["--iterations", str(iterations)]
+    for name, value in values.items():
+        flags += [f"--{name}", f"{value:g}" if isinstance(value, float) else str(value)]
+    return flags + ["--test_iterations", str(iterations), "--save_iterations", str(iterations)]
 
 
 def run_step(step: str, command: List[str], log_path: str) -> float:

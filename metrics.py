@@ -47,8 +47,11 @@ def backbone_weights_path(net: str) -> str:
 def load_lpips(net: str, device: torch.device, weights_path: Optional[str] = None) -> torch.nn.Module:
     """LPIPS with its calibrated linear heads (shipped in the package) and the ImageNet backbone read
     from ``weights_path`` (default: the torch hub cache). Never downloads; raises LpipsUnavailable."""
-    import lpips
-    import torchvision
+    try:
+        import lpips
+        import torchvision
+    except ImportError as err:
+        raise LpipsUnavailable(f"LPIPS unavailable: {err} (pip install -r requirements.txt).") from err
 
     path = weights_path or backbone_weights_path(net)
     if not os.path.isfile(path):

@@ -27,6 +27,10 @@ def test_scaled_schedule_keeps_paper_values_at_full_length_and_is_understood_by_
     assert short.warm_up < short.mask_start < short.mask_stop <= short.iterations
     # the mask feature can still travel from 0 to 1 within the shorter mask phase
     assert short.mask_lr * (short.mask_stop - short.mask_start) >= 1.0
+    # floors where plain scaling collapses training: late enough warm-up, no opacity reset
+    demo = parser.parse_args(["-s", "scene"] + full_eval.scaled_schedule(300))
+    assert demo.warm_up == 100 and demo.opacity_reset_interval > demo.iterations
+    assert demo.densification_interval >= 50
 
 
 def test_table_has_one_row_per_scene_and_decomposition_columns_only_when_known():
