@@ -1,4 +1,8 @@
-"""pip install ./submodules/simple-knn  (needs nvcc and a CUDA build of PyTorch)."""
+"""pip install --no-build-isolation ./submodules/simple-knn
+
+Needs nvcc and a CUDA build of PyTorch already installed (hence --no-build-isolation: the build
+imports torch). Without installing, utils.cuda_ext builds the same sources just in time.
+"""
 import os
 
 from setuptools import setup
