@@ -253,6 +253,10 @@ def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str
         print(f"Iteration {iteration} is before the deformation warm-up ({args.warm_up}): rendering undeformed.")
     background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
     renderer = ViewRenderer(gaussians, deform, pipe, background, dataset.is_6dof, deform_on)
+    try:
+        renderer.backend_name()  # --rasterizer cuda without a usable GPU fails here, before any output
+    except RuntimeError as err:
+        raise RenderError(" ".join(str(err).split())) from err
     fix_cam = fixed_camera(scene.getTrainCameras(), args.fix_view)
 
     splits = {"train": scene.getTrainCameras() if not args.skip_train else [],
