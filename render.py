@@ -23,8 +23,13 @@ from typing import Dict, List, Optional
 import torch
 
 from arguments import ModelParams, PipelineParams, get_combined_args
+from gaussian_renderer import render
+from gaussian_renderer.backend import get_rasterizer
+from scene import Scene
 from scene.dataset_types import DatasetError
 from scene.decomposition import Decomposition, add_decomposition_args, decompose_model
+from scene.deform_model import DeformModel
+from scene.gaussian_model import GaussianModel
 from utils.image_io import read_rgb, write_image
 from utils.image_utils import clean_mask, depth_for_viewing, to_uint8
 from utils.video import write_video
@@ -75,10 +80,6 @@ def resolve_args(argv) -> Namespace:
 
 def load_model(args: Namespace, model_params, device: torch.device):
     """Scene (cameras + Gaussians of the chosen iteration) and the deformation of the same iteration."""
-    from scene import Scene
-    from scene.deform_model import DeformModel
-    from scene.gaussian_model import GaussianModel
-
     dataset = model_params.extract(args)
     if dataset.data_device == "cuda" and device.type != "cuda":
         dataset.data_device = "cpu"  # a config saved on a GPU machine, rendered on a CPU one
@@ -91,6 +92,8 @@ def load_model(args: Namespace, model_params, device: torch.device):
         deform.load_weights(dataset.model_path, scene.loaded_iter)
     except RuntimeError as err:  # truncated file or another architecture: the message says what to do
         raise RenderError(str(err)) from err
+    for notice in deform.notices:
+        print(notice)
     return dataset, scene, gaussians, deform
 
 
@@ -115,9 +118,6 @@ class ViewRenderer:
     """Deforms the Gaussians to a time and renders one camera, optionally a subset of them."""
 
     def __init__(self, gaussians, deform, pipe, background: torch.Tensor, is_6dof: bool, deform_on: bool):
-        from gaussian_renderer import render
-
-        self.render_fn = render
         self.gaussians, self.deform, self.pipe = gaussians, deform, pipe
         self.background, self.is_6dof, self.deform_on = background, is_6dof, deform_on
 
@@ -130,11 +130,10 @@ class ViewRenderer:
         return self.deform.step(xyz.detach(), time_input)
 
     def __call__(self, camera, offsets, subset: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        return self.render_fn(camera, self.gaussians, self.pipe, self.background, *offsets,
-                              is_6dof=self.is_6dof, gaussian_subset=subset)
+        return render(camera, self.gaussians, self.pipe, self.background, *offsets,
+                      is_6dof=self.is_6dof, gaussian_subset=subset)
 
     def backend_name(self) -> str:
-        from gaussian_renderer.backend import get_rasterizer
         module = get_rasterizer(getattr(self.pipe, "rasterizer", "auto"), self.gaussians.get_xyz.device)
         return "torch" if module.__name__.endswith("reference") else "cuda"
 
