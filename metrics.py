@@ -37,7 +37,7 @@ EXIT_NO_LPIPS = 1
 
 
 class LpipsUnavailable(Exception):
-    """The LPIPS backbone weights cannot be loaded without a download."""
+    """LPIPS cannot be computed offline: the lpips package or the backbone weights are missing."""
 
 
 def backbone_weights_path(net: str) -> str:
