@@ -446,23 +446,29 @@ def project(points: np.ndarray, c2w: np.ndarray, centre: np.ndarray, k: dict) ->
 
 
 def sample_surface_points(frames: List[FrameRender], poses, k: dict, count: int, noise: float,
-                          rng: np.random.Generator):
-    """``count`` points on static surfaces seen (not behind a hand) in some frame, as SfM would find.
+                          rng: np.random.Generator, hand_points: float = 0.0):
+    """``count`` points on surfaces seen in some frame, as SfM would find: mostly static surfaces
+    (not behind a hand), and a fraction ``hand_points`` on the hands where they are in that frame
+    (SfM triangulates a few points on hands while they pause).
 
     Returns (true points [P, 3], noisy points [P, 3], colours [P, 3] uint8): a pixel centre is
-    picked at random per point, its static hit is the point and the hand-free image its colour.
+    picked at random per point, its hit is the point and the image its colour.
     """
     height, width = frames[0].depth.shape
     per_frame = np.diff(np.linspace(0, count, len(frames) + 1).round().astype(int))
     truth, colours = [], []
     for frame, (c2w, centre), n in zip(frames, poses, per_frame):
         static_depth = frame.static_depth.astype(np.float32)  # compare at the precision depth is kept
-        visible = np.flatnonzero(np.isfinite(static_depth) & (static_depth <= frame.depth))
-        pick = rng.choice(visible, size=min(n, len(visible)), replace=False)
-        y, x = np.divmod(pick, width)
         _, d = pixel_rays(c2w, centre, width, height)
-        truth.append(centre + frame.static_depth.reshape(-1)[pick, None] * d[pick])
-        colours.append(np.round(frame.static[y, x] * 255).astype(np.uint8))
+        static_pixels = np.flatnonzero(np.isfinite(static_depth) & (static_depth <= frame.depth))
+        hand_pixels = np.flatnonzero((frame.depth < static_depth).reshape(-1))
+        n_hand = min(int(round(n * hand_points)), len(hand_pixels))
+        for pixels, m, depth, image in ((static_pixels, n - n_hand, frame.static_depth, frame.static),
+                                        (hand_pixels, n_hand, frame.depth, frame.image)):
+            pick = rng.choice(pixels, size=min(m, len(pixels)), replace=False)
+            y, x = np.divmod(pick, width)
+            truth.append(centre + depth.reshape(-1)[pick, None].astype(np.float64) * d[pick])
+            colours.append(np.round(image[y, x] * 255).astype(np.uint8))
     truth = np.concatenate(truth)
     return truth, truth + rng.normal(0.0, noise, size=truth.shape), np.concatenate(colours)
 
@@ -471,7 +477,7 @@ def visible_tracks(scene: "SyntheticScene", points: np.ndarray, poses, fids, k: 
     """Per frame, (indices of the points visible there, their exact uv [M, 2]).
 
     Exact visibility: the point projects inside the image and the ray from the camera centre to
-    it meets nothing (hands included) before reaching it.
+    it meets the point itself first (hands included), so hand points are seen only where the hand is.
     """
     tracks = []
     for (c2w, centre), fid in zip(poses, fids):
@@ -480,14 +486,15 @@ def visible_tracks(scene: "SyntheticScene", points: np.ndarray, poses, fids, k: 
         inside &= (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
         idx = np.flatnonzero(inside)
         first_hit = scene.cast(np.broadcast_to(centre, (len(idx), 3)), points[idx] - centre, fid).depth
-        seen = idx[first_hit >= 1.0 - 1e-7]  # t = 1 is the point itself
+        # t = 1 is the point itself; a hand point elsewhere in time is passed by (t > 1), not seen
+        seen = idx[np.abs(first_hit - 1.0) <= 1e-6]
         tracks.append((seen, uv[seen]))
     return tracks
 
 
-def build_colmap_model(scene, frames, poses, fids, k, width, height, num_points, point_noise, rng):
+def build_colmap_model(scene, frames, poses, fids, k, width, height, num_points, point_noise, rng, hand_points=0.0):
     """(cameras, images, points3D) of the scene.colmap types: exact poses, a noisy sparse cloud."""
-    truth, noisy, colours = sample_surface_points(frames, poses, k, num_points, point_noise, rng)
+    truth, noisy, colours = sample_surface_points(frames, poses, k, num_points, point_noise, rng, hand_points)
     tracks = visible_tracks(scene, truth, poses, fids, k, width, height)
     cameras = {1: ColmapCamera(1, "PINHOLE", width, height, np.array([k["fx"], k["fy"], k["cx"], k["cy"]]))}
     images, track_of = {}, [[] for _ in range(len(truth))]  # point -> [(image id, keypoint index)]
@@ -582,12 +589,15 @@ def _check_arguments(frames, width, height, supersample, depth_noise, depth_blur
 
 def generate(out_dir: str, frames: int = 40, width: int = 160, height: int = 120, seed: int = 0,
              depth_noise: float = 0.0, depth_blur: float = 1.0, supersample: int = 2, num_points: int = 3000,
-             point_noise: float = 0.002, overwrite: bool = False, verbose: bool = False) -> dict:
+             point_noise: float = 0.002, hand_points: float = 0.1, overwrite: bool = False,
+             verbose: bool = False) -> dict:
     """Render the scene for ``seed`` into ``out_dir`` in the EgoMask layout; returns scene_meta.json's dict.
 
     Frame i is at time fid = i / (frames - 1). Deterministic: the same arguments give identical files.
     """
     _check_arguments(frames, width, height, supersample, depth_noise, depth_blur, num_points, point_noise, seed)
+    if not (math.isfinite(hand_points) and 0.0 <= hand_points <= 1.0):
+        raise ValueError(f"--hand_points {hand_points!r}: must be a fraction in [0, 1].")
     _prepare_output(out_dir, overwrite)
     scene, k = SyntheticScene(seed), intrinsics(width, height)
     depth_rng, points_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
@@ -605,10 +615,11 @@ def generate(out_dir: str, frames: int = 40, width: int = 160, height: int = 120
     if verbose:
         print()
     cameras, images, points3D = build_colmap_model(scene, renders, poses, fids, k, width, height, num_points,
-                                                   point_noise, points_rng)
+                                                   point_noise, points_rng, hand_points)
     write_model(os.path.join(out_dir, "sparse", "0"), cameras, images, points3D, ext=".txt")
     meta = _scene_meta(scene, poses, k, frames, width, height, seed, supersample, depth_blur, depth_noise,
                        point_noise, len(points3D), hand_fractions)
+    meta["sparse"]["hand_point_fraction"] = hand_points
     with open(os.path.join(out_dir, "scene_meta.json"), "w") as f:
         json.dump(meta, f, indent=2)
     return meta
@@ -683,14 +694,16 @@ def main(argv=None) -> int:
                         help="std of a smooth relative error on the disparity prior (0 = none)")
     parser.add_argument("--depth_blur", type=float, default=1.0, help="Gaussian blur of the prior in pixels")
     parser.add_argument("--supersample", type=int, default=2, help="s x s rays per pixel for anti-aliasing")
-    parser.add_argument("--points", type=int, default=3000, help="sparse points sampled on static surfaces")
+    parser.add_argument("--points", type=int, default=3000, help="sparse points sampled on visible surfaces")
+    parser.add_argument("--hand_points", type=float, default=0.1,
+                        help="fraction of them on the hands in their frame, as SfM triangulates some (0 = none)")
     parser.add_argument("--point_noise", type=float, default=0.002, help="their position noise in metres")
     parser.add_argument("--overwrite", action="store_true", help="replace a scene generated in out_dir before")
     args = parser.parse_args(argv)
     try:
         meta = generate(args.out_dir, args.frames, args.width, args.height, args.seed, args.depth_noise,
-                        args.depth_blur, args.supersample, args.points, args.point_noise, args.overwrite,
-                        verbose=sys.stdout.isatty())
+                        args.depth_blur, args.supersample, args.points, args.point_noise,
+                        hand_points=args.hand_points, overwrite=args.overwrite, verbose=sys.stdout.isatty())
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ FRAMES, WIDTH, HEIGHT = 6, 48, 36
 @pytest.fixture(scope="module")
 def scene_dir(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("synthetic") / "scene")
-    syn.generate(out, frames=FRAMES, width=WIDTH, height=HEIGHT, seed=3, num_points=300)
+    syn.generate(out, frames=FRAMES, width=WIDTH, height=HEIGHT, seed=3, num_points=300, hand_points=0.0)
     return out
 
 
@@ -243,7 +243,7 @@ def test_default_depth_prior_is_blurred_but_ordered(scene_dir):
 
 def test_points3D_lie_on_static_surfaces(tmp_path):
     out = str(tmp_path / "exact")
-    syn.generate(out, frames=3, width=40, height=30, num_points=200, point_noise=0.0, seed=2)
+    syn.generate(out, frames=3, width=40, height=30, num_points=200, point_noise=0.0, seed=2, hand_points=0.0)
     poses, intrinsics, images, points3D = written_cameras(out)
     assert 150 <= len(points3D) <= 200
     scene = syn.SyntheticScene(seed=2)
@@ -365,3 +365,20 @@ def test_casting_in_chunks_changes_nothing(monkeypatch):
     chunked = scene.cast(o, d, 0.4)
     assert all(np.array_equal(a, b) for a, b in zip(whole, chunked))
     assert scene.is_hand(whole.hit_id).any() and (whole.hit_id >= 0).all()
+
+
+def test_a_fraction_of_points_lies_on_the_hands_in_their_frame(tmp_path):
+    out = str(tmp_path / "hands")
+    syn.generate(out, frames=3, width=40, height=30, num_points=200, point_noise=0.0, seed=2, hand_points=0.25)
+    _, _, images, points3D = written_cameras(out)
+    scene = syn.SyntheticScene(2)
+    on_hand = 0
+    for point in points3D.values():
+        fid = (point.image_ids[0] - 1) / 2.0
+        c2w, centre = scene.camera(fid)
+        hit = scene.cast(centre[None], (point.xyz - centre)[None], fid)
+        assert abs(hit.depth[0] - 1.0) < 1e-6  # the point is the first thing its ray meets
+        on_hand += bool(scene.is_hand(hit.hit_id)[0])
+    assert 0.15 * len(points3D) <= on_hand <= 0.35 * len(points3D)
+    with pytest.raises(ValueError, match="hand_points"):
+        syn.generate(str(tmp_path / "bad"), frames=2, width=20, height=16, hand_points=1.5)
