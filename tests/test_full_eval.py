@@ -1,7 +1,5 @@
 """full_eval.py: schedule scaling, the table, and failing steps."""
 import json
-import os
-import sys
 
 import pytest
 
