@@ -4,10 +4,11 @@ Each group's attributes are its flags; a leading underscore also gives a one-let
 (``_source_path`` -> ``-s/--source_path``). The resolved configuration is saved as JSON
 (``cfg_args.json``) and read back with ``json`` by ``render.py``: no ``eval``.
 """
+import copy
 import json
 import os
 import sys
-from argparse import ArgumentParser, Namespace
+from argparse import SUPPRESS, ArgumentParser, Namespace
 
 CONFIG_FILE = "cfg_args.json"
 
@@ -152,19 +153,21 @@ def load_config(model_path: str) -> dict:
         return json.load(f)
 
 
+def explicit_arguments(parser: ArgumentParser, argv) -> dict:
+    """Only the flags written on the command line (defaults left out)."""
+    quiet = copy.deepcopy(parser)
+    for action in quiet._actions:
+        action.default = SUPPRESS
+    return vars(quiet.parse_args(argv))
+
+
 def get_combined_args(parser: ArgumentParser, argv=None) -> Namespace:
-    """Command line over the saved config: flags given now win, the rest come from cfg_args.json."""
+    """Flags written now win, then the model's saved cfg_args.json, then the parser's defaults."""
     argv = sys.argv[1:] if argv is None else argv
-    cmdline = parser.parse_args(argv)
-    defaults = parser.parse_args([a for a in argv if a in ("-m", "--model_path")] +
-                                 ([cmdline.model_path] if getattr(cmdline, "model_path", "") else []))
+    cmdline = parser.parse_args(argv)  # validates, and gives the defaults
     try:
         saved = load_config(cmdline.model_path)
     except FileNotFoundError as err:
         print(f"Note: {err}")
         saved = {}
-    merged = dict(saved)
-    for key, value in vars(cmdline).items():
-        if key not in saved or value != getattr(defaults, key, None):
-            merged[key] = value
-    return Namespace(**merged)
+    return Namespace(**{**vars(cmdline), **saved, **explicit_arguments(parser, argv)})

@@ -42,6 +42,13 @@ def test_config_json_round_trip_and_combination(tmp_path):
     combined = get_combined_args(p, ["-m", str(tmp_path), "--white_background"])
     assert combined.eval and combined.is_blender and combined.mask_dimension == 1
     assert combined.white_background is True and combined.source_path == "scene"
+    # a copied model folder renders itself, not the folder its config was saved from
+    copied = tmp_path / "copy"
+    copied.mkdir()
+    (copied / "cfg_args.json").write_text(open(path).read())
+    assert get_combined_args(p, ["-m", str(copied)]).model_path == str(copied)
+    # an explicit flag equal to its default still wins over the saved value
+    assert get_combined_args(p, ["-m", str(tmp_path), "--mask_dimension", "3"]).mask_dimension == 3
 
 
 def test_missing_config_is_explained(tmp_path):
