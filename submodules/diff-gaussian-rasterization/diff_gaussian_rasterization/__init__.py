@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 _extension_module = None
+MAX_FEATURE_CHANNELS = 32  # the largest feature template compiled into the kernels
 
 
 def set_extension(module) -> None:
@@ -67,6 +68,21 @@ _SAVED = ("radii", "depths", "means2d", "conic_opacity", "rgb", "clamped", "poin
           "final_T", "n_contrib")
 
 
+def _check_inputs(inputs: dict) -> None:
+    """Validate in Python, so every bad input is a plain RuntimeError that names the tensor
+    (messages composed in nvcc-compiled host code have crashed the process)."""
+    for name, value in inputs.items():
+        if not torch.is_tensor(value) or value.numel() == 0:
+            continue
+        if not value.is_cuda:
+            raise RuntimeError(f"{name} must be a CUDA tensor, got one on {value.device}.")
+        if value.dtype != torch.float32 and name not in ("saved",):
+            raise RuntimeError(f"{name} must be float32, got {value.dtype}.")
+    channels = inputs["features"].shape[1] if inputs.get("features") is not None else 0
+    if channels > MAX_FEATURE_CHANNELS:
+        raise RuntimeError(f"mask_feature has {channels} channels; at most {MAX_FEATURE_CHANNELS} are supported.")
+
+
 def _camera_tensor(t: torch.Tensor) -> torch.Tensor:
     """Camera matrices are often transposed views (Camera stores ``M.T``): make them plain float32."""
     return t.detach().float().contiguous()
@@ -98,8 +114,11 @@ class _RasterizeGaussians(torch.autograd.Function):
                     tan_fovx=float(settings.tanfovx), tan_fovy=float(settings.tanfovy),
                     image_height=int(settings.image_height), image_width=int(settings.image_width), shs=shs,
                     sh_degree=int(settings.sh_degree), campos=_camera_tensor(settings.campos))
-        out = _call("forward", lambda: _extension().rasterize_forward(*args.values(), settings.debug), args,
-                    settings.debug)
+        def run():
+            _check_inputs(args)
+            return _extension().rasterize_forward(*args.values(), settings.debug)
+
+        out = _call("forward", run, args, settings.debug)
         color, depth, feature_map, alpha = out[:4]
         saved = out[4:]
         ctx.settings = settings
