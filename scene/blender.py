@@ -4,8 +4,10 @@ Each transforms file holds ``camera_angle_x`` (horizontal field of view, radians
 ``frames[{file_path, transform_matrix, time}]``; ``transform_matrix`` is camera-to-world in the
 OpenGL/Blender convention (y up, z backwards), turned into COLMAP/OpenCV axes (y down, z forward)
 by negating its y and z columns. ``file_path`` may omit ".png". RGBA frames are composited on
-the background: ``rgb * a + bg * (1 - a)``. Without ``--eval`` the test frames join training
-(as upstream). Nothing is written into the dataset folder.
+the background: ``rgb * a + bg * (1 - a)`` in float32 and kept so (re-quantizing to 8 bits would
+move values by up to half a level); frames whose alpha is opaque everywhere stay uint8 / uint16.
+Without ``--eval`` the test frames join training (as upstream). Nothing is written into the
+dataset folder.
 """
 import json
 import os
@@ -15,7 +17,7 @@ import numpy as np
 
 from scene.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
 from utils.graphics_utils import BasicPointCloud, focal2fov, fov2focal
-from utils.image_io import read_rgb
+from utils.image_io import read_rgb_compact
 
 RANDOM_POINTS = 100_000
 RANDOM_CUBE_SIDE = 2.6   # the D-NeRF scenes fit in [-1.3, 1.3]^3
@@ -62,7 +64,7 @@ def read_transforms(source: str, filename: str, background, first_uid: int = 0) 
     for index, frame in enumerate(frames):
         R, T = _blender_pose(frame, path, index)
         image_path = _frame_image_path(source, frame, path, index)
-        image = read_rgb(image_path, background).astype(np.float32)
+        image = read_rgb_compact(image_path, background)
         height, width = image.shape[:2]
         fov_y = focal2fov(fov2focal(fov_x, width), height)
         cam_infos.append(CameraInfo(uid=first_uid + index, R=R, T=T, FovY=fov_y, FovX=fov_x, image=image,

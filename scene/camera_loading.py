@@ -5,6 +5,8 @@
 1600 wide, with a one-time notice); any other positive value is the target width. Sizes are
 rounded to the nearest pixel. Image and depth prior shrink with area averaging, the mask with
 nearest neighbour (stays 0/1); the principal point scales with the size; the FoV is unchanged.
+CameraInfo arrays are compact (uint8 / uint16); each becomes float32 one frame at a time, before
+resizing so the averages are not rounded to the file's levels.
 """
 from typing import List, Tuple
 
@@ -14,7 +16,7 @@ import torch
 from scene.cameras import Camera
 from scene.dataset_types import CameraInfo, DatasetError
 from utils.graphics_utils import fov2focal
-from utils.image_io import resize
+from utils.image_io import normalize_pixels, resize
 
 DIVISORS = (1, 2, 4, 8)
 MAX_AUTO_WIDTH = 1600
@@ -56,11 +58,11 @@ def resolve_device(data_device: str) -> str:
 def camera_from_info(info: CameraInfo, resolution_arg: int, data_device: str) -> Camera:
     width, height = target_size(info.width, info.height, resolution_arg, info.downscale)
     sx, sy = width / info.width, height / info.height
-    image = resize(info.image, width, height)                                  # [H, W, 3]
-    mask = None if info.mask is None else resize(info.mask, width, height, nearest=True)  # [H, W]
-    depth = None if info.depth is None else resize(info.depth, width, height)  # [H, W]
+    image = _resized_float(info.image, width, height)                                  # [H, W, 3]
+    mask = None if info.mask is None else _resized_float(info.mask, width, height, nearest=True)  # [H, W]
+    depth = None if info.depth is None else _resized_float(info.depth, width, height)  # [H, W]
     return Camera(uid=info.uid, R=info.R, T=info.T, FoVx=info.FovX, FoVy=info.FovY,
-                  image=torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1).contiguous(),
+                  image=torch.from_numpy(image).permute(2, 0, 1).contiguous(),
                   image_name=info.image_name, fid=info.fid,
                   mask=None if mask is None else _plane_tensor(mask),
                   depth_prior=None if depth is None else _plane_tensor(depth),
@@ -76,9 +78,14 @@ def cameras_from_infos(cam_infos: List[CameraInfo], resolution_arg: int, data_de
     return [camera_from_info(info, resolution_arg, device) for info in cam_infos]
 
 
+def _resized_float(pixels: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:
+    """Compact CameraInfo pixels -> float32 in [0, 1] (see CameraInfo) at [height, width], contiguous."""
+    return np.ascontiguousarray(resize(normalize_pixels(pixels), width, height, nearest))
+
+
 def _plane_tensor(plane: np.ndarray) -> torch.Tensor:
-    """[H, W] numpy -> [1, H, W] float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))[None]
+    """[H, W] float32 numpy -> [1, H, W] tensor."""
+    return torch.from_numpy(plane)[None]
 
 
 def camera_to_json(id: int, camera: CameraInfo) -> dict:

@@ -13,12 +13,16 @@ class DatasetError(Exception):
 
 @dataclass
 class CameraInfo:
+    """One frame at full resolution. Pixel arrays stay compact until ``scene.camera_loading`` builds
+    the Camera: uint8 / uint16 mean value / 255 / 65535 (``utils.image_io.normalize_pixels``),
+    float32 is already the value; the Camera gets float32 in [0, 1] after resizing."""
     uid: int
     R: np.ndarray            # [3, 3] camera-to-world rotation (transpose of the w2c rotation), as Inria
     T: np.ndarray            # [3] world-to-camera translation
     FovY: float              # radians
     FovX: float              # radians
-    image: np.ndarray        # [H, W, 3] float32 in [0, 1], background already composited
+    image: np.ndarray        # [H, W, 3] uint8 / uint16 as in the file, or float32 in [0, 1] (float files,
+                             # RGBA composited on a translucent alpha); background already composited
     image_path: str
     image_name: str          # file stem; renders are written under this name
     width: int
@@ -26,8 +30,9 @@ class CameraInfo:
     fid: float               # normalized time in [0, 1]
     cx: Optional[float] = None   # principal point in pixels (None = image centre)
     cy: Optional[float] = None
-    mask: Optional[np.ndarray] = None    # [H, W] float32 in [0, 1], 1 = hand
-    depth: Optional[np.ndarray] = None   # [H, W] float32 monocular prior
+    mask: Optional[np.ndarray] = None    # [H, W] uint8 / uint16 as in the file (or float32 in [0, 1]), max = hand
+    depth: Optional[np.ndarray] = None   # [H, W] monocular prior: uint8 / uint16 PNG levels (full precision),
+                                         # or float32 values (.npy, or resized to the image size)
     depth_kind: Optional[str] = None     # "disparity" (inverse depth) or "depth"
     downscale: int = 1   # factor the reader already shrank the full-resolution frames by (Nerfies rgb/<r>x); -r divides only by the rest
 

@@ -13,6 +13,8 @@ Decisions (documented here once):
 - Masks whose size differs from their image are resized with nearest neighbour (they stay 0/1);
   depth priors with area averaging when shrinking, bilinear when enlarging.
 - RGBA frames are composited on the background (--white_background), as the Blender reader does.
+- Frames, masks and depth PNGs stay in their file's dtype (uint8 / uint16) until the camera is built
+  (see ``CameraInfo``); depth .npy files are float32.
 - Nothing is written into the dataset folder: the point cloud is returned in memory.
 """
 import os
@@ -25,7 +27,7 @@ import numpy as np
 from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, detect_model_format, qvec2rotmat, read_model
 from scene.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
 from utils.graphics_utils import BasicPointCloud, focal2fov
-from utils.image_io import normalize_pixels, read_image, read_raw, read_rgb, resize, to_gray
+from utils.image_io import normalize_pixels, read_pixels, read_raw, read_rgb_compact, resize, to_gray
 
 SUPPORTED_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
 # Models whose parameters start with one focal length (f, cx, cy, ...); the others with (fx, fy, cx, cy, ...).
@@ -120,12 +122,12 @@ def _camera_info(order: int, img: ColmapImage, cameras: Dict[int, ColmapCamera],
     if not os.path.isfile(image_path):
         raise DatasetError(f"Image file not found: {image_path} (frame {img.name!r} of the COLMAP model). "
                            "Add it, or choose the image folder with --images.")
-    image = read_rgb(image_path, background)
+    image = read_rgb_compact(image_path, background)
     height, width = image.shape[:2]
     scale = _image_scale(camera, width, height, image_path, cameras_file)
     return CameraInfo(uid=order, R=qvec2rotmat(img.qvec).T, T=np.asarray(img.tvec, dtype=np.float64),
                       FovY=focal2fov(fy, camera.height), FovX=focal2fov(fx, camera.width),
-                      image=image.astype(np.float32), image_path=image_path,
+                      image=image, image_path=image_path,
                       image_name=os.path.splitext(os.path.basename(img.name))[0],
                       width=width, height=height, fid=fid, cx=cx * scale, cy=cy * scale)
 
@@ -163,7 +165,7 @@ def _attach_masks(source: str, cam_infos: List[CameraInfo], disabled: bool, noti
         return False
     for cam in cam_infos:
         path = _find_file(folder, [cam.image_name + ext for ext in MASK_EXTENSIONS], "hand mask", "--no_masks")
-        cam.mask = resize(to_gray(read_image(path)), cam.width, cam.height, nearest=True)
+        cam.mask = resize(to_gray(read_pixels(path)), cam.width, cam.height, nearest=True)
     return True
 
 
@@ -179,7 +181,10 @@ def _attach_depth_priors(source: str, cam_infos: List[CameraInfo], disabled: boo
     for cam in cam_infos:
         stem = cam.image_name
         path = _find_file(folder, [stem + "_depth.png", stem + ".png", stem + ".npy"], "depth prior", "--no_depth")
-        cam.depth = resize(read_depth_prior(path), cam.width, cam.height)
+        depth = read_depth_prior(path)
+        if depth.shape != (cam.height, cam.width):  # interpolate in float, not in integer levels
+            depth = resize(normalize_pixels(depth, path), cam.width, cam.height)
+        cam.depth = depth
         cam.depth_kind = kind
     return True
 
@@ -195,7 +200,8 @@ def _find_file(folder: str, names: List[str], what: str, flag: str) -> str:
 
 
 def read_depth_prior(path: str) -> np.ndarray:
-    """[H, W] float32: an 8/16-bit PNG divided by its dtype maximum, or a float .npy as stored."""
+    """[H, W]: an 8/16-bit PNG as stored (uint8 / uint16: ``normalize_pixels`` divides by the dtype
+    maximum later), or a .npy as float32 values (never divided)."""
     if path.endswith(".npy"):
         return _read_depth_npy(path)
     pixels = read_raw(path)
@@ -204,8 +210,8 @@ def read_depth_prior(path: str) -> np.ndarray:
             raise DatasetError(f"Depth prior {path} has differing colour channels (a colour-mapped "
                                "visualization?). Save the raw single-channel depth (e.g. Depth Anything "
                                "with --pred-only --grayscale) or a float .npy.")
-        pixels = pixels[:, :, 0]
-    return normalize_pixels(pixels, path)
+        pixels = np.ascontiguousarray(pixels[:, :, 0])  # not a view that keeps all channels alive
+    return pixels if pixels.dtype in (np.uint8, np.uint16) else normalize_pixels(pixels, path)
 
 
 def _read_depth_npy(path: str) -> np.ndarray:

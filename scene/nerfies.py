@@ -28,7 +28,7 @@ import numpy as np
 from scene.blender import random_point_cloud
 from scene.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
 from utils.graphics_utils import BasicPointCloud, focal2fov
-from utils.image_io import read_rgb
+from utils.image_io import read_rgb_compact
 
 FOLDER_FACTORS = (1, 2, 4, 8)
 DEFAULT_FACTOR = 2
@@ -143,7 +143,7 @@ def _camera_info(uid: int, image_id: str, camera: dict, center: np.ndarray, scal
         raise DatasetError(f"{camera_path} needs orientation (3x3), position (3), focal_length, "
                            "principal_point (2) and image_size (2).") from None
     image_path = os.path.join(rgb_dir, f"{image_id}.png")
-    image = read_rgb(image_path, background).astype(np.float32)
+    image = read_rgb_compact(image_path, background)
     height, width = image.shape[:2]
     s = width / full_width  # this folder's size relative to the camera file's
     if abs(full_height * s - height) > 1.0:

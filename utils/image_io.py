@@ -1,7 +1,9 @@
-"""Reading and writing images as float arrays in [0, 1], with clear errors for bad files.
+"""Reading and writing images, with clear errors for bad files.
 
-``read_image`` keeps what the file holds (gray, RGB, RGBA; 8 or 16 bit); the helpers
-``to_rgb`` / ``to_gray`` turn that into what a reader needs.
+``read_pixels`` keeps what the file holds (gray, RGB, RGBA; uint8, uint16 or float) in RGB(A) order,
+``read_image`` is the same as float32 in [0, 1]; ``to_rgb`` / ``to_gray`` turn either into what a
+reader needs. Dataset readers keep frames compact (``read_pixels``): 8-bit frames take a quarter of
+the memory of float ones, and ``normalize_pixels`` gives the float values when the camera is built.
 """
 import os
 from typing import Optional, Sequence, Union
@@ -36,49 +38,68 @@ def normalize_pixels(pixels: np.ndarray, path: str = "<array>") -> np.ndarray:
     if pixels.dtype in _INTEGER_MAX:
         return pixels.astype(np.float32) / _INTEGER_MAX[pixels.dtype]
     if np.issubdtype(pixels.dtype, np.floating):
-        return pixels.astype(np.float32)
+        return pixels.astype(np.float32, copy=False)
     raise DatasetError(f"Image file {path} has unsupported pixel type {pixels.dtype}: "
                        "use 8- or 16-bit PNG/JPEG (or float EXR/TIFF).")
 
 
+def read_pixels(path: str) -> np.ndarray:
+    """[H, W, C] in the file's own dtype (uint8, uint16 or float32), C = 1 (gray), 3 (RGB) or 4 (RGBA)."""
+    pixels = read_raw(path)
+    if pixels.dtype not in _INTEGER_MAX:
+        pixels = normalize_pixels(pixels, path)  # float kept (as float32); other types refused
+    if pixels.ndim == 2:
+        return pixels[:, :, None]
+    if pixels.shape[2] == 3:
+        return np.ascontiguousarray(pixels[:, :, ::-1])
+    if pixels.shape[2] == 4:
+        return np.ascontiguousarray(pixels[:, :, [2, 1, 0, 3]])
+    raise DatasetError(f"Image file {path} has {pixels.shape[2]} channels; expected gray, RGB or RGBA.")
+
+
 def read_image(path: str) -> np.ndarray:
     """[H, W, C] float32 in [0, 1], C = 1 (gray), 3 (RGB) or 4 (RGBA), from an 8/16-bit or float file."""
-    pixels = read_raw(path)
-    image = normalize_pixels(pixels, path)
-    if image.ndim == 2:
-        return image[:, :, None]
-    if image.shape[2] == 3:
-        return np.ascontiguousarray(image[:, :, ::-1])
-    if image.shape[2] == 4:
-        return np.ascontiguousarray(image[:, :, [2, 1, 0, 3]])
-    raise DatasetError(f"Image file {path} has {image.shape[2]} channels; expected gray, RGB or RGBA.")
+    return normalize_pixels(read_pixels(path), path)
 
 
 def to_rgb(image: np.ndarray, background: Optional[Sequence[float]] = None) -> np.ndarray:
-    """[H, W, C] -> [H, W, 3]. Gray is repeated; RGBA is composited ``rgb * a + bg * (1 - a)``
-    (background None drops alpha instead)."""
+    """[H, W, C] -> [H, W, 3], in the input's dtype. Gray is repeated; RGBA is composited
+    ``rgb * a + bg * (1 - a)`` as float32 in [0, 1] (exactly as from ``read_image``), except that
+    alpha is dropped (dtype kept) when ``background`` is None or alpha is opaque everywhere."""
     channels = image.shape[2]
     if channels == 1:
         return np.repeat(image, 3, axis=2)
     if channels == 3:
         return image
     rgb, alpha = image[:, :, :3], image[:, :, 3:4]
-    if background is None:
+    if background is None or (alpha == _INTEGER_MAX.get(alpha.dtype, 1.0)).all():
         return np.ascontiguousarray(rgb)
+    rgb, alpha = normalize_pixels(rgb), normalize_pixels(alpha)
     bg = np.asarray(background, dtype=np.float32).reshape(1, 1, 3)
     return rgb * alpha + bg * (1.0 - alpha)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """[H, W, C] -> [H, W]: the single channel, or the luma of RGB(A) (alpha ignored)."""
+    """[H, W, C] -> [H, W]: the single channel, or the luma of RGB(A) (alpha ignored). Integer
+    pixels keep their dtype when the colour channels are equal (grey saved as RGB); any other
+    colour gives float32 luma in [0, 1]."""
     if image.shape[2] == 1:
         return image[:, :, 0]
-    return cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2GRAY)
+    rgb = image[:, :, :3]
+    if rgb.dtype in _INTEGER_MAX and (rgb == rgb[:, :, :1]).all():
+        return np.ascontiguousarray(rgb[:, :, 0])
+    return cv2.cvtColor(np.ascontiguousarray(normalize_pixels(rgb)), cv2.COLOR_RGB2GRAY)
 
 
 def read_rgb(path: str, background: Optional[Sequence[float]] = None) -> np.ndarray:
     """[H, W, 3] float32 in [0, 1]; RGBA composited on ``background`` (see ``to_rgb``)."""
-    return to_rgb(read_image(path), background)
+    return normalize_pixels(to_rgb(read_pixels(path), background), path)
+
+
+def read_rgb_compact(path: str, background: Optional[Sequence[float]] = None) -> np.ndarray:
+    """[H, W, 3] as ``read_rgb`` but in the file's dtype (uint8 / uint16) where that is exact;
+    float32 in [0, 1] for float files and for RGBA composited on a translucent alpha."""
+    return to_rgb(read_pixels(path), background)
 
 
 def write_image(path: str, image: Union[np.ndarray, torch.Tensor], bit_depth: int = 8) -> None:
@@ -125,7 +146,8 @@ def _as_hwc_numpy(image: Union[np.ndarray, torch.Tensor]) -> np.ndarray:
 
 
 def resize(array: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:
-    """[H, W] or [H, W, C] float array to [height, width(, C)].
+    """[H, W] or [H, W, C] array to [height, width(, C)], same dtype (interpolate floats: integer
+    pixels are rounded to their own levels; ``nearest`` is exact in any dtype).
 
     Shrinking averages over the covered area (cv2 INTER_AREA, no aliasing), enlarging is bilinear;
     ``nearest`` keeps the original values (used for masks so they stay 0/1).

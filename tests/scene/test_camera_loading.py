@@ -58,6 +58,23 @@ def test_divide_by_two_averages_pixels_and_scales_principal_point():
     assert (cam.FoVx, cam.FoVy) == (info.FovX, info.FovY)
 
 
+@pytest.mark.parametrize("resolution", [1, 2, 5])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_compact_pixels_give_the_same_camera_as_their_float_values(resolution, dtype):
+    """Readers keep the file's uint8 / uint16; the camera equals the one built from value / max."""
+    rng, top = np.random.default_rng(1), np.iinfo(dtype).max
+    compact = make_info()
+    compact.image = rng.integers(0, top + 1, (6, 8, 3), dtype=dtype)
+    compact.mask = (compact.mask * top).astype(dtype)
+    compact.depth = rng.integers(0, top + 1, (6, 8), dtype=dtype)
+    as_float = make_info()
+    as_float.image, as_float.mask, as_float.depth = (a.astype(np.float32) / top for a in
+                                                     (compact.image, compact.mask, compact.depth))
+    (cam,), (ref,) = cameras_from_infos([compact], resolution, "cpu"), cameras_from_infos([as_float], resolution, "cpu")
+    for name in ("original_image", "mask", "depth_prior"):
+        assert getattr(cam, name).dtype == torch.float32 and torch.equal(getattr(cam, name), getattr(ref, name))
+
+
 @pytest.mark.parametrize("resolution, expected", [(1, (8, 6)), (2, (4, 3)), (4, (2, 2)), (8, (1, 1)),
                                                   (-1, (8, 6)), (4000, (4000, 3000)), (5, (5, 4))])
 def test_target_sizes(resolution, expected):

@@ -14,7 +14,7 @@ from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, qvec2rotmat, 
 from scene.dataset_types import DatasetError
 from scene.readers import detect_layout, read_scene
 from utils.graphics_utils import focal2fov
-from utils.image_io import read_image, write_image
+from utils.image_io import normalize_pixels, read_image, write_image
 
 W, H = 8, 6
 
@@ -78,8 +78,8 @@ def test_colmap_scene_poses_intrinsics_images_and_points(tmp_path, ext):
         np.testing.assert_allclose(cam.T, source.tvec)
         assert cam.FovX == pytest.approx(focal2fov(7.0, W)) and cam.FovY == pytest.approx(focal2fov(6.0, H))
         assert (cam.cx, cam.cy) == (4.5, 2.5)
-        assert cam.image.shape == (H, W, 3) and cam.image.dtype == np.float32
-        np.testing.assert_allclose(cam.image[0, 0], np.array(frame_rgb(i)) / 255.0, atol=1e-6)
+        assert cam.image.shape == (H, W, 3) and cam.image.dtype == np.uint8  # compact until the camera is built
+        np.testing.assert_array_equal(cam.image[0, 0], frame_rgb(i))
     pcd = info.point_cloud
     np.testing.assert_allclose(pcd.points[:, 0], [0, 1, 2])
     np.testing.assert_allclose(pcd.colors[2], [1.0, 0.4, 0.0])
@@ -166,7 +166,7 @@ def test_masks_are_loaded_white_is_hand_and_resized_nearest(tmp_path):
     assert cv2.imwrite(str(tmp_path / "masks" / "1.jpg"), jpg)
     info = read_scene(model_args(tmp_path))
     assert info.has_masks
-    mask0, mask1 = (c.mask for c in info.train_cameras)
+    mask0, mask1 = (normalize_pixels(c.mask) for c in info.train_cameras)  # uint8 as in the files
     assert mask0.shape == (H, W) and set(np.unique(mask0)) == {0.0, 1.0}
     assert mask0[:2, :3].all() and mask0.sum() == 6
     assert mask1[:, W // 2 + 1:].min() > 0.9 and mask1[:, :W // 2 - 1].max() < 0.1
@@ -204,8 +204,10 @@ def test_depth_priors_16bit_8bit_and_npy(tmp_path):
     info = read_scene(model_args(tmp_path, "--depth_prior_kind", "depth"))
     d0, d1, d2 = (c.depth for c in info.train_cameras)
     assert info.has_depth and all(c.depth_kind == "depth" for c in info.train_cameras)
-    np.testing.assert_allclose(d0, deep / 65535.0, rtol=1e-6)
-    np.testing.assert_allclose(d1, 0.2, rtol=1e-6)
+    assert (d0.dtype, d1.dtype, d2.dtype) == (np.uint16, np.uint8, np.float32)  # PNG levels kept in full
+    np.testing.assert_array_equal(d0, deep)
+    np.testing.assert_allclose(normalize_pixels(d0), deep / 65535.0, rtol=1e-6)
+    np.testing.assert_allclose(normalize_pixels(d1), 0.2, rtol=1e-6)
     np.testing.assert_array_equal(d2, floats)
 
 
@@ -295,7 +297,9 @@ def test_blender_rgba_is_composited_on_the_background(tmp_path, white, expected_
     info = read_scene(model_args(tmp_path, *(["--white_background"] if white else [])))
     alpha = round(0.25 * 255) / 255
     expected = np.array([200, 100, 50]) / 255 * alpha + expected_bg * (1 - alpha)
-    np.testing.assert_allclose(info.train_cameras[0].image[3, 4], expected, atol=1e-6)
+    image = info.train_cameras[0].image
+    assert image.dtype == np.float32  # composited in float and kept so
+    np.testing.assert_allclose(image[3, 4], expected, atol=1e-6)
 
 
 def test_blender_poses_time_split_and_random_points(tmp_path):
@@ -364,7 +368,7 @@ def test_nerfies_fixture_is_read(tmp_path):
     np.testing.assert_allclose(cam_c.R.T, rotation_y(0.4))  # orientation is the w2c rotation
     centre = -(cam_c.R @ cam_c.T)
     np.testing.assert_allclose(centre, (np.array([2.0, 2.0, 3.0]) - [1, 2, 3]) * 0.5, atol=1e-12)
-    np.testing.assert_allclose(cam_c.image[0, 0], np.array(frame_rgb(2)) / 255, atol=1e-6)
+    np.testing.assert_array_equal(cam_c.image[0, 0], frame_rgb(2))
     np.testing.assert_allclose(info.point_cloud.points, [[0, 0, 0], [1, 0, -1]])
     assert any("distortion" in n for n in info.notices)
 
