@@ -1,19 +1,32 @@
 """Rasterizer benchmark: forward and forward+backward median time and peak memory, ours vs gsplat.
 
     python benchmarks/rasterizer.py --out benchmarks/results/rasterizer_h100.json [--sizes 100000 500000 1000000]
+    python benchmarks/rasterizer.py --model output/scene [--iteration N] [--cameras 3]   # also a trained scene
+    python benchmarks/rasterizer.py --model output/scene --device cpu --repeats 3        # reference rasterizer only
 
 Workload (1280x720, fx = fy = 1000, identity pose): view z ~ U[2, 10], x ~ U(±0.7 z), y ~ U(±0.4 z);
 log-scales ~ N(-4, 0.5); random unit quaternions; opacity sigmoid(N(0, 1)); SH degree 3 with
 coefficients ~ N(0, 0.2); 3 mask channels ~ U(0, 1). Loss = sum of colour, depth and feature map.
 gsplat (when importable) renders the same Gaussians with render_mode="RGB+ED", its SH colours and
 the mask channels as 6 colour channels, in the same run. Times are CUDA-event medians.
+
+Trained scene (--model, a folder written by train.py): its Gaussians (point_cloud/iteration_N), deformed
+by its network (deform/iteration_N) at the times of --cameras views spread evenly over the time-ordered
+train+test cameras, drawn at each camera's resolution, pose, field of view and principal point with the
+model's SH degree and mask channels. The deformation runs once per view before timing (not timed); the
+same loss, and gsplat with the same conversion (SH colours seen from the camera centre + mask channels,
+render_mode="RGB+ED"). Written under "trained_scene" in the same JSON. With --device cpu only this part
+runs, with the PyTorch reference rasterizer and no gsplat; times are then wall-clock medians and peak
+memory is not measured (null).
 """
 import argparse
 import json
 import math
 import os
+import platform
 import statistics
 import sys
+import time
 
 import torch
 
@@ -50,7 +63,7 @@ def ours_step(module, settings):
         means2D = torch.zeros_like(p["means"], requires_grad=True)
         color, depth, feature_map, _, _ = module.GaussianRasterizer(settings)(
             means3D=p["means"], means2D=means2D, opacities=p["opacities"][:, None], shs=p["shs"],
-            mask_feature=p["masks"], scales=p["scales"], rotations=p["quats"])
+            mask_feature=p["masks"] if p["masks"].shape[1] > 0 else None, scales=p["scales"], rotations=p["quats"])
         if backward:
             (color.sum() + depth.sum() + feature_map.sum()).backward()
     return step
@@ -67,16 +80,22 @@ def ours_settings(module):
 
 
 def gsplat_step(packed: bool):
-    import gsplat
-
     viewmats = torch.eye(4, device="cuda")[None]
     Ks = torch.tensor([[FOCAL, 0, WIDTH / 2], [0, FOCAL, HEIGHT / 2], [0, 0, 1]], device="cuda")[None]
+    return gsplat_view_step(viewmats, Ks, WIDTH, HEIGHT, sh_degree=3, campos=None, packed=packed)
+
+
+def gsplat_view_step(viewmats, Ks, width: int, height: int, sh_degree: int, campos, packed: bool):
+    """gsplat on one view: viewmats [1,4,4] world-to-camera (column vectors), Ks [1,3,3] in pixels;
+    SH colours seen from campos [3] (None: the camera is at the origin, dirs = means)."""
+    import gsplat
 
     def step(p, backward: bool):
-        rgb = gsplat.spherical_harmonics(3, p["means"], p["shs"])  # camera at the origin: dirs = means
+        dirs = p["means"] if campos is None else p["means"] - campos
+        rgb = gsplat.spherical_harmonics(sh_degree, dirs, p["shs"])
         colors = torch.cat([torch.clamp_min(rgb + 0.5, 0.0), p["masks"]], dim=1)
         render, _, _ = gsplat.rasterization(
-            p["means"], p["quats"], p["scales"], p["opacities"], colors, viewmats, Ks, WIDTH, HEIGHT,
+            p["means"], p["quats"], p["scales"], p["opacities"], colors, viewmats, Ks, width, height,
             near_plane=0.2, render_mode="RGB+ED", packed=packed)
         if backward:
             render.sum().backward()
@@ -84,7 +103,10 @@ def gsplat_step(packed: bool):
 
 
 def measure(step, params: dict, backward: bool, repeats: int, warmup: int = 3) -> dict:
-    """Median milliseconds over `repeats` calls, and the peak memory of one call above the inputs."""
+    """Median milliseconds over `repeats` calls, and the peak memory of one call above the inputs.
+    Tensors on the CPU: wall-clock times and no memory figure (peak_extra_mib None)."""
+    if next(iter(params.values())).device.type != "cuda":
+        return measure_cpu(step, params, backward, repeats, warmup)
     for _ in range(warmup):
         step(params, backward)
     torch.cuda.synchronize()
@@ -113,6 +135,21 @@ def measure(step, params: dict, backward: bool, repeats: int, warmup: int = 3) -
             "peak_extra_mib": round(peak / 2**20, 1)}
 
 
+def measure_cpu(step, params: dict, backward: bool, repeats: int, warmup: int = 3) -> dict:
+    for _ in range(warmup):
+        step(params, backward)
+    times = []
+    for _ in range(repeats):
+        for v in params.values():
+            v.grad = None
+        start = time.perf_counter()
+        step(params, backward)
+        times.append(1000.0 * (time.perf_counter() - start))
+    for v in params.values():
+        v.grad = None
+    return {"median_ms": round(statistics.median(times), 3), "min_ms": round(min(times), 3), "peak_extra_mib": None}
+
+
 def profile(name: str, step, params: dict, rows: int = 14) -> None:
     """Print where one forward+backward spends its GPU time, kernel by kernel."""
     from torch.profiler import ProfilerActivity
@@ -131,6 +168,149 @@ def profile(name: str, step, params: dict, rows: int = 14) -> None:
     print(events.table(sort_by=key, row_limit=rows, max_name_column_width=70))
 
 
+# --- trained scene ---------------------------------------------------------------------------
+def pick_cameras(cameras: list, count: int) -> list:
+    """`count` views spread evenly over the time-ordered cameras (first and last included)."""
+    ordered = sorted(cameras, key=lambda c: (float(c.fid), c.image_name))
+    if count >= len(ordered):
+        return ordered
+    if count == 1:
+        return [ordered[len(ordered) // 2]]
+    picks = sorted({int(i * (len(ordered) - 1) / (count - 1) + 0.5) for i in range(count)})
+    return [ordered[i] for i in picks]
+
+
+@torch.no_grad()
+def deformed_gaussians(gaussians, deform, fid: torch.Tensor, is_6dof: bool, device) -> dict:
+    """The trained Gaussians deformed at time fid, as the benchmark's activated inputs on device."""
+    from gaussian_renderer import _deformed_means
+
+    xyz = gaussians.get_xyz
+    n = xyz.shape[0]
+    d_xyz, d_rotation, d_scaling = deform.step(xyz.detach(), fid.to(xyz.device).reshape(1, 1).expand(n, 1))
+    quats = gaussians.get_rotation + d_rotation
+    values = dict(
+        means=_deformed_means(xyz, d_xyz, is_6dof),
+        scales=gaussians.get_scaling + d_scaling,
+        quats=quats / quats.norm(dim=1, keepdim=True),  # ours normalizes inside; gsplat gets unit ones too
+        opacities=gaussians.get_opacity[:, 0],
+        shs=gaussians.get_features,
+        masks=gaussians.get_mask,
+    )
+    return {k: v.detach().to(device).contiguous() for k, v in values.items()}
+
+
+def view_settings(module, camera, sh_degree: int, device):
+    """Our rasterizer's settings for a scene camera (as gaussian_renderer.render builds them)."""
+    return module.GaussianRasterizationSettings(
+        image_height=int(camera.image_height), image_width=int(camera.image_width),
+        tanfovx=math.tan(camera.FoVx * 0.5), tanfovy=math.tan(camera.FoVy * 0.5),
+        bg=torch.zeros(3, device=device), scale_modifier=1.0,
+        viewmatrix=camera.world_view_transform.to(device), projmatrix=camera.full_proj_transform.to(device),
+        sh_degree=sh_degree, campos=camera.camera_center.to(device), prefiltered=False, debug=False)
+
+
+def gsplat_camera(camera, device):
+    """gsplat's viewmats [1,4,4] and Ks [1,3,3] for a scene camera. world_view_transform is stored
+    transposed (row vectors), gsplat wants the world-to-camera matrix for column vectors. Both put
+    pixel x's centre at u = x + 0.5 with the principal point at cx (the centre when cx is None)."""
+    width, height = int(camera.image_width), int(camera.image_height)
+    fx = width / (2.0 * math.tan(camera.FoVx * 0.5))
+    fy = height / (2.0 * math.tan(camera.FoVy * 0.5))
+    cx = width / 2.0 if camera.cx is None else float(camera.cx)
+    cy = height / 2.0 if camera.cy is None else float(camera.cy)
+    viewmats = camera.world_view_transform.to(device=device, dtype=torch.float32).T.contiguous()[None]
+    Ks = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], device=device)[None]
+    return viewmats, Ks
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def benchmark_trained_scene(model_path: str, iteration: int, device, num_cameras: int, repeats: int,
+                            warmup: int, peer_modes: dict) -> dict:
+    """Time ours (and gsplat, peer_modes = {name: packed}) on a trained model's deformed Gaussians."""
+    from benchmarks.synthetic_quality import load_model
+    from gaussian_renderer.backend import get_rasterizer
+
+    device = torch.device(device)
+    dataset, _pipe, scene, gaussians, deform = load_model(model_path, iteration)
+    sh_degree = gaussians.active_sh_degree
+    rasterizer = "cuda" if device.type == "cuda" else "torch"
+    module = get_rasterizer(rasterizer, device)
+    cameras = pick_cameras(scene.getTrainCameras() + scene.getTestCameras(), num_cameras)
+    if not cameras:
+        raise ValueError(f"The model at {model_path!r} has no cameras (source {dataset.source_path!r}).")
+
+    rows = []
+    for camera in cameras:
+        params = leaves(deformed_gaussians(gaussians, deform, camera.fid, dataset.is_6dof, device))
+        steps = {"ours": ours_step(module, view_settings(module, camera, sh_degree, device))}
+        if peer_modes:
+            viewmats, Ks = gsplat_camera(camera, device)
+            for name, packed in peer_modes.items():
+                steps[name] = gsplat_view_step(viewmats, Ks, int(camera.image_width), int(camera.image_height),
+                                               sh_degree, camera.camera_center.to(device), packed)
+        row = {"image_name": camera.image_name, "fid": round(float(camera.fid), 6),
+               "resolution": [int(camera.image_width), int(camera.image_height)]}
+        for name, step in steps.items():
+            row[name] = {"forward": measure(step, params, False, repeats, warmup),
+                         "forward_backward": measure(step, params, True, repeats, warmup)}
+        _add_speedups(row, list(peer_modes))
+        rows.append(row)
+        del params, steps
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    summary = {}
+    for name in ["ours", *peer_modes]:
+        summary[name] = {phase: {"median_ms": _median([r[name][phase]["median_ms"] for r in rows]),
+                                 "peak_extra_mib": max((r[name][phase]["peak_extra_mib"] for r in rows
+                                                        if r[name][phase]["peak_extra_mib"] is not None), default=None)}
+                         for phase in ("forward", "forward_backward")}
+    _add_speedups(summary, list(peer_modes))
+    resolutions = sorted({tuple(r["resolution"]) for r in rows})
+    return {
+        "model": os.path.abspath(model_path), "source_path": dataset.source_path, "iteration": scene.loaded_iter,
+        "num_gaussians": int(gaussians.get_xyz.shape[0]), "sh_degree": sh_degree,
+        "mask_channels": int(gaussians.get_mask.shape[1]), "is_6dof": bool(dataset.is_6dof),
+        "resolution": list(resolutions[0]) if len(resolutions) == 1 else [list(r) for r in resolutions],
+        "device": str(device), "rasterizer": rasterizer, "repeats": repeats, "warmup": warmup,
+        "timing": "CUDA-event medians" if device.type == "cuda" else "wall-clock medians (CPU), no memory figure",
+        "cameras": rows,
+        "median_over_cameras": summary,  # per backend and phase: median of the per-view medians, max peak
+        **{k: v for k, v in summary.items() if k.startswith("speedup_")},
+    }
+
+
+def _add_speedups(row: dict, peers: list) -> None:
+    """speedup = the faster gsplat mode's median / ours (as the random workload rows)."""
+    if not peers:
+        return
+    for phase in ("forward_backward", "forward"):
+        best = min(row[p][phase]["median_ms"] for p in peers)
+        row[f"speedup_{phase}"] = round(best / row["ours"][phase]["median_ms"], 3)
+
+
+def print_trained_scene(entry: dict) -> None:
+    print(f"\ntrained scene {entry['model']} (iteration {entry['iteration']}): N = {entry['num_gaussians']}, "
+          f"{entry['resolution']}, {entry['rasterizer']} on {entry['device']}")
+    print(f"{'view':>12} {'fid':>6} | {'ours fwd':>9} {'ours f+b':>9} {'ours MiB':>9} | "
+          f"{'peer fwd':>9} {'peer f+b':>9} {'peer MiB':>9} | f+b speedup")
+    fmt = lambda v, spec: "-".rjust(9) if v is None else format(v, spec)
+    for r in entry["cameras"]:
+        o = r["ours"]
+        p = min((r[k] for k in ("gsplat", "gsplat_packed") if k in r),
+                key=lambda v: v["forward_backward"]["median_ms"], default=None)
+        peer_cols = (f"{p['forward']['median_ms']:9.2f} {p['forward_backward']['median_ms']:9.2f} "
+                     f"{fmt(p['forward_backward']['peak_extra_mib'], '9.0f')}") if p else f"{'-':>9} {'-':>9} {'-':>9}"
+        print(f"{r['image_name'][:12]:>12} {r['fid']:6.3f} | {o['forward']['median_ms']:9.2f} "
+              f"{o['forward_backward']['median_ms']:9.2f} {fmt(o['forward_backward']['peak_extra_mib'], '9.0f')} | "
+              f"{peer_cols} | {r.get('speedup_forward_backward', '-')}")
+
+
 def _git_commit():
     import subprocess
     try:
@@ -142,26 +322,55 @@ def _git_commit():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 500_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=None,
+                        help="random-workload sizes (default 100000 500000 1000000 on CUDA; none with --device cpu; "
+                             "pass --sizes alone to time only the trained scene)")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before each measurement")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "rasterizer.json"))
     parser.add_argument("--no-gsplat", action="store_true")
     parser.add_argument("--profile", type=int, default=0, help="also print a kernel breakdown at this N")
+    parser.add_argument("--model", default=None, help="also time this trained model folder (train.py -m)")
+    parser.add_argument("--iteration", type=int, default=-1, help="with --model: its saved iteration (-1 = latest)")
+    parser.add_argument("--cameras", type=int, default=3, help="with --model: views timed, spread over time")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu: only the trained scene, with the PyTorch reference rasterizer, no gsplat")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        sys.exit("benchmarks/rasterizer.py needs a CUDA GPU.")
+    if args.device == "cpu":
+        if args.model is None:
+            parser.error("--device cpu times only a trained scene: pass --model MODEL_PATH.")
+        if args.sizes:
+            parser.error("the random workload needs CUDA: leave --sizes out with --device cpu.")
+        if args.profile:
+            parser.error("--profile needs CUDA.")
+    elif not torch.cuda.is_available():
+        sys.exit("benchmarks/rasterizer.py needs a CUDA GPU (or --device cpu --model MODEL_PATH).")
+    if args.cameras < 1 or args.repeats < 1 or args.warmup < 0:
+        parser.error("--cameras and --repeats must be >= 1, --warmup >= 0.")
+    sizes = args.sizes if args.sizes is not None else ([100_000, 500_000, 1_000_000] if args.device == "cuda" else [])
+    if args.model is not None and not os.path.isdir(args.model):
+        print(f"Error: --model {args.model!r} is not a folder: pass a model folder written by train.py -m.", file=sys.stderr)
+        sys.exit(2)
 
-    from utils.cuda_ext import load_rasterizer
-    ours = ours_step(load_rasterizer(), ours_settings(load_rasterizer()))
-    peers, peer_note = {}, None
-    if not args.no_gsplat:
+    cuda = args.device == "cuda"
+    peers, peer_modes, peer_note = {}, {}, None
+    if cuda and not args.no_gsplat:
         try:
             import gsplat
-            peers = {"gsplat": gsplat_step(packed=False), "gsplat_packed": gsplat_step(packed=True)}
+            peer_modes = {"gsplat": False, "gsplat_packed": True}
+            peers = {name: gsplat_step(packed=packed) for name, packed in peer_modes.items()}
             peer_note = f"gsplat {gsplat.__version__} (packed=False and its default packed=True)"
         except Exception as err:  # not installed, or its JIT build failed
+            peers, peer_modes = {}, {}
             peer_note = f"gsplat unavailable: {type(err).__name__}: {err}"
             print(peer_note)
+    elif not cuda:
+        peer_note = "gsplat not run on the CPU"
+
+    rows = []
+    if sizes or args.profile:
+        from utils.cuda_ext import load_rasterizer
+        ours = ours_step(load_rasterizer(), ours_settings(load_rasterizer()))
 
     if args.profile:
         params = leaves(make_workload(args.profile))
@@ -170,13 +379,12 @@ def main(argv=None):
         del params
         torch.cuda.empty_cache()
 
-    rows = []
-    for n in args.sizes:
+    for n in sizes:
         params = leaves(make_workload(n))
         row = {"n": n}
         for name, step in dict(ours=ours, **peers).items():
-            row[name] = {"forward": measure(step, params, False, args.repeats),
-                         "forward_backward": measure(step, params, True, args.repeats)}
+            row[name] = {"forward": measure(step, params, False, args.repeats, args.warmup),
+                         "forward_backward": measure(step, params, True, args.repeats, args.warmup)}
         if peers:  # against the faster gsplat mode
             best = lambda phase: min(row[p][phase]["median_ms"] for p in peers)
             row["speedup_forward_backward"] = round(best("forward_backward") / row["ours"]["forward_backward"]["median_ms"], 3)
@@ -185,13 +393,28 @@ def main(argv=None):
         del params
         torch.cuda.empty_cache()
 
-    report = {"commit": _git_commit(), "device": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
+    trained = None
+    if args.model is not None:
+        from scene.dataset_types import DatasetError
+        try:
+            trained = benchmark_trained_scene(args.model, args.iteration, args.device, args.cameras, args.repeats,
+                                              args.warmup, peer_modes)
+        except (DatasetError, FileNotFoundError) as err:
+            print(f"Error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    device_name = torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()})"
+    report = {"commit": _git_commit(), "device": device_name, "torch": torch.__version__, "cuda": torch.version.cuda,
               "resolution": [WIDTH, HEIGHT], "peer": peer_note, "workload": " ".join(__doc__.split("\n\n")[2].split()), "results": rows}
+    if trained is not None:
+        report["trained_scene"] = trained
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
-    print(f"\n{report['device']}  {WIDTH}x{HEIGHT}  ({peer_note or 'no peer'})")
-    print(f"{'N':>9} | {'ours fwd':>9} {'ours f+b':>9} {'ours MiB':>9} | {'gsplat fwd':>9} {'peer f+b':>9} {'peer MiB':>9} | f+b speedup")
+    print(f"\n{report['device']}  ({peer_note or 'no peer'})")
+    if rows:
+        print(f"random workload, {WIDTH}x{HEIGHT}")
+        print(f"{'N':>9} | {'ours fwd':>9} {'ours f+b':>9} {'ours MiB':>9} | {'gsplat fwd':>9} {'peer f+b':>9} {'peer MiB':>9} | f+b speedup")
     for r in rows:
         o = r["ours"]
         p = min((r[k] for k in ("gsplat", "gsplat_packed") if k in r),
@@ -200,7 +423,10 @@ def main(argv=None):
                      f"{p['forward_backward']['peak_extra_mib']:9.0f}") if p else f"{'-':>9} {'-':>9} {'-':>9}"
         print(f"{r['n']:>9} | {o['forward']['median_ms']:9.2f} {o['forward_backward']['median_ms']:9.2f} "
               f"{o['forward_backward']['peak_extra_mib']:9.0f} | {peer_cols} | {r.get('speedup_forward_backward', '-')}")
+    if trained is not None:
+        print_trained_scene(trained)
     print(f"wrote {args.out}")
+    return report
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""benchmarks/rasterizer.py --model: the trained-scene path, on the CPU with the reference rasterizer."""
+import json
+import os
+
+import pytest
+from plyfile import PlyData
+
+import train
+from benchmarks import rasterizer as bench
+
+TRAIN = ["--rasterizer", "torch", "--data_device", "cpu", "--deform_depth", "2", "--deform_width", "16", "--quiet",
+         "--iterations", "5", "--warm_up", "2", "--mask_start", "4", "--mask_stop", "5", "--stop_MLP", "5",
+         "--test_iterations", "5", "--save_iterations", "5", "--densify_until_iter", "0"]
+WIDTH, HEIGHT = 32, 24
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from scene.synthetic import generate
+
+    root = tmp_path_factory.mktemp("bench_rasterizer")
+    source, model = str(root / "data"), str(root / "model")
+    generate(source, frames=4, width=WIDTH, height=HEIGHT, seed=0, num_points=200)
+    train.main(["-s", source, "-m", model, *TRAIN])
+    return model
+
+
+def test_trained_scene_on_cpu(tiny_model, tmp_path):
+    out = str(tmp_path / "bench.json")
+    report = bench.main(["--model", tiny_model, "--device", "cpu", "--repeats", "2", "--warmup", "0",
+                         "--cameras", "2", "--out", out])
+    with open(out) as f:
+        written = json.load(f)
+    assert written == json.loads(json.dumps(report))
+    assert written["results"] == []          # no random workload on the CPU
+    entry = written["trained_scene"]
+    ply = os.path.join(tiny_model, "point_cloud", "iteration_5", "point_cloud.ply")
+    assert entry["num_gaussians"] == len(PlyData.read(ply)["vertex"]) > 0
+    assert entry["iteration"] == 5
+    assert entry["resolution"] == [WIDTH, HEIGHT]
+    assert entry["rasterizer"] == "torch" and entry["device"] == "cpu"
+    assert len(entry["cameras"]) == 2
+    fids = [view["fid"] for view in entry["cameras"]]
+    assert fids == sorted(fids) and fids[0] < fids[-1]   # first and last time
+    for view in [*entry["cameras"], entry["median_over_cameras"]]:
+        assert set(view) >= {"ours"} and "gsplat" not in view
+        for phase in ("forward", "forward_backward"):
+            assert view["ours"][phase]["median_ms"] > 0
+            assert view["ours"][phase]["peak_extra_mib"] is None
+    for view in entry["cameras"]:
+        assert view["resolution"] == [WIDTH, HEIGHT]
+        assert view["ours"]["forward"]["min_ms"] > 0
+
+
+def test_deformed_inputs_match_render(tiny_model):
+    """The benchmark draws what render() draws for the same camera and deformation."""
+    import torch
+
+    from benchmarks.synthetic_quality import load_model
+    from gaussian_renderer import render
+    from gaussian_renderer.backend import get_rasterizer
+
+    dataset, pipe, scene, gaussians, deform = load_model(tiny_model, -1)
+    camera = bench.pick_cameras(scene.getTrainCameras() + scene.getTestCameras(), 1)[0]
+    params = bench.deformed_gaussians(gaussians, deform, camera.fid, dataset.is_6dof, "cpu")
+    module = get_rasterizer("torch", "cpu")
+    settings = bench.view_settings(module, camera, gaussians.active_sh_degree, "cpu")
+    color, depth, features, _, _ = module.GaussianRasterizer(settings)(
+        means3D=params["means"], means2D=torch.zeros_like(params["means"]), opacities=params["opacities"][:, None],
+        shs=params["shs"], mask_feature=params["masks"], scales=params["scales"], rotations=params["quats"])
+    with torch.no_grad():
+        n = gaussians.get_xyz.shape[0]
+        d = deform.step(gaussians.get_xyz, camera.fid.reshape(1, 1).expand(n, 1))
+        expected = render(camera, gaussians, pipe, torch.zeros(3), *d, is_6dof=dataset.is_6dof)
+    assert torch.allclose(color, expected["render"], atol=1e-5)
+    assert torch.allclose(depth, expected["depth"], atol=1e-5)
+    assert torch.allclose(features, expected["hands_map"], atol=1e-5)
+
+
+def test_cpu_needs_a_model():
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cpu"])
+
+
+def test_pick_cameras_spreads_over_time():
+    class Cam:
+        def __init__(self, fid):
+            self.fid, self.image_name = fid, f"{fid:.2f}"
+
+    cams = [Cam(i / 9) for i in range(10)][::-1]
+    assert [c.fid for c in bench.pick_cameras(cams, 3)] == [0.0, 5 / 9, 1.0]
+    assert len(bench.pick_cameras(cams, 20)) == 10
+    assert bench.pick_cameras(cams, 1)[0].fid == 5 / 9
