@@ -7,7 +7,7 @@ For every OUT/<split>/ours_N: PSNR, SSIM (3DGS: 11x11 Gaussian window, σ = 1.5)
 Where the model's source scene has decomposition ground truth (gt_static/ and masks/, as the
 built-in synthetic scene), it adds mask_IoU (hands_mask/ > 0.5 vs mask > 0.5) and static_PSNR
 (static/ vs gt_static/). Writes OUT/results.json and OUT/per_view.json (per-view dicts keyed by
-image name); a split other than test goes to results_<split>.json / per_view_<split>.json.
+file name, as Inria); a split other than test goes to results_<split>.json / per_view_<split>.json.
 
 LPIPS needs the ImageNet backbone weights of torchvision in the torch hub cache (nothing is
 downloaded here); without them LPIPS is null and the run says so (exit 1 with --require_lpips).
@@ -171,11 +171,12 @@ def decomposition_scores(method_dir: str, name: str, truth_dir: str, device) -> 
 
 
 def evaluate_method(method_dir: str, lpips_model, truth_dir: Optional[str], device) -> Dict[str, Dict[str, float]]:
-    """Per-view scores of one ours_N folder as {metric: {image name: value}}."""
+    """Per-view scores of one ours_N folder as {metric: {file name: value}}, keyed like Inria's
+    per_view.json by the render's file name (``00000.png``)."""
     per_view: Dict[str, Dict[str, float]] = {}
     for name in view_names(method_dir):
         for metric, value in score_view(method_dir, name, lpips_model, truth_dir, device).items():
-            per_view.setdefault(metric, {})[name] = value
+            per_view.setdefault(metric, {})[name + ".png"] = value
     return per_view
 
 

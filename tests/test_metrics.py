@@ -152,10 +152,10 @@ def test_metrics_main_writes_inria_layout(tmp_path, monkeypatch, capsys):
     scores = results["ours_7"]
     assert scores["LPIPS"] is None
     psnr_a, psnr_b = 20 * math.log10(1 / 0.2), 20 * math.log10(1 / 0.4)
-    assert per_view["ours_7"]["PSNR"]["frame_a"] == pytest.approx(psnr_a, abs=0.05)
-    assert per_view["ours_7"]["PSNR"]["frame_b"] == pytest.approx(psnr_b, abs=0.05)
+    assert per_view["ours_7"]["PSNR"]["frame_a.png"] == pytest.approx(psnr_a, abs=0.05)
+    assert per_view["ours_7"]["PSNR"]["frame_b.png"] == pytest.approx(psnr_b, abs=0.05)
     assert scores["PSNR"] == pytest.approx((psnr_a + psnr_b) / 2, abs=0.05)
-    assert set(per_view["ours_7"]["SSIM"]) == {"frame_a", "frame_b"}
+    assert set(per_view["ours_7"]["SSIM"]) == {"frame_a.png", "frame_b.png"}
     assert scores["SSIM"] < 1.0
     assert scores["mask_IoU"] == pytest.approx(1 / 3)
     assert scores["static_PSNR"] == pytest.approx(20 * math.log10(1 / 0.2), abs=0.05)

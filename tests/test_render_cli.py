@@ -192,4 +192,4 @@ def test_metrics_on_the_rendered_model_include_decomposition_scores(rendered, tm
     assert scores["LPIPS"] is None and 0.0 < scores["SSIM"] < 1.0 and scores["PSNR"] > 0
     assert 0.0 <= scores["mask_IoU"] <= 1.0 and scores["static_PSNR"] > 0
     per_view = json.loads((model_dir / "per_view.json").read_text())[f"ours_{ITERATION}"]
-    assert sorted(per_view["PSNR"]) == sorted(c.image_name for c in rendered[1].getTestCameras())
+    assert sorted(per_view["PSNR"]) == sorted(c.image_name + ".png" for c in rendered[1].getTestCameras())
