@@ -200,7 +200,7 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
                          width=dataset.deform_width, precision=pipe.deform_precision, device=device)
     gaussians.training_setup(opt)
     deform.train_setting(opt)
-    strategy = DensificationStrategy(opt.percent_dense)
+    strategy = DensificationStrategy(opt.percent_dense, prune_by_screen_size=opt.prune_by_screen_size)
     strategy.reset(gaussians.get_xyz.shape[0], device)
     schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth,
                                 is_blender=dataset.is_blender)

@@ -111,6 +111,9 @@ class OptimizationParams(ParamGroup):
         self.densify_from_iter = 500
         self.densify_until_iter = 15_000
         self.densify_grad_threshold = 0.0002
+        # Upstream 3DGS zeroes its screen-size statistic just before testing it, so Gaussians larger
+        # than 20 px are never pruned there (gsplat's default is off too); on = as the code intends.
+        self.prune_by_screen_size = False
         self.mask_start = 30_000
         self.mask_stop = 40_000
         self.stop_MLP = 40_000

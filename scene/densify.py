@@ -24,8 +24,9 @@ OPACITY_RESET_CEILING = 0.01
 class DensificationStrategy:
     def __init__(self, percent_dense: float = 0.01, prune_by_screen_size: bool = True):
         """``prune_by_screen_size``: upstream 3DGS zeroes max_radii2D just before its screen-size
-        test, so there that test never fires; we apply it as documented. Pass False to match
-        upstream's effective behaviour (prune by world size and opacity only)."""
+        test, so there that test never fires. True applies it as documented; False matches
+        upstream's effective behaviour (prune by world size and opacity only), which is what
+        train.py uses unless --prune_by_screen_size is given, so results compare with the papers'."""
         self.percent_dense = percent_dense
         self.prune_by_screen_size = prune_by_screen_size
         self.reset(0, "cpu")

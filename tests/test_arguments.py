@@ -22,6 +22,8 @@ def test_defaults_and_short_flags():
     assert opt.iterations == 100 and opt.warm_up == 3000 and opt.mask_start == 30000
     assert opt.densify_grad_threshold == 0.0002 and opt.lambda_dssim == 0.2
     assert pipe.rasterizer == "auto"
+    assert opt.prune_by_screen_size is False  # upstream's effective behaviour unless asked for
+    assert op.extract(p.parse_args(["--prune_by_screen_size"])).prune_by_screen_size is True
 
 
 def test_unknown_flag_and_bad_choice_are_errors():
