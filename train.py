@@ -46,6 +46,7 @@ class RunState:
     ema_loss: float = 0.0
     best_psnr: float = 0.0
     best_iteration: int = 0
+    test_psnr: Dict[int, float] = field(default_factory=dict)  # iteration -> mean test PSNR
 
 
 def training_device() -> torch.device:
@@ -265,6 +266,8 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
         if iteration in run.test_iterations:
             test_psnr = evaluate(scene, gaussians, deform, pipe, background, dataset.is_6dof, phase, writer,
                                  iteration)
+            if test_psnr is not None:
+                state.test_psnr[iteration] = test_psnr
             if test_psnr is not None and test_psnr > state.best_psnr:
                 state.best_psnr, state.best_iteration = test_psnr, iteration
         if iteration in run.save_iterations:
@@ -280,6 +283,7 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
     if writer is not None:
         writer.close()
     summary = {"best_test_psnr": state.best_psnr, "best_iteration": state.best_iteration,
+               "test_psnr": dict(state.test_psnr),
                "num_gaussians": int(gaussians.get_xyz.shape[0]), "iterations": opt.iterations}
     if state.best_iteration:
         print(f"Best test PSNR {state.best_psnr:.2f} at iteration {state.best_iteration}.")

@@ -92,3 +92,16 @@ def test_bad_source_is_a_clear_error(tmp_path, capsys):
         train.main(["-s", str(tmp_path / "missing"), "-m", str(tmp_path / "m"), *TINY])
     assert exit_info.value.code == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_training_improves_the_render_and_the_hand_feature_learns_only_in_its_phase(tiny_scene, tmp_path):
+    model = str(tmp_path / "learn")
+    schedule = ["--iterations", "40", "--warm_up", "25", "--mask_start", "30", "--mask_stop", "40",
+                "--stop_MLP", "40", "--densify_until_iter", "0", "--mask_lr", "0.05",
+                "--test_iterations", "1", "24", "--checkpoint_iterations", "29", "40"]
+    summary = train.main(["-s", tiny_scene, "-m", model, "--eval", "--llffhold", "3", *TINY, *schedule])
+    assert summary["test_psnr"][24] > summary["test_psnr"][1] + 1.0  # the warm-up fits the views
+    before = final_state(model, 29)["gaussians"]["tensors"]["mask"]
+    after = final_state(model, 40)["gaussians"]["tensors"]["mask"]
+    assert torch.count_nonzero(before) == 0  # frozen before the mask phase
+    assert after.abs().max() > 0.1           # and learning inside it
