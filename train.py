@@ -198,7 +198,8 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension)
     scene = Scene(dataset, gaussians)
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth,
-                         width=dataset.deform_width, precision=pipe.deform_precision, device=device)
+                         width=dataset.deform_width, precision=pipe.deform_precision, device=device,
+                         init=dataset.deform_init)
     gaussians.training_setup(opt)
     deform.train_setting(opt)
     strategy = DensificationStrategy(opt.percent_dense, prune_by_screen_size=opt.prune_by_screen_size)

@@ -45,7 +45,8 @@ class ParamGroup:
 
 
 class ModelParams(ParamGroup):
-    choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"]}
+    choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"],
+               "deform_init": ["zero", "pytorch"]}
 
     def __init__(self, parser, sentinel=False):
         self.sh_degree = 3
@@ -67,6 +68,9 @@ class ModelParams(ParamGroup):
         self.ignore_distortion = False  # accept distorted COLMAP cameras, ignoring the distortion
         self.deform_depth = 8
         self.deform_width = 256
+        # "zero": the deformation starts as the identity, so switching it on after warm-up keeps the
+        # warm-up's scene; "pytorch": every layer at PyTorch's default init (upstream Deformable-3DGS)
+        self.deform_init = "zero"
         super().__init__(parser, "Loading Parameters", sentinel)
 
     def extract(self, args):

@@ -19,19 +19,26 @@ from utils.time_utils import DeformNetwork
 
 SPATIAL_LR_SCALE = 5  # upstream "spatial_lr_scale" of the deformation network (a constant there)
 PRECISIONS = ("fp32", "tf32", "bf16")
+INITS = ("zero", "pytorch")
 WEIGHTS_DIR = "deform"
 WEIGHTS_FILE = "deform.pth"
 
 
 class DeformModel:
     def __init__(self, is_blender: bool = False, is_6dof: bool = False, depth: int = 8, width: int = 256,
-                 precision: str = "fp32", device=None):
+                 precision: str = "fp32", device=None, init: str = "zero"):
+        """init: "zero" starts as the identity deformation (output heads at zero); "pytorch" keeps
+        PyTorch's default init of every layer, as upstream Deformable-3DGS."""
+        if init not in INITS:
+            raise ValueError(f"Unknown deformation init {init!r}: use one of {', '.join(INITS)} (--deform_init).")
         if precision not in PRECISIONS:
             raise ValueError(f"Unknown deformation precision {precision!r}: use one of {', '.join(PRECISIONS)} "
                              "(--deform_precision).")
         self.device = _resolve_device(device)
         self.is_blender, self.is_6dof = is_blender, is_6dof
         self.deform = DeformNetwork(D=depth, W=width, is_blender=is_blender, is_6dof=is_6dof).to(self.device)
+        if init == "zero":
+            self.deform.zero_heads_()
         self.notices: List[str] = []   # one-line messages the caller prints once
         self.precision = self._usable_precision(precision)
         self.optimizer: Optional[torch.optim.Optimizer] = None

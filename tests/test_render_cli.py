@@ -55,7 +55,9 @@ def build_model(scene_dir, model_dir, warm_up=0, mask_dimension=3):
         if mask_dimension:
             gaussians.tensors["mask"][hands] = 1.0
     scene.save(ITERATION)
-    DeformModel(is_blender=False, is_6dof=False, depth=2, width=16, device="cpu").save_weights(str(model_dir), ITERATION)
+    # random heads, so the deformation visibly moves things (a zero init would be the identity)
+    DeformModel(is_blender=False, is_6dof=False, depth=2, width=16, device="cpu",
+                init="pytorch").save_weights(str(model_dir), ITERATION)
     return scene, int(hands.sum())
 
 

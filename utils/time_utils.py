@@ -72,6 +72,16 @@ class DeformNetwork(nn.Module):
         self.gaussian_rotation = nn.Linear(W, 4)
         self.gaussian_scaling = nn.Linear(W, 3)
 
+    def zero_heads_(self) -> "DeformNetwork":
+        """Start as the identity deformation: output heads at zero, so the warm-up's scene is
+        unchanged when deformation switches on (PyTorch's default init moves every Gaussian)."""
+        heads = [self.gaussian_rotation, self.gaussian_scaling]
+        heads += [self.branch_w, self.branch_v] if self.is_6dof else [self.gaussian_warp]
+        for head in heads:
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        return self
+
     def encode(self, xyz: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Network input [N, input_ch] from xyz [N, 3] and t [N, 1]."""
         t_emb = self.embed_time(t)

@@ -8,7 +8,7 @@ import torch
 from scene.deform_model import DeformModel, latest_iteration
 from utils.time_utils import DeformNetwork, PositionalEncoding
 
-SMALL = dict(depth=4, width=32, device="cpu")
+SMALL = dict(depth=4, width=32, device="cpu", init="pytorch")  # random heads: outputs move
 
 
 def opt_params(**overrides):
@@ -268,3 +268,27 @@ def test_truncated_weights_file_is_reported(tmp_path):
         f.truncate(100)
     with pytest.raises(RuntimeError, match="truncated"):
         DeformModel(**SMALL).load_weights(str(tmp_path), 5)
+
+
+@pytest.mark.parametrize("is_6dof", [False, True])
+def test_zero_init_starts_as_the_identity_and_then_learns(is_6dof):
+    model = DeformModel(depth=4, width=32, device="cpu", is_6dof=is_6dof)  # init="zero" by default
+    x, t = inputs(16)
+    d_xyz, d_rot, d_scale = model.step(x, t)
+    identity = torch.eye(4).expand(16, 4, 4) if is_6dof else torch.zeros(16, 3)
+    assert torch.allclose(d_xyz, identity, atol=1e-7)
+    assert torch.count_nonzero(d_rot) == 0 and torch.count_nonzero(d_scale) == 0
+    model.train_setting(opt_params())
+    first_layer = model.deform.linear[0].weight
+    before = first_layer.detach().clone()
+    target = torch.full((16, 3), 0.05)
+    for _ in range(30):
+        d_xyz, _, _ = model.step(x, t)
+        moved = d_xyz[:, :3, 3] if is_6dof else d_xyz
+        ((moved - target) ** 2).mean().backward()
+        model.optimizer_step()
+    assert not torch.equal(first_layer.detach(), before)  # gradients reach the trunk once heads move
+    moved = model.step(x, t)[0]
+    assert ((moved[:, :3, 3] if is_6dof else moved) - target).abs().mean() < 0.04
+    with pytest.raises(ValueError, match="deform_init"):
+        DeformModel(depth=2, width=8, device="cpu", init="xavier")
