@@ -207,10 +207,14 @@ def result_file_names(split: str):
     return f"results{suffix}.json", f"per_view{suffix}.json"
 
 
+def missing_model_message(model_path: str) -> str:
+    return f"Model folder {model_path!r} does not exist: pass the -m folder of train.py."
+
+
 def evaluate_model(model_path: str, split: str, lpips_model, device) -> Dict[str, Dict]:
     """Score every ours_N of one model folder; writes and returns its results dict."""
     if not os.path.isdir(model_path):
-        raise DatasetError(f"Model folder {model_path!r} does not exist: pass the -m folder of train.py.")
+        raise DatasetError(missing_model_message(model_path))
     split_dir = os.path.join(model_path, split)
     methods = method_dirs(split_dir)
     if not methods:
@@ -244,6 +248,13 @@ def build_parser() -> ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    status = 0
+    model_paths = [m for m in args.model_paths if os.path.isdir(m)]
+    for missing in sorted(set(args.model_paths) - set(model_paths)):  # reported before any LPIPS notice
+        print(f"Error: {missing_model_message(missing)}", file=sys.stderr)
+        status = EXIT_BAD_INPUT
+    if not model_paths:
+        return status
     try:
         lpips_model = load_lpips(args.lpips_net, device, args.lpips_weights)
     except LpipsUnavailable as err:
@@ -251,8 +262,7 @@ def main(argv=None) -> int:
         if args.require_lpips:
             return EXIT_NO_LPIPS
         lpips_model = None
-    status = 0
-    for model_path in args.model_paths:
+    for model_path in model_paths:
         try:
             evaluate_model(model_path, args.split, lpips_model, device)
         except DatasetError as err:
