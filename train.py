@@ -124,6 +124,19 @@ def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.R
     }
 
 
+def step_snapshot(state: RunState, rng: random.Random, gaussians) -> Dict:
+    """What an iteration changes before its parameter update: camera order, RNGs, SH degree."""
+    return {"camera_stack": list(state.camera_stack), "camera_rng": rng.getstate(), "rng": capture_rng_state(),
+            "active_sh_degree": gaussians.active_sh_degree}
+
+
+def rewind(snapshot: Dict, state: RunState, rng: random.Random, gaussians) -> None:
+    state.camera_stack = snapshot["camera_stack"]
+    rng.setstate(snapshot["camera_rng"])
+    restore_rng_state(snapshot["rng"])
+    gaussians.active_sh_degree = snapshot["active_sh_degree"]
+
+
 def restore_checkpoint(path: str, gaussians, deform, strategy, rng: random.Random, opt) -> RunState:
     ckpt = load_checkpoint(path, map_location=training_device())
     gaussians.load_state_dict(ckpt["gaussians"], opt)
@@ -224,6 +237,7 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
 
     for iteration in progress:
         start = time.perf_counter()
+        before_step = step_snapshot(state, rng, gaussians)
         phase = schedule.phase(iteration)
         gaussians.update_learning_rate(iteration)
         deform.update_learning_rate(iteration)
@@ -242,7 +256,8 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
         try:
             check_finite(terms, iteration)
         except NonFiniteLoss as err:
-            # Parameters are still those after iteration - 1: save them before stopping.
+            # Parameters are still those after iteration - 1: rewind the rest and save them.
+            rewind(before_step, state, rng, gaussians)
             path = os.path.join(dataset.model_path, f"chkpnt{iteration - 1}.pth")
             save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng))
             raise NonFiniteLoss(f"{err} Training stopped; the last good state is in {path}.") from None

@@ -84,7 +84,18 @@ def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch
     err = capsys.readouterr().err
     bad = len(calls)
     assert bad > 1 and f"depth loss" in err and f"iteration {bad}" in err and f"chkpnt{bad - 1}.pth" in err
-    assert load_checkpoint(os.path.join(model, f"chkpnt{bad - 1}.pth"))["iteration"] == bad - 1
+    saved = load_checkpoint(os.path.join(model, f"chkpnt{bad - 1}.pth"))
+    # exactly what a normal run saves after iteration bad - 1, so resuming from it loses nothing
+    monkeypatch.setattr(train, "compute_losses", real)
+    clean = str(tmp_path / "clean")
+    run(tiny_scene, clean, "--checkpoint_iterations", str(bad - 1))
+    expected = load_checkpoint(os.path.join(clean, f"chkpnt{bad - 1}.pth"))
+    assert saved["iteration"] == expected["iteration"] == bad - 1
+    assert saved["run_state"]["camera_stack"] == expected["run_state"]["camera_stack"]
+    assert saved["camera_rng"] == expected["camera_rng"]
+    assert_same_tensors(saved["rng"]["torch"], expected["rng"]["torch"], "torch rng")
+    for part in ("gaussians", "deform", "densification"):
+        assert_same_tensors(saved[part], expected[part], part)
 
 
 def test_bad_source_is_a_clear_error(tmp_path, capsys):
