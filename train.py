@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from arguments import ModelParams, OptimizationParams, PipelineParams, add_run_arguments, save_config
 from gaussian_renderer import render
-from scene import Scene, print_once
+from scene import Scene
 from scene.dataset_types import DatasetError
 from scene.deform_model import DeformModel
 from scene.densify import DensificationStrategy
@@ -27,6 +27,7 @@ from utils.general_utils import seed_everything
 from utils.image_utils import psnr
 from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss, photometric_loss
 from utils.schedule import TrainingSchedule
+from utils.system_utils import print_once
 
 SH_UP_INTERVAL = 1000
 MIN_OPACITY = 0.005

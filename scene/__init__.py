@@ -1,30 +1,15 @@
 """Scene: reads a dataset once, builds its cameras, and saves/loads the Gaussians of a model folder."""
 import json
 import os
-import re
 from typing import List, Optional
 
 import numpy as np
 
 from scene.dataset_types import SceneInfo
 from utils.graphics_utils import BasicPointCloud
+from utils.system_utils import print_once, saved_iterations
 
-_printed_notices = set()
-
-
-def print_once(message: str) -> None:
-    if message not in _printed_notices:
-        _printed_notices.add(message)
-        print(message)
-
-
-def search_for_max_iteration(folder: str) -> Optional[int]:
-    """Largest N among ``folder/iteration_N`` entries, or None when there are none."""
-    if not os.path.isdir(folder):
-        return None
-    found = [int(m.group(1)) for name in os.listdir(folder) if (m := re.fullmatch(r"iteration_(\d+)", name))]
-    return max(found) if found else None
-
+PLY_FILE = "point_cloud.ply"
 
 def write_point_cloud_ply(path: str, pcd: BasicPointCloud) -> None:
     """The initial point cloud as a standard PLY (x, y, z, nx, ny, nz, red, green, blue)."""
@@ -89,19 +74,18 @@ class Scene:
         if load_iteration is None:
             return None
         folder = os.path.join(self.model_path, "point_cloud")
-        latest = search_for_max_iteration(folder)
-        if latest is None:
+        found = saved_iterations(folder, PLY_FILE)
+        if not found:
             raise FileNotFoundError(f"No trained model in {folder!r} (expected point_cloud/iteration_N/): "
                                     "train one with train.py -m, or check the -m path.")
         if load_iteration == -1:
-            return latest
-        if not os.path.isfile(self.point_cloud_path(load_iteration)):
-            found = sorted(int(n.split("_")[1]) for n in os.listdir(folder) if n.startswith("iteration_"))
+            return found[-1]
+        if load_iteration not in found:
             raise FileNotFoundError(f"No iteration {load_iteration} in {folder!r}; saved iterations: {found}.")
         return load_iteration
 
     def point_cloud_path(self, iteration: int) -> str:
-        return os.path.join(self.model_path, "point_cloud", f"iteration_{iteration}", "point_cloud.ply")
+        return os.path.join(self.model_path, "point_cloud", f"iteration_{iteration}", PLY_FILE)
 
     def save(self, iteration: int) -> None:
         path = self.point_cloud_path(iteration)

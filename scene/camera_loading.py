@@ -17,18 +17,10 @@ from scene.cameras import Camera
 from scene.dataset_types import CameraInfo, DatasetError
 from utils.graphics_utils import fov2focal
 from utils.image_io import normalize_pixels, resize
+from utils.system_utils import print_once
 
 DIVISORS = (1, 2, 4, 8)
 MAX_AUTO_WIDTH = 1600
-
-_printed_notices = set()  # each notice is printed once per process
-
-
-def notify_once(message: str) -> None:
-    if message not in _printed_notices:
-        _printed_notices.add(message)
-        print(message)
-
 
 def target_size(width: int, height: int, resolution_arg: int, already_downscaled: int = 1) -> Tuple[int, int]:
     """(width, height) for the -r value; ``already_downscaled``: factor the reader applied already."""
@@ -38,7 +30,7 @@ def target_size(width: int, height: int, resolution_arg: int, already_downscaled
     if resolution_arg == -1:
         if width <= MAX_AUTO_WIDTH:
             return width, height
-        notify_once(f"[ INFO ] Images are wider than {MAX_AUTO_WIDTH} px: rescaling them to {MAX_AUTO_WIDTH} px "
+        print_once(f"[ INFO ] Images are wider than {MAX_AUTO_WIDTH} px: rescaling them to {MAX_AUTO_WIDTH} px "
                     "wide. Pass -r 1 to keep the original size (or -r N for another).")
         return MAX_AUTO_WIDTH, max(1, round(height * MAX_AUTO_WIDTH / width))
     if resolution_arg > 0:
@@ -50,7 +42,7 @@ def target_size(width: int, height: int, resolution_arg: int, already_downscaled
 def resolve_device(data_device: str) -> str:
     """``data_device``, or "cpu" (with a notice) when CUDA is asked for but not available."""
     if str(data_device).startswith("cuda") and not torch.cuda.is_available():
-        notify_once(f"[ INFO ] --data_device {data_device} but CUDA is not available: keeping the data on the CPU.")
+        print_once(f"[ INFO ] --data_device {data_device} but CUDA is not available: keeping the data on the CPU.")
         return "cpu"
     return data_device
 

@@ -9,12 +9,12 @@ the upstream file format.
 """
 import contextlib
 import os
-import re
 from typing import List, Optional, Tuple
 
 import torch
 
 from utils.general_utils import get_expon_lr_func
+from utils.system_utils import saved_iterations
 from utils.time_utils import DeformNetwork
 
 SPATIAL_LR_SCALE = 5  # upstream "spatial_lr_scale" of the deformation network (a constant there)
@@ -131,7 +131,7 @@ class DeformModel:
         path = os.path.join(folder, f"iteration_{iteration}", WEIGHTS_FILE)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No deformation weights at {path!r}: available iterations in {folder!r}: "
-                                    f"{_saved_iterations(folder) or 'none'}. Pass one of them (--iteration).")
+                                    f"{saved_iterations(folder, WEIGHTS_FILE) or 'none'}. Pass one of them (--iteration).")
         try:
             weights = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as err:
@@ -176,19 +176,11 @@ class DeformModel:
 
 def latest_iteration(folder: str) -> int:
     """The highest N among folder/iteration_N (numeric, so 10000 beats 9000)."""
-    iterations = _saved_iterations(folder)
+    iterations = saved_iterations(folder, WEIGHTS_FILE)
     if not iterations:
         raise FileNotFoundError(f"No saved deformation weights in {folder!r} (expected iteration_N/{WEIGHTS_FILE}): "
                                 "is this a model folder written by train.py, and did training reach a save iteration?")
     return iterations[-1]
-
-
-def _saved_iterations(folder: str) -> List[int]:
-    if not os.path.isdir(folder):
-        return []
-    found = (re.fullmatch(r"iteration_(\d+)", name) for name in os.listdir(folder))
-    return sorted(int(m.group(1)) for m in found
-                  if m and os.path.isfile(os.path.join(folder, m.group(0), WEIGHTS_FILE)))
 
 
 def _first_difference(expected: dict, found: dict) -> str:

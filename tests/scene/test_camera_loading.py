@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-import scene.camera_loading as camera_loading
 from arguments import ModelParams
 from scene.camera_loading import camera_to_json, cameras_from_infos, target_size
 from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, qvec2rotmat, rotmat2qvec, write_model
 from scene.dataset_types import CameraInfo, DatasetError
 from scene.readers import read_scene
+from utils import system_utils
 from utils.graphics_utils import focal2fov, geom_transform_points, ndc_to_pixel
 
 
 @pytest.fixture(autouse=True)
 def fresh_notices(monkeypatch):
     """Each test sees the once-per-process notices as if the process had just started."""
-    monkeypatch.setattr(camera_loading, "_printed_notices", set())
+    monkeypatch.setattr(system_utils, "_printed_notices", set())
 
 
 def make_info(width=8, height=6, mask=True, depth=True, downscale=1, cx=4.5, cy=2.5) -> CameraInfo:
