@@ -299,16 +299,24 @@ def print_trained_scene(entry: dict) -> None:
           f"{entry['resolution']}, {entry['rasterizer']} on {entry['device']}")
     print(f"{'view':>12} {'fid':>6} | {'ours fwd':>9} {'ours f+b':>9} {'ours MiB':>9} | "
           f"{'peer fwd':>9} {'peer f+b':>9} {'peer MiB':>9} | f+b speedup")
-    fmt = lambda v, spec: "-".rjust(9) if v is None else format(v, spec)
     for r in entry["cameras"]:
-        o = r["ours"]
-        p = min((r[k] for k in ("gsplat", "gsplat_packed") if k in r),
-                key=lambda v: v["forward_backward"]["median_ms"], default=None)
-        peer_cols = (f"{p['forward']['median_ms']:9.2f} {p['forward_backward']['median_ms']:9.2f} "
-                     f"{fmt(p['forward_backward']['peak_extra_mib'], '9.0f')}") if p else f"{'-':>9} {'-':>9} {'-':>9}"
-        print(f"{r['image_name'][:12]:>12} {r['fid']:6.3f} | {o['forward']['median_ms']:9.2f} "
-              f"{o['forward_backward']['median_ms']:9.2f} {fmt(o['forward_backward']['peak_extra_mib'], '9.0f')} | "
-              f"{peer_cols} | {r.get('speedup_forward_backward', '-')}")
+        print(f"{r['image_name'][:12]:>12} {r['fid']:6.3f} | {timing_columns(r['ours'])} | "
+              f"{timing_columns(faster_peer(r))} | {r.get('speedup_forward_backward', '-')}")
+
+
+def faster_peer(row: dict):
+    """The faster of gsplat's unpacked and packed timings in a result row, or None."""
+    return min((row[k] for k in ("gsplat", "gsplat_packed") if k in row),
+               key=lambda v: v["forward_backward"]["median_ms"], default=None)
+
+
+def timing_columns(timing) -> str:
+    """'fwd f+b MiB' columns of one backend's timing (dashes where absent)."""
+    if timing is None:
+        return f"{'-':>9} {'-':>9} {'-':>9}"
+    mib = timing["forward_backward"]["peak_extra_mib"]
+    mib_column = f"{'-':>9}" if mib is None else f"{mib:9.0f}"
+    return f"{timing['forward']['median_ms']:9.2f} {timing['forward_backward']['median_ms']:9.2f} {mib_column}"
 
 
 def _git_commit():
@@ -416,13 +424,8 @@ def main(argv=None):
         print(f"random workload, {WIDTH}x{HEIGHT}")
         print(f"{'N':>9} | {'ours fwd':>9} {'ours f+b':>9} {'ours MiB':>9} | {'gsplat fwd':>9} {'peer f+b':>9} {'peer MiB':>9} | f+b speedup")
     for r in rows:
-        o = r["ours"]
-        p = min((r[k] for k in ("gsplat", "gsplat_packed") if k in r),
-                key=lambda v: v["forward_backward"]["median_ms"], default=None)
-        peer_cols = (f"{p['forward']['median_ms']:9.2f} {p['forward_backward']['median_ms']:9.2f} "
-                     f"{p['forward_backward']['peak_extra_mib']:9.0f}") if p else f"{'-':>9} {'-':>9} {'-':>9}"
-        print(f"{r['n']:>9} | {o['forward']['median_ms']:9.2f} {o['forward_backward']['median_ms']:9.2f} "
-              f"{o['forward_backward']['peak_extra_mib']:9.0f} | {peer_cols} | {r.get('speedup_forward_backward', '-')}")
+        print(f"{r['n']:>9} | {timing_columns(r['ours'])} | {timing_columns(faster_peer(r))} | "
+              f"{r.get('speedup_forward_backward', '-')}")
     if trained is not None:
         print_trained_scene(trained)
     print(f"wrote {args.out}")
