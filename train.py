@@ -235,6 +235,7 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
     progress = tqdm(range(state.iteration + 1, opt.iterations + 1), initial=state.iteration, total=opt.iterations,
                     desc="Training", disable=run.quiet, dynamic_ncols=True)
     torch.autograd.set_detect_anomaly(run.detect_anomaly)
+    step_seconds, steps_run = 0.0, 0  # training steps alone (no tests, saving or start-up): the it/s figure
 
     for iteration in progress:
         start = time.perf_counter()
@@ -276,6 +277,7 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
         state.iteration = iteration
         state.ema_loss = 0.4 * terms["total"].item() + 0.6 * state.ema_loss
         iter_ms = (time.perf_counter() - start) * 1000.0
+        step_seconds, steps_run = step_seconds + iter_ms / 1000.0, steps_run + 1
         if iteration % 10 == 0:
             progress.set_postfix({"loss": f"{state.ema_loss:.5f}", "gaussians": gaussians.get_xyz.shape[0]})
         log_scalars(writer, terms, gaussians, deform, iteration, iter_ms)
@@ -301,7 +303,11 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
         writer.close()
     summary = {"best_test_psnr": state.best_psnr, "best_iteration": state.best_iteration,
                "test_psnr": dict(state.test_psnr),
-               "num_gaussians": int(gaussians.get_xyz.shape[0]), "iterations": opt.iterations}
+               "num_gaussians": int(gaussians.get_xyz.shape[0]), "iterations": opt.iterations,
+               "iterations_per_second": steps_run / step_seconds if step_seconds > 0 else None}
+    if steps_run:
+        print(f"{steps_run} training steps at {summary['iterations_per_second']:.1f} it/s "
+              f"(steps alone: no tests, saving or start-up).")
     if state.best_iteration:
         print(f"Best test PSNR {state.best_psnr:.2f} at iteration {state.best_iteration}.")
     return summary

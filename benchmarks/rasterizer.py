@@ -8,7 +8,8 @@ Workload (1280x720, fx = fy = 1000, identity pose): view z ~ U[2, 10], x ~ U(±0
 log-scales ~ N(-4, 0.5); random unit quaternions; opacity sigmoid(N(0, 1)); SH degree 3 with
 coefficients ~ N(0, 0.2); 3 mask channels ~ U(0, 1). Loss = sum of colour, depth and feature map.
 gsplat (when importable) renders the same Gaussians with render_mode="RGB+ED", its SH colours and
-the mask channels as 6 colour channels, in the same run. Times are CUDA-event medians.
+the mask channels as 6 colour channels, in the same run. Times are CUDA-event medians. agreement_psnr:
+PSNR of gsplat's colour + mask image against ours (same inputs), to show both draw the same picture.
 
 Trained scene (--model, a folder written by train.py): its Gaussians (point_cloud/iteration_N), deformed
 by its network (deform/iteration_N) at the times of --cameras views spread evenly over the time-ordered
@@ -66,6 +67,7 @@ def ours_step(module, settings):
             mask_feature=p["masks"] if p["masks"].shape[1] > 0 else None, scales=p["scales"], rotations=p["quats"])
         if backward:
             (color.sum() + depth.sum() + feature_map.sum()).backward()
+        return torch.cat([color, feature_map], 0)  # [3 + K, H, W], for the agreement check
     return step
 
 
@@ -99,6 +101,7 @@ def gsplat_view_step(viewmats, Ks, width: int, height: int, sh_degree: int, camp
             near_plane=0.2, render_mode="RGB+ED", packed=packed)
         if backward:
             render.sum().backward()
+        return render[0, ..., :-1].permute(2, 0, 1)  # colour + mask channels [3 + K, H, W], depth dropped
     return step
 
 
@@ -148,6 +151,20 @@ def measure_cpu(step, params: dict, backward: bool, repeats: int, warmup: int = 
     for v in params.values():
         v.grad = None
     return {"median_ms": round(statistics.median(times), 3), "min_ms": round(min(times), 3), "peak_extra_mib": None}
+
+
+@torch.no_grad()
+def agreement(steps: dict, params: dict) -> dict:
+    """PSNR (peak 1) of each peer's colour + mask-channel image against ours on the same inputs: a
+    check that both draw the same picture (camera, principal point and pixel-centre conventions),
+    so that the timings compare the same work."""
+    ours = steps["ours"](params, False)
+    out = {}
+    for name, step in steps.items():
+        if name != "ours":
+            mse = torch.mean((step(params, False) - ours) ** 2).item()
+            out[name] = round(10 * math.log10(1.0 / mse), 2) if mse > 0 else None  # None: identical
+    return out
 
 
 def profile(name: str, step, params: dict, rows: int = 14) -> None:
@@ -258,6 +275,8 @@ def benchmark_trained_scene(model_path: str, iteration: int, device, num_cameras
         for name, step in steps.items():
             row[name] = {"forward": measure(step, params, False, repeats, warmup),
                          "forward_backward": measure(step, params, True, repeats, warmup)}
+        if peer_modes:
+            row["agreement_psnr"] = agreement(steps, params)
         _add_speedups(row, list(peer_modes))
         rows.append(row)
         del params, steps
@@ -301,7 +320,12 @@ def print_trained_scene(entry: dict) -> None:
           f"{'peer fwd':>9} {'peer f+b':>9} {'peer MiB':>9} | f+b speedup")
     for r in entry["cameras"]:
         print(f"{r['image_name'][:12]:>12} {r['fid']:6.3f} | {timing_columns(r['ours'])} | "
-              f"{timing_columns(faster_peer(r))} | {r.get('speedup_forward_backward', '-')}")
+              f"{timing_columns(faster_peer(r))} | {r.get('speedup_forward_backward', '-')}"
+              f"{agreement_text(r)}")
+
+
+def agreement_text(row: dict) -> str:
+    return f"   (images agree: {row['agreement_psnr']} dB)" if row.get("agreement_psnr") else ""
 
 
 def faster_peer(row: dict):
@@ -394,6 +418,7 @@ def main(argv=None):
             row[name] = {"forward": measure(step, params, False, args.repeats, args.warmup),
                          "forward_backward": measure(step, params, True, args.repeats, args.warmup)}
         if peers:  # against the faster gsplat mode
+            row["agreement_psnr"] = agreement(dict(ours=ours, **peers), params)
             best = lambda phase: min(row[p][phase]["median_ms"] for p in peers)
             row["speedup_forward_backward"] = round(best("forward_backward") / row["ours"]["forward_backward"]["median_ms"], 3)
             row["speedup_forward"] = round(best("forward") / row["ours"]["forward"]["median_ms"], 3)
@@ -425,7 +450,7 @@ def main(argv=None):
         print(f"{'N':>9} | {'ours fwd':>9} {'ours f+b':>9} {'ours MiB':>9} | {'gsplat fwd':>9} {'peer f+b':>9} {'peer MiB':>9} | f+b speedup")
     for r in rows:
         print(f"{r['n']:>9} | {timing_columns(r['ours'])} | {timing_columns(faster_peer(r))} | "
-              f"{r.get('speedup_forward_backward', '-')}")
+              f"{r.get('speedup_forward_backward', '-')}{agreement_text(r)}")
     if trained is not None:
         print_trained_scene(trained)
     print(f"wrote {args.out}")

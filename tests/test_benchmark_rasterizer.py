@@ -91,3 +91,15 @@ def test_pick_cameras_spreads_over_time():
     assert [c.fid for c in bench.pick_cameras(cams, 3)] == [0.0, 5 / 9, 1.0]
     assert len(bench.pick_cameras(cams, 20)) == 10
     assert bench.pick_cameras(cams, 1)[0].fid == 5 / 9
+
+
+def test_agreement_psnr_of_peer_images():
+    """The ours-vs-peer image check: a constant 0.1 offset is 20 dB; equal images are None."""
+    import torch
+
+    params = {"x": torch.rand(4, 8, 8)}
+    steps = {"ours": lambda p, backward: p["x"], "shifted": lambda p, backward: p["x"] + 0.1,
+             "same": lambda p, backward: p["x"].clone()}
+    psnr = bench.agreement(steps, params)
+    assert psnr["shifted"] == pytest.approx(20.0, abs=0.01)
+    assert psnr["same"] is None and "ours" not in psnr

@@ -112,6 +112,7 @@ def test_training_improves_the_render_and_the_hand_feature_learns_only_in_its_ph
                 "--test_iterations", "1", "24", "--checkpoint_iterations", "29", "40"]
     summary = train.main(["-s", tiny_scene, "-m", model, "--eval", "--llffhold", "3", *TINY, *schedule])
     assert summary["test_psnr"][24] > summary["test_psnr"][1] + 1.0  # the warm-up fits the views
+    assert summary["iterations_per_second"] > 0  # reported, from the timed training steps
     before = final_state(model, 29)["gaussians"]["tensors"]["mask"]
     after = final_state(model, 40)["gaussians"]["tensors"]["mask"]
     assert torch.count_nonzero(before) == 0  # frozen before the mask phase
