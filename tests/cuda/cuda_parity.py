@@ -21,10 +21,13 @@ OUTPUT_NAMES = ("color", "depth", "feature_map", "radii", "alpha")
 
 def random_scene(seed: int, n: int, width: int, height: int, sh_degree: int = 0, precomp_colors=False,
                  precomp_cov=False, channels: int = 3, rotated_camera=False, scale_modifier=1.0,
-                 device="cuda", dtype=torch.float32):
+                 sh_coeffs=None, depth_step=None, device="cuda", dtype=torch.float32):
     """(settings kwargs, inputs) with every kind of Gaussian the rules single out: a crowd of
     overlapping ones in view, some behind the camera or inside the near plane, some off-screen or
-    past the NDC bound, tiny and huge ones, nearly transparent and nearly opaque ones."""
+    past the NDC bound, tiny and huge ones, nearly transparent and nearly opaque ones.
+    sh_coeffs: SH coefficients stored per Gaussian (default (sh_degree + 1)^2; training stores 16
+    while the active degree grows). depth_step: view depths rounded to multiples of it, so that
+    many Gaussians tie in depth (an unrotated camera keeps the ties exact)."""
     g = torch.Generator().manual_seed(seed)
     rand = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64)
     randn = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
@@ -36,6 +39,8 @@ def random_scene(seed: int, n: int, width: int, height: int, sh_degree: int = 0,
     cam = camera(width, height, fovx_deg=60.0, rotation=rotation, translation=translation)
     # view-space points, mapped to world space through the inverse view transform below
     z = 1.5 + 5.0 * rand(n)
+    if depth_step is not None:
+        z = torch.round(z / depth_step) * depth_step
     tx, ty = math.tan(math.radians(30.0)), cam["tanfovy"]
     x = (rand(n) - 0.5) * 2.4 * tx * z
     y = (rand(n) - 0.5) * 2.4 * ty * z
@@ -60,7 +65,7 @@ def random_scene(seed: int, n: int, width: int, height: int, sh_degree: int = 0,
     if precomp_colors:
         inputs["colors_precomp"] = t(rand(n, 3))
     else:
-        inputs["shs"] = t(0.3 * randn(n, (sh_degree + 1) ** 2, 3))
+        inputs["shs"] = t(0.3 * randn(n, sh_coeffs or (sh_degree + 1) ** 2, 3))
     if precomp_cov:
         R = _rotations(rot)
         M = R * (scales * scale_modifier)[:, None, :]

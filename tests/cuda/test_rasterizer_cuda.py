@@ -24,6 +24,12 @@ RANDOM_SCENES = {  # id: random_scene kwargs
     "deg1-rotated-k3-96x64": dict(seed=5, n=800, width=96, height=64, sh_degree=1, channels=3, rotated_camera=True),
     "deg3-modifier-k32-40x40": dict(seed=6, n=300, width=40, height=40, sh_degree=3, channels=32, scale_modifier=0.7),
     "crowd-deg3-k3-128x72": dict(seed=7, n=4000, width=128, height=72, sh_degree=3, channels=3),
+    # training's layout: 16 stored coefficients, lower active degree (SH gradient rows of 48 floats)
+    "deg1-of-16-coeffs-k1-70x50": dict(seed=8, n=1000, width=70, height=50, sh_degree=1, sh_coeffs=16, channels=1),
+    # rows too long for the shared-memory staging of SH gradients: written directly
+    "deg3-of-40-coeffs-k3-48x40": dict(seed=9, n=300, width=48, height=40, sh_degree=3, sh_coeffs=40, channels=3),
+    # many exact depth ties: both sorts must order equal depths the same way (by index)
+    "depth-ties-deg0-k3-64x64": dict(seed=10, n=1500, width=64, height=64, sh_degree=0, channels=3, depth_step=0.5),
 }
 
 

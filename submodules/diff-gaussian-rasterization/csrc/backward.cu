@@ -10,6 +10,10 @@
 
 namespace egorast {
 
+constexpr int PREPROCESS_BW_THREADS = 128;
+
+static inline int blocks_for(int64_t n, int threads) { return (int)((n + threads - 1) / threads); }
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
@@ -167,9 +171,10 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
     }
 }
 
-// dL/d(SH coefficients) and dL/d(mean) through the view direction.
+// dL/d(SH coefficients) into gsh (Gaussian i's row, 3 sh_stride floats) and dL/d(mean) through
+// the view direction.
 __device__ inline float3 sh_backward(const Gaussians& g, int i, float3 mean, const float* campos,
-                                     uint8_t clamped, float3 grad_rgb, float* grad_sh) {
+                                     uint8_t clamped, float3 grad_rgb, float* gsh) {
     const float g_c[3] = {(clamped & 1) ? 0.f : grad_rgb.x, (clamped & 2) ? 0.f : grad_rgb.y,
                           (clamped & 4) ? 0.f : grad_rgb.z};
     const float3 v = make_float3(mean.x - campos[0], mean.y - campos[1], mean.z - campos[2]);
@@ -180,7 +185,6 @@ __device__ inline float3 sh_backward(const Gaussians& g, int i, float3 mean, con
     float basis[16], dbasis[16][3];
     sh_basis<true>(g.sh_degree, dir.x, dir.y, dir.z, basis, dbasis);
     const float* sh = g.shs + (int64_t)i * g.sh_stride * 3;
-    float* gsh = grad_sh + (int64_t)i * g.sh_stride * 3;
     float3 d_dir = make_float3(0.f, 0.f, 0.f);
     const int count = sh_count(g.sh_degree);
 #pragma unroll
@@ -240,14 +244,10 @@ __device__ inline void covariance_3d_backward(const Gaussians& g, int i, const f
     for (int k = 0; k < 4; k++) grad_rot[k] = (dq[k] - qn[k] * along) * inv_norm;
 }
 
-__global__ void preprocess_backward_kernel(Gaussians g, Camera cam, Projected p, ScreenGrads screen, InputGrads out) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= g.count) return;
-    if (p.radii[i] == 0) {  // no gradient; the SH buffer is not zero-initialised
-        if (out.shs != nullptr)
-            for (int k = 0; k < 3 * g.sh_stride; k++) out.shs[(int64_t)i * g.sh_stride * 3 + k] = 0.f;
-        return;
-    }
+// Chain rule for Gaussian i (which preprocessing kept). Its SH gradient row (3 sh_stride floats)
+// goes to sh_row, which the caller stages.
+__device__ void gaussian_backward(const Gaussians& g, const Camera& cam, const Projected& p, const ScreenGrads& screen,
+                                  const InputGrads& out, int i, float* sh_row) {
     const float3 mean = make_float3(g.means[3 * i], g.means[3 * i + 1], g.means[3 * i + 2]);
     const float3 t = transform_point(cam.view, mean);
     float cov3d[6];
@@ -325,7 +325,7 @@ __global__ void preprocess_backward_kernel(Gaussians g, Camera cam, Projected p,
     // read before out.means is written: on the SH path both are the same buffer
     const float3 g_rgb = make_float3(screen.rgb[3 * i], screen.rgb[3 * i + 1], screen.rgb[3 * i + 2]);
     if (g.colors == nullptr) {  // precomputed colours take screen.rgb as their gradient as is
-        const float3 d = sh_backward(g, i, mean, cam.campos, p.clamped[i], g_rgb, out.shs);
+        const float3 d = sh_backward(g, i, mean, cam.campos, p.clamped[i], g_rgb, sh_row);
         d_mean.x += d.x; d_mean.y += d.y; d_mean.z += d.z;
     }
     out.means[3 * i] = d_mean.x; out.means[3 * i + 1] = d_mean.y; out.means[3 * i + 2] = d_mean.z;
@@ -338,7 +338,32 @@ __global__ void preprocess_backward_kernel(Gaussians g, Camera cam, Projected p,
     }
 }
 
-static inline int blocks_for(int64_t n, int threads) { return (int)((n + threads - 1) / threads); }
+// One thread per Gaussian. Its SH gradient row is 3 sh_stride floats long, so stores straight from
+// each thread would hit a separate 32-byte sector per lane; the rows go through shared memory
+// instead (padded by one float against bank conflicts) and each warp writes its 32 rows as one
+// contiguous span. Rows too long for the shared buffer (stage_rows = false) are written directly.
+__global__ void __launch_bounds__(PREPROCESS_BW_THREADS) preprocess_backward_kernel(
+    Gaussians g, Camera cam, Projected p, ScreenGrads screen, InputGrads out, bool stage_rows) {
+    extern __shared__ float s_rows[];  // [PREPROCESS_BW_THREADS][row + 1] when stage_rows
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int row = 3 * g.sh_stride, lane = threadIdx.x & 31;
+    const bool valid = i < g.count;
+    float* sh_row = nullptr;
+    if (out.shs != nullptr)
+        sh_row = stage_rows ? s_rows + threadIdx.x * (row + 1) : out.shs + (int64_t)i * row;
+    if (valid && p.radii[i] > 0) {
+        gaussian_backward(g, cam, p, screen, out, i, sh_row);
+    } else if (valid && sh_row != nullptr) {  // no gradient; the SH buffer is not zero-initialised
+        for (int k = 0; k < row; k++) sh_row[k] = 0.f;
+    }
+    if (!stage_rows || out.shs == nullptr) return;
+    __syncwarp();
+    const int warp_first = i - lane;  // this warp's Gaussians are warp_first .. warp_first + 31
+    const int rows_valid = min(32, g.count - warp_first);
+    const float* warp_rows = s_rows + (threadIdx.x - lane) * (row + 1);
+    float* dst = out.shs + (int64_t)warp_first * row;
+    for (int k = lane; k < rows_valid * row; k += 32) dst[k] = warp_rows[(k / row) * (row + 1) + k % row];
+}
 
 void launch_render_backward(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
                             const float* features, const float* bg, const float* final_T, const int* n_contrib,
@@ -362,7 +387,10 @@ void launch_render_backward(int k_features, const TileLists& lists, const Camera
 void launch_preprocess_backward(const Gaussians& g, const Camera& cam, const Projected& p,
                                 const ScreenGrads& screen, const InputGrads& out, cudaStream_t stream) {
     if (g.count == 0) return;
-    preprocess_backward_kernel<<<blocks_for(g.count, 256), 256, 0, stream>>>(g, cam, p, screen, out);
+    const size_t staged_bytes = out.shs ? sizeof(float) * PREPROCESS_BW_THREADS * (3 * g.sh_stride + 1) : 0;
+    const bool stage_rows = out.shs != nullptr && staged_bytes <= 48 * 1024;  // SH degree 3: 25 KB
+    preprocess_backward_kernel<<<blocks_for(g.count, PREPROCESS_BW_THREADS), PREPROCESS_BW_THREADS,
+                                 stage_rows ? staged_bytes : 0, stream>>>(g, cam, p, screen, out, stage_rows);
 }
 
 }  // namespace egorast

@@ -125,28 +125,31 @@ __global__ void preprocess_kernel(Gaussians g, Camera cam, Projected out) {
     out.tiles_touched[i] = (int64_t)(tight.z - tight.x) * (tight.w - tight.y);
 }
 
-// One key per (tile, Gaussian): tile index in the high 32 bits, depth bits in the low 32
-// (positive floats order like their bit patterns), so one sort groups by tile, then depth.
-__global__ void emit_keys_kernel(int n, Projected p, const int64_t* offsets, int tiles_x, uint64_t* keys, int* values) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n || p.tiles_touched[i] == 0) return;
-    int64_t slot = offsets[i] - p.tiles_touched[i];  // offsets is the inclusive prefix sum
+// Gaussian order[j] (the j-th nearest) writes one key per tile it touches: the tile index. Keys
+// come out in depth order, so a stable sort by tile leaves each tile's Gaussians front to back.
+__global__ void emit_keys_kernel(int n, Projected p, const int* order, const int64_t* offsets, int tiles_x,
+                                 uint32_t* keys, int* values) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n) return;
+    const int i = order[j];
+    const int64_t count = p.tiles_touched[i];
+    if (count == 0) return;
+    int64_t slot = offsets[j] - count;  // offsets is the inclusive prefix sum in depth order
     const ushort4 r = p.tile_rects[i];
-    const uint64_t depth_bits = __float_as_uint(p.depths[i]);
     for (int ty = r.y; ty < r.w; ty++)
         for (int tx = r.x; tx < r.z; tx++) {
-            keys[slot] = ((uint64_t)(ty * tiles_x + tx) << 32) | depth_bits;
+            keys[slot] = (uint32_t)(ty * tiles_x + tx);
             values[slot] = i;
             slot++;
         }
 }
 
-__global__ void tile_ranges_kernel(int n_keys, const uint64_t* keys, int2* ranges) {
+__global__ void tile_ranges_kernel(int n_keys, const uint32_t* tiles, int2* ranges) {
     const int k = blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= n_keys) return;
-    const int tile = (int)(keys[k] >> 32);
-    if (k == 0 || (int)(keys[k - 1] >> 32) != tile) ranges[tile].x = k;
-    if (k == n_keys - 1 || (int)(keys[k + 1] >> 32) != tile) ranges[tile].y = k + 1;
+    const int tile = (int)tiles[k];
+    if (k == 0 || (int)tiles[k - 1] != tile) ranges[tile].x = k;
+    if (k == n_keys - 1 || (int)tiles[k + 1] != tile) ranges[tile].y = k + 1;
 }
 
 // One block per tile, one thread per pixel. Gaussians of the tile (geometry and payload) are
@@ -226,15 +229,15 @@ void launch_preprocess(const Gaussians& g, const Camera& cam, const Projected& o
     preprocess_kernel<<<blocks_for(g.count, 256), 256, 0, stream>>>(g, cam, out);
 }
 
-void launch_emit_keys(int n, const Projected& p, const int64_t* offsets, int tiles_x, uint64_t* keys,
-                      int* values, cudaStream_t stream) {
+void launch_emit_keys(int n, const Projected& p, const int* order, const int64_t* offsets, int tiles_x,
+                      uint32_t* keys, int* values, cudaStream_t stream) {
     if (n == 0) return;
-    emit_keys_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(n, p, offsets, tiles_x, keys, values);
+    emit_keys_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(n, p, order, offsets, tiles_x, keys, values);
 }
 
-void launch_tile_ranges(int n_keys, const uint64_t* keys, int2* ranges, cudaStream_t stream) {
+void launch_tile_ranges(int n_keys, const uint32_t* tiles, int2* ranges, cudaStream_t stream) {
     if (n_keys == 0) return;
-    tile_ranges_kernel<<<blocks_for(n_keys, 256), 256, 0, stream>>>(n_keys, keys, ranges);
+    tile_ranges_kernel<<<blocks_for(n_keys, 256), 256, 0, stream>>>(n_keys, tiles, ranges);
 }
 
 int feature_capacity(int k) {

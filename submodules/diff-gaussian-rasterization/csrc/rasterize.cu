@@ -117,10 +117,22 @@ Projected view_projected(const std::vector<at::Tensor>& t) {
     return p;
 }
 
-int key_bits_for(int n_tiles) {
-    int bits = 0;
+int bits_for(int n_tiles) {
+    int bits = 1;
     while ((int64_t(1) << bits) < n_tiles) bits++;
-    return 32 + bits;
+    return bits;
+}
+
+// Stable LSD radix sort of (key, value) pairs on bits [0, end_bit) of the keys.
+template <typename Key>
+void sort_pairs(const Key* keys_in, Key* keys_out, const int* values_in, int* values_out, int count, int end_bit,
+                const at::TensorOptions& options, cudaStream_t stream) {
+    size_t temp_bytes = 0;
+    cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys_in, keys_out, values_in, values_out, count, 0, end_bit,
+                                    stream);
+    at::Tensor temp = at::empty({(int64_t)temp_bytes}, options.dtype(at::kByte));
+    cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, keys_in, keys_out, values_in, values_out, count, 0,
+                                    end_bit, stream);
 }
 
 }  // namespace
@@ -160,29 +172,38 @@ std::vector<at::Tensor> rasterize_forward(
     launch_preprocess(g, cam, p, stream);
     check_kernel("preprocess", debug);
 
-    // one (tile | depth) key per tile a Gaussian touches, sorted
-    const at::Tensor offsets = at::cumsum(touched, 0);
-    const int64_t n_keys = n > 0 ? offsets[n - 1].item<int64_t>() : 0;
-    TORCH_CHECK(n_keys < (int64_t(1) << 31), "too many (tile, Gaussian) pairs: ", n_keys);
+    // Each tile's Gaussians front to back, from two stable radix sorts: all Gaussians by depth (32-bit
+    // keys over N), then one key per (tile, Gaussian), emitted in that order, by tile index (only its
+    // bits). Equal depths keep index order, exactly as a single sort by (tile, depth) would, at a
+    // fraction of that sort's passes over the longer key list. Culled Gaussians (any depth bits)
+    // emit no keys.
     const int n_tiles = cam.tiles_x * cam.tiles_y;
     at::Tensor ranges = at::zeros({n_tiles, 2}, i32);
+    at::Tensor order = at::empty({n}, i32);
+    int64_t n_keys = 0;
+    at::Tensor offsets;
+    if (n > 0) {
+        at::Tensor depth_bits_sorted = at::empty({n}, i32), index = at::arange(n, i32);
+        sort_pairs(reinterpret_cast<const uint32_t*>(p.depths), reinterpret_cast<uint32_t*>(depth_bits_sorted.data_ptr<int>()),
+                   index.data_ptr<int>(), order.data_ptr<int>(), (int)n, 32, f32, stream);
+        check_kernel("depth sort", debug);
+        offsets = at::cumsum(touched.index_select(0, order), 0);
+        n_keys = offsets[n - 1].item<int64_t>();
+    }
+    TORCH_CHECK(n_keys < (int64_t(1) << 31), "too many (tile, Gaussian) pairs: ", n_keys);
     at::Tensor point_list = at::empty({n_keys}, i32);
     if (n_keys > 0) {
-        at::Tensor keys = at::empty({n_keys}, i64), keys_sorted = at::empty({n_keys}, i64);
+        at::Tensor tiles = at::empty({n_keys}, i32), tiles_sorted = at::empty({n_keys}, i32);
         at::Tensor values = at::empty({n_keys}, i32);
-        auto* k_in = reinterpret_cast<uint64_t*>(keys.data_ptr<int64_t>());
-        auto* k_out = reinterpret_cast<uint64_t*>(keys_sorted.data_ptr<int64_t>());
-        launch_emit_keys((int)n, p, offsets.data_ptr<int64_t>(), cam.tiles_x, k_in, values.data_ptr<int>(), stream);
+        auto* t_in = reinterpret_cast<uint32_t*>(tiles.data_ptr<int>());
+        auto* t_out = reinterpret_cast<uint32_t*>(tiles_sorted.data_ptr<int>());
+        launch_emit_keys((int)n, p, order.data_ptr<int>(), offsets.data_ptr<int64_t>(), cam.tiles_x, t_in,
+                         values.data_ptr<int>(), stream);
         check_kernel("emit_keys", debug);
-        size_t temp_bytes = 0;
-        const int end_bit = key_bits_for(n_tiles);
-        cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, k_in, k_out, values.data_ptr<int>(),
-                                        point_list.data_ptr<int>(), (int)n_keys, 0, end_bit, stream);
-        at::Tensor temp = at::empty({(int64_t)temp_bytes}, means3D.options().dtype(at::kByte));
-        cub::DeviceRadixSort::SortPairs(temp.data_ptr(), temp_bytes, k_in, k_out, values.data_ptr<int>(),
-                                        point_list.data_ptr<int>(), (int)n_keys, 0, end_bit, stream);
-        check_kernel("radix sort", debug);
-        launch_tile_ranges((int)n_keys, k_out, reinterpret_cast<int2*>(ranges.data_ptr<int>()), stream);
+        sort_pairs(t_in, t_out, values.data_ptr<int>(), point_list.data_ptr<int>(), (int)n_keys, bits_for(n_tiles), f32,
+                   stream);
+        check_kernel("tile sort", debug);
+        launch_tile_ranges((int)n_keys, t_out, reinterpret_cast<int2*>(ranges.data_ptr<int>()), stream);
         check_kernel("tile_ranges", debug);
     }
 
