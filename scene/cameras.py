@@ -34,8 +34,9 @@ class Camera:
         self.trans, self.scale = trans, scale
 
         offset = principal_offset_ndc(cx, cy, self.image_width, self.image_height)
-        self.world_view_transform = torch.tensor(getWorld2View2(R, T, trans, scale)).transpose(0, 1).to(self.data_device)
-        self.projection_matrix = getProjectionMatrix(self.znear, self.zfar, FoVx, FoVy, offset).transpose(0, 1).to(self.data_device)
+        # stored transposed (row vectors, as upstream) and contiguous: the rasterizers read them as is
+        self.world_view_transform = torch.tensor(getWorld2View2(R, T, trans, scale)).transpose(0, 1).contiguous().to(self.data_device)
+        self.projection_matrix = getProjectionMatrix(self.znear, self.zfar, FoVx, FoVy, offset).transpose(0, 1).contiguous().to(self.data_device)
         self.full_proj_transform = self.world_view_transform @ self.projection_matrix
         self.camera_center = self.world_view_transform.inverse()[3, :3]
 
