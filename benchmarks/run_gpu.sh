@@ -5,7 +5,9 @@
 #   3. a larger synthetic scene (40 frames, 640x360) trained with the CUDA rasterizer;
 #   4. benchmarks/rasterizer.py: the random workload and that trained scene, against gsplat when it
 #      is importable, with a kernel breakdown at 1M Gaussians;
-#   5. compute-sanitizer memcheck and initcheck on small forward+backward calls.
+#   5. compute-sanitizer memcheck and initcheck on small forward+backward calls;
+#   6. with BASELINE_CSRC (another version's csrc folder): benchmarks/rasterizer_ab.py, that version
+#      against the current one (and gsplat), interleaved in one process.
 # Logs and JSON go to $OUT (default output/gpu), at most 8 files (the device tool's limit).
 #   bash benchmarks/run_gpu.sh            # env: BIG_ITERATIONS (3000), BIG (scratch folder)
 set -uo pipefail
@@ -29,6 +31,13 @@ if python -c "import gsplat" 2>/dev/null; then
     python -c "from gsplat.cuda._backend import _C; print('gsplat extension ready:', _C is not None)" \
         > /tmp/gsplat_build.log 2>&1 &
     gsplat_build=$!
+fi
+
+baseline_build=
+if [ -n "${BASELINE_CSRC:-}" ]; then
+    python -c "from benchmarks.rasterizer_ab import load_baseline; load_baseline('$BASELINE_CSRC')" \
+        > /tmp/baseline_build.log 2>&1 &
+    baseline_build=$!
 fi
 
 step "build our extensions"
@@ -63,5 +72,11 @@ for tool in memcheck initcheck; do
         >> "$OUT/sanitizer.log" 2>&1 || failed "sanitizer $tool"
     tail -n 2 "$OUT/sanitizer.log"
 done
+if [ -n "$baseline_build" ]; then
+    step "A/B against $BASELINE_CSRC"
+    wait "$baseline_build" || { tail -n 5 /tmp/baseline_build.log; failed "baseline build"; }
+    python benchmarks/rasterizer_ab.py --baseline-csrc "$BASELINE_CSRC" --model "$BIG/model" \
+        --out "$OUT/rasterizer_ab.json" || failed "A/B"
+fi
 step "done (status $status)"
 exit $status

@@ -103,3 +103,24 @@ def test_agreement_psnr_of_peer_images():
     psnr = bench.agreement(steps, params)
     assert psnr["shifted"] == pytest.approx(20.0, abs=0.01)
     assert psnr["same"] is None and "ours" not in psnr
+
+
+def test_ab_adapter_drops_the_sort_flag_only_for_older_sources():
+    from benchmarks.rasterizer_ab import _SortFlagAdapter
+
+    class Older:  # forward(..., debug): no depth_first_sort argument
+        @staticmethod
+        def rasterize_forward(a, b, debug):
+            if not isinstance(debug, str):
+                raise TypeError("incompatible function arguments")
+            return ("older", a, b, debug)
+        rasterize_backward = None
+
+    class Current:
+        @staticmethod
+        def rasterize_forward(a, b, depth_first_sort, debug):
+            return ("current", a, b, depth_first_sort, debug)
+        rasterize_backward = None
+
+    assert _SortFlagAdapter(Older).rasterize_forward(1, 2, True, "dbg") == ("older", 1, 2, "dbg")
+    assert _SortFlagAdapter(Current).rasterize_forward(1, 2, True, "dbg") == ("current", 1, 2, True, "dbg")

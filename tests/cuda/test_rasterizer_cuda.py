@@ -54,8 +54,11 @@ def test_reference_cases_match(name, cuda_rasterizer, reference):
     assert_grads_match(grads, ref_grads, name)
 
 
+@pytest.mark.parametrize("sort", ["single", "depth_first"])
 @pytest.mark.parametrize("scene", list(RANDOM_SCENES))
-def test_random_scenes_match(scene, cuda_rasterizer, reference):
+def test_random_scenes_match(scene, sort, cuda_rasterizer, reference, monkeypatch):
+    """Both ways of building the tile lists (chosen by size in use) give the reference's result."""
+    monkeypatch.setattr(cuda_rasterizer, "DEPTH_FIRST_SORT_MIN_GAUSSIANS", 0 if sort == "depth_first" else 1 << 40)
     s32, in32 = random_scene(**RANDOM_SCENES[scene])
     s64, in64 = recast(s32, in32, torch.float64)
     out, grads = run_backend(cuda_rasterizer, s32, in32)

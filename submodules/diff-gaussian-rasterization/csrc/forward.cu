@@ -125,31 +125,38 @@ __global__ void preprocess_kernel(Gaussians g, Camera cam, Projected out) {
     out.tiles_touched[i] = (int64_t)(tight.z - tight.x) * (tight.w - tight.y);
 }
 
-// Gaussian order[j] (the j-th nearest) writes one key per tile it touches: the tile index. Keys
-// come out in depth order, so a stable sort by tile leaves each tile's Gaussians front to back.
+// One key per (tile, Gaussian), written by the j-th Gaussian of `order` (nullptr: index order).
+// 64-bit keys are (tile << 32 | depth bits): positive floats order like their bit patterns, so one
+// sort groups by tile, then depth. 32-bit keys are the tile alone, for Gaussians already visited
+// front to back (order = depth order): a stable sort by tile then keeps each tile front to back.
+template <typename Key>
 __global__ void emit_keys_kernel(int n, Projected p, const int* order, const int64_t* offsets, int tiles_x,
-                                 uint32_t* keys, int* values) {
+                                 Key* keys, int* values) {
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= n) return;
-    const int i = order[j];
+    const int i = order != nullptr ? order[j] : j;
     const int64_t count = p.tiles_touched[i];
     if (count == 0) return;
-    int64_t slot = offsets[j] - count;  // offsets is the inclusive prefix sum in depth order
+    int64_t slot = offsets[j] - count;  // offsets: inclusive prefix sum of the counts in visiting order
     const ushort4 r = p.tile_rects[i];
+    const uint64_t depth_bits = __float_as_uint(p.depths[i]);
     for (int ty = r.y; ty < r.w; ty++)
         for (int tx = r.x; tx < r.z; tx++) {
-            keys[slot] = (uint32_t)(ty * tiles_x + tx);
+            const uint64_t tile = (uint64_t)(ty * tiles_x + tx);
+            keys[slot] = (Key)(sizeof(Key) == 8 ? (tile << 32) | depth_bits : tile);
             values[slot] = i;
             slot++;
         }
 }
 
-__global__ void tile_ranges_kernel(int n_keys, const uint32_t* tiles, int2* ranges) {
+template <typename Key>
+__global__ void tile_ranges_kernel(int n_keys, const Key* keys, int2* ranges) {
+    constexpr int shift = sizeof(Key) == 8 ? 32 : 0;
     const int k = blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= n_keys) return;
-    const int tile = (int)tiles[k];
-    if (k == 0 || (int)tiles[k - 1] != tile) ranges[tile].x = k;
-    if (k == n_keys - 1 || (int)tiles[k + 1] != tile) ranges[tile].y = k + 1;
+    const int tile = (int)(keys[k] >> shift);
+    if (k == 0 || (int)(keys[k - 1] >> shift) != tile) ranges[tile].x = k;
+    if (k == n_keys - 1 || (int)(keys[k + 1] >> shift) != tile) ranges[tile].y = k + 1;
 }
 
 // One block per tile, one thread per pixel. Gaussians of the tile (geometry and payload) are
@@ -229,16 +236,25 @@ void launch_preprocess(const Gaussians& g, const Camera& cam, const Projected& o
     preprocess_kernel<<<blocks_for(g.count, 256), 256, 0, stream>>>(g, cam, out);
 }
 
-void launch_emit_keys(int n, const Projected& p, const int* order, const int64_t* offsets, int tiles_x,
-                      uint32_t* keys, int* values, cudaStream_t stream) {
+template <typename Key>
+void launch_emit_keys(int n, const Projected& p, const int* order, const int64_t* offsets, int tiles_x, Key* keys,
+                      int* values, cudaStream_t stream) {
     if (n == 0) return;
-    emit_keys_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(n, p, order, offsets, tiles_x, keys, values);
+    emit_keys_kernel<Key><<<blocks_for(n, 256), 256, 0, stream>>>(n, p, order, offsets, tiles_x, keys, values);
 }
 
-void launch_tile_ranges(int n_keys, const uint32_t* tiles, int2* ranges, cudaStream_t stream) {
+template <typename Key>
+void launch_tile_ranges(int n_keys, const Key* keys, int2* ranges, cudaStream_t stream) {
     if (n_keys == 0) return;
-    tile_ranges_kernel<<<blocks_for(n_keys, 256), 256, 0, stream>>>(n_keys, tiles, ranges);
+    tile_ranges_kernel<Key><<<blocks_for(n_keys, 256), 256, 0, stream>>>(n_keys, keys, ranges);
 }
+
+template void launch_emit_keys<uint32_t>(int, const Projected&, const int*, const int64_t*, int, uint32_t*, int*,
+                                         cudaStream_t);
+template void launch_emit_keys<uint64_t>(int, const Projected&, const int*, const int64_t*, int, uint64_t*, int*,
+                                         cudaStream_t);
+template void launch_tile_ranges<uint32_t>(int, const uint32_t*, int2*, cudaStream_t);
+template void launch_tile_ranges<uint64_t>(int, const uint64_t*, int2*, cudaStream_t);
 
 int feature_capacity(int k) {
     for (int cap : {0, 1, 3, 8, 16, 32})

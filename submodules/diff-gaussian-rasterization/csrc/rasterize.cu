@@ -135,6 +135,52 @@ void sort_pairs(const Key* keys_in, Key* keys_out, const int* values_in, int* va
                                     end_bit, stream);
 }
 
+// Each tile's Gaussians front to back: the point list (Gaussian indices, grouped by tile, front to
+// back within a tile) and each tile's [start, end) in `ranges`. Two ways, same result:
+//  - uint64_t: one stable radix sort of (tile << 32 | depth bits) keys, one per (tile, Gaussian);
+//  - uint32_t (depth-first): a stable sort of all Gaussians by depth (32-bit keys over N), then
+//    tile-only keys emitted in that order and stably sorted on the tile bits alone. Fewer passes
+//    over the long key list, but more launches: it pays for large N (the caller decides).
+// Either way equal depths keep index order. Culled Gaussians emit no keys.
+template <typename Key>
+at::Tensor tile_lists(const Projected& p, const at::Tensor& touched, const Camera& cam, at::Tensor& ranges,
+                      cudaStream_t stream, bool debug) {
+    constexpr bool depth_first = sizeof(Key) == 4;
+    const int64_t n = touched.size(0);
+    const auto i32 = touched.options().dtype(at::kInt);
+    const auto key_type = touched.options().dtype(depth_first ? at::kInt : at::kLong);
+    if (n == 0) return at::empty({0}, i32);
+    at::Tensor order, offsets;
+    if (depth_first) {
+        at::Tensor depth_bits_sorted = at::empty({n}, i32), index = at::arange(n, i32);
+        order = at::empty({n}, i32);
+        sort_pairs(reinterpret_cast<const uint32_t*>(p.depths), reinterpret_cast<uint32_t*>(depth_bits_sorted.data_ptr<int>()),
+                   index.data_ptr<int>(), order.data_ptr<int>(), (int)n, 32, i32, stream);
+        check_kernel("depth sort", debug);
+        offsets = at::cumsum(touched.index_select(0, order), 0);
+    } else {
+        offsets = at::cumsum(touched, 0);
+    }
+    const int64_t n_keys = offsets[n - 1].item<int64_t>();
+    TORCH_CHECK(n_keys < (int64_t(1) << 31), "too many (tile, Gaussian) pairs: ", n_keys);
+    at::Tensor point_list = at::empty({n_keys}, i32);
+    if (n_keys == 0) return point_list;
+    at::Tensor keys = at::empty({n_keys}, key_type), keys_sorted = at::empty({n_keys}, key_type);
+    at::Tensor values = at::empty({n_keys}, i32);
+    Key* k_in = reinterpret_cast<Key*>(keys.data_ptr());
+    Key* k_out = reinterpret_cast<Key*>(keys_sorted.data_ptr());
+    launch_emit_keys<Key>((int)n, p, depth_first ? order.data_ptr<int>() : nullptr, offsets.data_ptr<int64_t>(),
+                          cam.tiles_x, k_in, values.data_ptr<int>(), stream);
+    check_kernel("emit_keys", debug);
+    const int tile_bits = bits_for(cam.tiles_x * cam.tiles_y);
+    sort_pairs(k_in, k_out, values.data_ptr<int>(), point_list.data_ptr<int>(), (int)n_keys,
+               depth_first ? tile_bits : 32 + tile_bits, i32, stream);
+    check_kernel("tile sort", debug);
+    launch_tile_ranges<Key>((int)n_keys, k_out, reinterpret_cast<int2*>(ranges.data_ptr<int>()), stream);
+    check_kernel("tile_ranges", debug);
+    return point_list;
+}
+
 }  // namespace
 
 std::vector<at::Tensor> rasterize_forward(
@@ -142,7 +188,7 @@ std::vector<at::Tensor> rasterize_forward(
     const at::Tensor& scales, const at::Tensor& rotations, double scale_modifier, const at::Tensor& cov3D_precomp,
     const at::Tensor& features, const at::Tensor& viewmatrix, const at::Tensor& projmatrix, double tan_fovx,
     double tan_fovy, int64_t image_height, int64_t image_width, const at::Tensor& shs, int64_t sh_degree,
-    const at::Tensor& campos, bool debug) {
+    const at::Tensor& campos, bool depth_first_sort, bool debug) {
     TORCH_CHECK(image_height > 0 && image_width > 0, "image size must be positive, got ", image_width, "x", image_height);
     TORCH_CHECK(image_width <= TILE * 65535 && image_height <= TILE * 65535, "image too large");
     const c10::cuda::CUDAGuard guard(means3D.device());
@@ -172,40 +218,10 @@ std::vector<at::Tensor> rasterize_forward(
     launch_preprocess(g, cam, p, stream);
     check_kernel("preprocess", debug);
 
-    // Each tile's Gaussians front to back, from two stable radix sorts: all Gaussians by depth (32-bit
-    // keys over N), then one key per (tile, Gaussian), emitted in that order, by tile index (only its
-    // bits). Equal depths keep index order, exactly as a single sort by (tile, depth) would, at a
-    // fraction of that sort's passes over the longer key list. Culled Gaussians (any depth bits)
-    // emit no keys.
     const int n_tiles = cam.tiles_x * cam.tiles_y;
     at::Tensor ranges = at::zeros({n_tiles, 2}, i32);
-    at::Tensor order = at::empty({n}, i32);
-    int64_t n_keys = 0;
-    at::Tensor offsets;
-    if (n > 0) {
-        at::Tensor depth_bits_sorted = at::empty({n}, i32), index = at::arange(n, i32);
-        sort_pairs(reinterpret_cast<const uint32_t*>(p.depths), reinterpret_cast<uint32_t*>(depth_bits_sorted.data_ptr<int>()),
-                   index.data_ptr<int>(), order.data_ptr<int>(), (int)n, 32, f32, stream);
-        check_kernel("depth sort", debug);
-        offsets = at::cumsum(touched.index_select(0, order), 0);
-        n_keys = offsets[n - 1].item<int64_t>();
-    }
-    TORCH_CHECK(n_keys < (int64_t(1) << 31), "too many (tile, Gaussian) pairs: ", n_keys);
-    at::Tensor point_list = at::empty({n_keys}, i32);
-    if (n_keys > 0) {
-        at::Tensor tiles = at::empty({n_keys}, i32), tiles_sorted = at::empty({n_keys}, i32);
-        at::Tensor values = at::empty({n_keys}, i32);
-        auto* t_in = reinterpret_cast<uint32_t*>(tiles.data_ptr<int>());
-        auto* t_out = reinterpret_cast<uint32_t*>(tiles_sorted.data_ptr<int>());
-        launch_emit_keys((int)n, p, order.data_ptr<int>(), offsets.data_ptr<int64_t>(), cam.tiles_x, t_in,
-                         values.data_ptr<int>(), stream);
-        check_kernel("emit_keys", debug);
-        sort_pairs(t_in, t_out, values.data_ptr<int>(), point_list.data_ptr<int>(), (int)n_keys, bits_for(n_tiles), f32,
-                   stream);
-        check_kernel("tile sort", debug);
-        launch_tile_ranges((int)n_keys, t_out, reinterpret_cast<int2*>(ranges.data_ptr<int>()), stream);
-        check_kernel("tile_ranges", debug);
-    }
+    const at::Tensor point_list = depth_first_sort ? tile_lists<uint32_t>(p, touched, cam, ranges, stream, debug)
+                                                   : tile_lists<uint64_t>(p, touched, cam, ranges, stream, debug);
 
     at::Tensor color = at::empty({3, H, W}, f32), depth = at::empty({1, H, W}, f32);
     at::Tensor feature_map = at::empty({K, H, W}, f32), alpha = at::empty({1, H, W}, f32);

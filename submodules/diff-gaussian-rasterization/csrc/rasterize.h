@@ -14,7 +14,7 @@ std::vector<at::Tensor> rasterize_forward(
     const at::Tensor& scales, const at::Tensor& rotations, double scale_modifier, const at::Tensor& cov3D_precomp,
     const at::Tensor& features, const at::Tensor& viewmatrix, const at::Tensor& projmatrix, double tan_fovx,
     double tan_fovy, int64_t image_height, int64_t image_width, const at::Tensor& shs, int64_t sh_degree,
-    const at::Tensor& campos, bool debug);
+    const at::Tensor& campos, bool depth_first_sort, bool debug);
 
 // Returns the gradients of means2D, colors_precomp, opacities, means3D, cov3D_precomp, shs, scales,
 // rotations, mask_feature (empty where the input was absent).

@@ -77,9 +77,12 @@ struct InputGrads {
 };
 
 void launch_preprocess(const Gaussians& g, const Camera& cam, const Projected& out, cudaStream_t stream);
+// Key = uint64_t (tile << 32 | depth bits, order = nullptr) or uint32_t (tile; order = depth order).
+template <typename Key>
 void launch_emit_keys(int n, const Projected& p, const int* order, const int64_t* offsets, int tiles_x,
-                      uint32_t* keys, int* values, cudaStream_t stream);
-void launch_tile_ranges(int n_keys, const uint32_t* tiles, int2* ranges, cudaStream_t stream);
+                      Key* keys, int* values, cudaStream_t stream);
+template <typename Key>
+void launch_tile_ranges(int n_keys, const Key* keys, int2* ranges, cudaStream_t stream);
 void launch_render(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
                    const float* features, const float* bg, float* color, float* depth, float* feature_map,
                    float* alpha, float* final_T, int* n_contrib, cudaStream_t stream);

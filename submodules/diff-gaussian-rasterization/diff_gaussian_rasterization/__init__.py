@@ -19,6 +19,12 @@ import torch.nn as nn
 
 _extension_module = None
 MAX_FEATURE_CHANNELS = 32  # the largest feature template compiled into the kernels
+# From this many Gaussians on, tile lists come from a depth-first pair of 32-bit sorts rather than
+# one 64-bit (tile, depth) sort: fewer passes over the key list, more launches. Same lists either
+# way. H100, 1280x720, same process (benchmarks/results/rasterizer_h100.json): the single sort was
+# ahead at 100k (forward 0.79 vs 0.86 ms), the depth-first pair from 200k (forward+backward 2.85 vs
+# 2.93 ms at 200k, 3.36 vs 4.32 ms at 1M).
+DEPTH_FIRST_SORT_MIN_GAUSSIANS = 150_000
 
 
 def set_extension(module) -> None:
@@ -114,9 +120,11 @@ class _RasterizeGaussians(torch.autograd.Function):
                     tan_fovx=float(settings.tanfovx), tan_fovy=float(settings.tanfovy),
                     image_height=int(settings.image_height), image_width=int(settings.image_width), shs=shs,
                     sh_degree=int(settings.sh_degree), campos=_camera_tensor(settings.campos))
+        depth_first_sort = means3D.shape[0] >= DEPTH_FIRST_SORT_MIN_GAUSSIANS
+
         def run():
             _check_inputs(args)
-            return _extension().rasterize_forward(*args.values(), settings.debug)
+            return _extension().rasterize_forward(*args.values(), depth_first_sort, settings.debug)
 
         out = _call("forward", run, args, settings.debug)
         color, depth, feature_map, alpha = out[:4]
