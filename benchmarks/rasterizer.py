@@ -113,16 +113,7 @@ def measure(step, params: dict, backward: bool, repeats: int, warmup: int = 3) -
     for _ in range(warmup):
         step(params, backward)
     torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        for v in params.values():
-            v.grad = None
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step(params, backward)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
+    times = [time_call(step, params, backward) for _ in range(repeats)]
     for v in params.values():
         v.grad = None
     torch.cuda.synchronize()
@@ -136,6 +127,18 @@ def measure(step, params: dict, backward: bool, repeats: int, warmup: int = 3) -
         v.grad = None
     return {"median_ms": round(statistics.median(times), 3), "min_ms": round(min(times), 3),
             "peak_extra_mib": round(peak / 2**20, 1)}
+
+
+def time_call(step, params: dict, backward: bool) -> float:
+    """Milliseconds of one call on the GPU (CUDA events), gradients cleared first."""
+    for v in params.values():
+        v.grad = None
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    step(params, backward)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
 
 
 def measure_cpu(step, params: dict, backward: bool, repeats: int, warmup: int = 3) -> dict:

@@ -70,17 +70,6 @@ class _SortFlagAdapter:
         return self.compiled.rasterize_forward(*args[:-2], args[-1])
 
 
-def time_call(step, params, backward: bool) -> float:
-    for v in params.values():
-        v.grad = None
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    step(params, backward)
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end)
-
-
 def interleaved(steps: dict, params: dict, repeats: int, warmup: int = 3) -> dict:
     """{phase: {variant: median ms}}, the variants timed in turn within each repeat."""
     for step in steps.values():
@@ -91,7 +80,7 @@ def interleaved(steps: dict, params: dict, repeats: int, warmup: int = 3) -> dic
         times = {name: [] for name in steps}
         for _ in range(repeats):
             for name, step in steps.items():
-                times[name].append(time_call(step, params, backward))
+                times[name].append(bench.time_call(step, params, backward))
         result[phase] = {name: round(statistics.median(t), 3) for name, t in times.items()}
     result["ratio_forward_backward"] = round(result["forward_backward"]["baseline"]
                                              / result["forward_backward"]["current"], 3)

@@ -5,6 +5,7 @@
 
 #include "blend.cuh"
 #include "config.h"
+#include "gaussian.cuh"
 #include "maths.cuh"
 #include "rasterizer.h"
 
@@ -251,14 +252,7 @@ __device__ void gaussian_backward(const Gaussians& g, const Camera& cam, const P
     const float3 mean = make_float3(g.means[3 * i], g.means[3 * i + 1], g.means[3 * i + 2]);
     const float3 t = transform_point(cam.view, mean);
     float cov3d[6];
-    if (g.cov3d != nullptr) {
-#pragma unroll
-        for (int k = 0; k < 6; k++) cov3d[k] = g.cov3d[6 * i + k];
-    } else {
-        const float3 s = make_float3(g.scales[3 * i], g.scales[3 * i + 1], g.scales[3 * i + 2]);
-        const float4 q = make_float4(g.rotations[4 * i], g.rotations[4 * i + 1], g.rotations[4 * i + 2], g.rotations[4 * i + 3]);
-        covariance_3d(s, g.scale_modifier, q, cov3d);
-    }
+    load_cov3d(g, i, cov3d);
     const Projection2D jac = projection_jacobian(t, cam.focal_x, cam.focal_y, cam.tan_fovx, cam.tan_fovy, cam.view);
     const float3 cov2d = covariance_2d(jac, cov3d);
     const float inv_det = 1.f / (cov2d.x * cov2d.z - cov2d.y * cov2d.y);
