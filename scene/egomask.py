@@ -20,7 +20,7 @@ Decisions (documented here once):
 import os
 import re
 import warnings
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -155,13 +155,22 @@ def point_cloud_from_points3D(points3D: Dict[int, ColmapPoint3D], model_dir: str
 
 # ----------------------------------------------------------------------------- masks and depth priors
 
-def _attach_masks(source: str, cam_infos: List[CameraInfo], disabled: bool, notices: List[str]) -> bool:
-    folder = os.path.join(source, "masks")
+def _supervision_folder(source: str, name: str, loss: str, flag: str, what: str, disabled: bool,
+                        notices: List[str]) -> Optional[str]:
+    """The scene's `name` folder to read, or None (with a notice) when it is absent or switched off."""
+    folder = os.path.join(source, name)
     if not os.path.isdir(folder):
-        notices.append(f"No masks/ folder in {source}: the hand-mask loss is off.")
-        return False
+        notices.append(f"No {name}/ folder in {source}: the {loss} loss is off.")
+        return None
     if disabled:
-        notices.append(f"--no_masks: the hand masks in {folder} are not used.")
+        notices.append(f"{flag}: the {what} in {folder} are not used.")
+        return None
+    return folder
+
+
+def _attach_masks(source: str, cam_infos: List[CameraInfo], disabled: bool, notices: List[str]) -> bool:
+    folder = _supervision_folder(source, "masks", "hand-mask", "--no_masks", "hand masks", disabled, notices)
+    if folder is None:
         return False
     for cam in cam_infos:
         path = _find_file(folder, [cam.image_name + ext for ext in MASK_EXTENSIONS], "hand mask", "--no_masks")
@@ -171,12 +180,8 @@ def _attach_masks(source: str, cam_infos: List[CameraInfo], disabled: bool, noti
 
 def _attach_depth_priors(source: str, cam_infos: List[CameraInfo], disabled: bool, kind: str,
                          notices: List[str]) -> bool:
-    folder = os.path.join(source, "depth_gt")
-    if not os.path.isdir(folder):
-        notices.append(f"No depth_gt/ folder in {source}: the depth-prior loss is off.")
-        return False
-    if disabled:
-        notices.append(f"--no_depth: the depth priors in {folder} are not used.")
+    folder = _supervision_folder(source, "depth_gt", "depth-prior", "--no_depth", "depth priors", disabled, notices)
+    if folder is None:
         return False
     for cam in cam_infos:
         stem = cam.image_name
