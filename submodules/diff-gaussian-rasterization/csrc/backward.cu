@@ -81,12 +81,7 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
         if (rank < batch) {
             const int id = lists.point_list[top - 1 - rank];
             s_id[rank] = id;
-            s_xy[rank] = p.means2d[id];
-            s_conic[rank] = p.conic_opacity[id];
-            s_rgbd[rank] = make_float4(p.rgb[3 * id], p.rgb[3 * id + 1], p.rgb[3 * id + 2], p.depths[id]);
-#pragma unroll
-            for (int k = 0; k < KCAP; k++)
-                if (k < K) s_feat[k * BLOCK_SIZE + rank] = features[(int64_t)id * K + k];
+            stage_gaussian<KCAP>(p, features, K, id, rank, s_xy, s_conic, s_rgbd, s_feat);
         }
         __syncthreads();
         for (int j = 0; j < batch; j++) {
