@@ -134,7 +134,9 @@ def scene_row(name: str, model_path: str) -> Dict:
 
 
 COLUMNS = [("scene", "{}"), ("PSNR", "{:.2f}"), ("SSIM", "{:.4f}"), ("LPIPS", "{:.4f}"), ("FPS", "{:.1f}"),
-           ("train_minutes", "{:.1f}"), ("Gaussians", "{:d}"), ("mask_IoU", "{:.3f}"), ("static_PSNR", "{:.2f}")]
+           ("train_minutes", "{:.1f}"), ("Gaussians", "{:d}"), ("mask_IoU", "{:.3f}"), ("hands_precision", "{:.3f}"),
+           ("hands_recall", "{:.3f}"), ("masked_PSNR", "{:.2f}"), ("static_PSNR", "{:.2f}"),
+           ("static_PSNR_hand_region", "{:.2f}")]
 
 
 def format_table(rows: List[Dict]) -> str:

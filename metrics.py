@@ -4,9 +4,15 @@
 
 For every OUT/<split>/ours_N: PSNR, SSIM (3DGS: 11x11 Gaussian window, σ = 1.5) and LPIPS (the
 ``lpips`` package, inputs scaled to [-1, 1]) between renders/<name>.png and gt/<name>.png.
-Where the model's source scene has decomposition ground truth (gt_static/ and masks/, as the
-built-in synthetic scene), it adds mask_IoU (hands_mask/ > 0.5 vs mask > 0.5) and static_PSNR
-(static/ vs gt_static/). Writes OUT/results.json and OUT/per_view.json (per-view dicts keyed by
+Where a view's hand mask is known (gt_masks/ written by render.py for any scene with masks, or the
+source scene's masks/), it adds the decomposition scores:
+  mask_IoU          hand pixels of the rendered hand map (hands_mask_binary/, render.py's rule) vs mask > 0.5
+  hands_precision   share of the hands layer's opacity (hands_alpha/) inside the mask dilated by 3 px
+  hands_recall      mean opacity of the hands layer over the mask's pixels
+  masked_PSNR       PSNR of renders/ vs gt/ on the pixels outside the mask
+and where the source scene has hand-free frames (gt_static/, the built-in synthetic scene):
+  static_PSNR       static/ vs gt_static/ over the frame
+  static_PSNR_hand_region   the same inside the mask only (remnants and holes both cost) Writes OUT/results.json and OUT/per_view.json (per-view dicts keyed by
 file name, as Inria); a split other than test goes to results_<split>.json / per_view_<split>.json.
 
 LPIPS needs the ImageNet backbone weights of torchvision in the torch hub cache (nothing is
@@ -27,13 +33,14 @@ import torch.nn.functional as F
 
 from scene.dataset_types import DatasetError
 from utils.image_io import read_image, to_gray, to_rgb
-from utils.image_utils import mask_iou, psnr
+from utils.image_utils import dilate, mask_iou, masked_psnr, psnr
 from utils.loss_utils import ssim
 
 # torchvision's ImageNet weights that lpips loads for its backbone (file names in the hub cache)
 BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 EXIT_BAD_INPUT = 2
 EXIT_NO_LPIPS = 1
+PRECISION_TOLERANCE_PX = 3  # hands_precision counts the hands layer within this distance of the true mask
 
 
 class LpipsUnavailable(Exception):
@@ -122,7 +129,7 @@ def resized_to(img: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def decomposition_truth(model_path: str) -> Optional[str]:
-    """The source scene folder when it has gt_static/ and masks/ (from the saved cfg_args.json)."""
+    """The source scene folder (from the saved cfg_args.json) when it has masks/ or gt_static/."""
     cfg = os.path.join(model_path, "cfg_args.json")
     if not os.path.isfile(cfg):
         return None
@@ -131,7 +138,7 @@ def decomposition_truth(model_path: str) -> Optional[str]:
             source = json.load(f).get("source_path", "")
     except (OSError, ValueError):
         return None
-    has_truth = source and all(os.path.isdir(os.path.join(source, d)) for d in ("gt_static", "masks"))
+    has_truth = source and any(os.path.isdir(os.path.join(source, d)) for d in ("gt_static", "masks"))
     return source if has_truth else None
 
 
@@ -149,24 +156,58 @@ def score_view(method_dir: str, name: str, lpips_model, truth_dir: Optional[str]
             print(f"Note: {name}.png ({gt.shape[2]}x{gt.shape[1]}) is too small for LPIPS; its LPIPS is null.")
         else:
             scores["LPIPS"] = distance
-    if truth_dir is not None:
-        scores.update(decomposition_scores(method_dir, name, truth_dir, device))
+    scores.update(decomposition_scores(method_dir, name, render, gt, truth_dir, device))
     return scores
 
 
-def decomposition_scores(method_dir: str, name: str, truth_dir: str, device) -> Dict[str, float]:
+def true_hand_mask(method_dir: str, name: str, truth_dir: Optional[str], size, device) -> Optional[torch.Tensor]:
+    """bool [1, H, W] hand mask of a view: gt_masks/ written by render.py (any scene with masks),
+    else the source scene's masks/ resized; None when the view has no mask."""
+    candidates = [os.path.join(method_dir, "gt_masks", name + ".png")]
+    if truth_dir is not None:
+        candidates.append(os.path.join(truth_dir, "masks", name + ".png"))
+    for path in candidates:
+        if os.path.isfile(path):
+            return resized_to(load_image(path, channels=1).to(device), *size) > 0.5
+    return None
+
+
+def hands_layer_scores(hands_alpha: torch.Tensor, true_mask: torch.Tensor) -> Dict[str, float]:
+    """hands_precision: the share of the hands layer's opacity inside the true mask dilated by
+    PRECISION_TOLERANCE_PX (1 when the layer is empty); hands_recall: the mean opacity of the layer
+    over the true-mask pixels (1 when the view has no hand). hands_alpha [1,H,W] in [0,1]."""
+    near_hand = dilate(true_mask.float(), 2 * PRECISION_TOLERANCE_PX + 1) > 0.5
+    total = float(hands_alpha.sum())
+    precision = float(hands_alpha[near_hand].sum()) / total if total > 0 else 1.0
+    recall = float(hands_alpha[true_mask].mean()) if bool(true_mask.any()) else 1.0
+    return {"hands_precision": precision, "hands_recall": recall}
+
+
+def decomposition_scores(method_dir: str, name: str, render: torch.Tensor, gt: torch.Tensor,
+                         truth_dir: Optional[str], device) -> Dict[str, float]:
+    """Scores of the hands decomposition of one view where its hand mask is known (module text)."""
     scores = {}
-    hand_map_path = os.path.join(method_dir, "hands_mask", name + ".png")
-    true_mask_path = os.path.join(truth_dir, "masks", name + ".png")
-    if os.path.isfile(hand_map_path) and os.path.isfile(true_mask_path):
-        hand_map = load_image(hand_map_path, channels=1).to(device)
-        true_mask = resized_to(load_image(true_mask_path, channels=1).to(device), *hand_map.shape[1:])
-        scores["mask_IoU"] = mask_iou(hand_map > 0.5, true_mask > 0.5)
+    size = render.shape[1:]
+    true_mask = true_hand_mask(method_dir, name, truth_dir, size, device)
+    if true_mask is not None:
+        scores["masked_PSNR"] = masked_psnr(render, gt, ~true_mask)
+        binary_path = os.path.join(method_dir, "hands_mask_binary", name + ".png")
+        map_path = os.path.join(method_dir, "hands_mask", name + ".png")
+        if os.path.isfile(binary_path):
+            scores["mask_IoU"] = mask_iou(load_image(binary_path, channels=1).to(device) > 0.5, true_mask)
+        elif os.path.isfile(map_path):  # renders of an older render.py: the plain 0.5 threshold
+            scores["mask_IoU"] = mask_iou(load_image(map_path, channels=1).to(device) > 0.5, true_mask)
+        alpha_path = os.path.join(method_dir, "hands_alpha", name + ".png")
+        if os.path.isfile(alpha_path):
+            scores.update(hands_layer_scores(load_image(alpha_path, channels=1).to(device), true_mask))
     static_path = os.path.join(method_dir, "static", name + ".png")
-    true_static_path = os.path.join(truth_dir, "gt_static", name + ".png")
-    if os.path.isfile(static_path) and os.path.isfile(true_static_path):
+    true_static_path = None if truth_dir is None else os.path.join(truth_dir, "gt_static", name + ".png")
+    if true_static_path and os.path.isfile(static_path) and os.path.isfile(true_static_path):
         static = load_image(static_path).to(device)
-        scores["static_PSNR"] = float(psnr(static, resized_to(load_image(true_static_path).to(device), *static.shape[1:])))
+        hand_free = resized_to(load_image(true_static_path).to(device), *size)
+        scores["static_PSNR"] = float(psnr(static, hand_free))
+        if true_mask is not None:
+            scores["static_PSNR_hand_region"] = masked_psnr(static, hand_free, true_mask)
     return scores
 
 

@@ -7,10 +7,15 @@ For each split, OUT/<split>/ours_<N>/ receives (one PNG per view, named by the c
   renders/        the rendered image              gt/         the ground truth
   depth/          expected depth, near bright (min-max per view; black where nothing is rendered)
   hands_mask/     the rendered hand map (mean over the K mask channels, grey)
+  hands_mask_binary/  its hand pixels (scene/decomposition.py's segment_hand_map: > 0.5 and cleaned)
   static/         only the static Gaussians       hands/      only the hand Gaussians
-  hands_segment/  the render inside the cleaned hand mask (map > 0.5, opening + closing), background outside
+  hands_alpha/    the opacity of the hands layer (what metrics.py's hands_precision/recall score)
+  hands_segment/  the render inside hands_mask_binary, background outside
   fix/, fix_mask/ training camera --fix_view (default: the middle one) at the time of every view
-plus <folder>.mp4 (or .gif) per sequence and fps.json (rendering speed after warm-up, Gaussian count).
+  strip/          gt | render | static | hands side by side, to judge a run at a glance
+  gt_masks/       the scene's hand mask at the render's size (scenes with masks; metrics.py reads it)
+plus <folder>.mp4 (or .gif) per sequence (not gt_masks) and fps.json (rendering speed after warm-up,
+Gaussian count).
 Which Gaussians are hands is decided by scene/decomposition.py (--hand_rule, --hand_threshold, ...).
 """
 import json
@@ -27,14 +32,18 @@ from gaussian_renderer import render
 from gaussian_renderer.backend import get_rasterizer
 from scene import Scene
 from scene.dataset_types import DatasetError
-from scene.decomposition import Decomposition, add_decomposition_args, decompose_model
+from scene.decomposition import (Decomposition, add_decomposition_args, decompose_model, deformation_gate,
+                                 segment_hand_map)
 from scene.deform_model import DeformModel
 from scene.gaussian_model import GaussianModel
 from utils.image_io import read_rgb, write_image
-from utils.image_utils import clean_mask, depth_for_viewing, to_uint8
+from utils.image_utils import depth_for_viewing, to_uint8
 from utils.video import write_video
 
-IMAGE_FOLDERS = ("renders", "gt", "depth", "hands_mask", "static", "hands", "hands_segment", "fix", "fix_mask")
+IMAGE_FOLDERS = ("renders", "gt", "depth", "hands_mask", "hands_mask_binary", "static", "hands", "hands_alpha",
+                 "hands_segment", "fix", "fix_mask", "strip")
+GT_MASK_FOLDER = "gt_masks"   # written when the scene has hand masks; no video
+STRIP_GAP = 2  # px of white between the panels of strip/ (gt | render | static | hands)
 EXIT_BAD_INPUT = 2
 
 
@@ -117,17 +126,17 @@ def fixed_camera(train_cameras: List, fix_view: Optional[int]):
 class ViewRenderer:
     """Deforms the Gaussians to a time and renders one camera, optionally a subset of them."""
 
-    def __init__(self, gaussians, deform, pipe, background: torch.Tensor, is_6dof: bool, deform_on: bool):
+    def __init__(self, gaussians, deform, pipe, background: torch.Tensor, is_6dof: bool, deform_on: bool,
+                 gate: Optional[torch.Tensor] = None):
         self.gaussians, self.deform, self.pipe = gaussians, deform, pipe
         self.background, self.is_6dof, self.deform_on = background, is_6dof, deform_on
+        self.gate = gate  # [N] share of the motion per Gaussian (--deform_gate), None: all move
 
     def deformation(self, fid: torch.Tensor):
         """Offsets at time fid (0-d tensor); plain zeros when the snapshot predates warm-up."""
         if not self.deform_on:
             return 0.0, 0.0, 0.0
-        xyz = self.gaussians.get_xyz
-        time_input = fid.to(xyz.device).reshape(1, 1).expand(xyz.shape[0], 1)
-        return self.deform.step(xyz.detach(), time_input)
+        return self.deform.offsets(self.gaussians.get_xyz, fid, gate=self.gate)
 
     def __call__(self, camera, offsets, subset: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         return render(camera, self.gaussians, self.pipe, self.background, *offsets,
@@ -145,10 +154,19 @@ def hand_map_image(hands_map: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return hands_map.mean(dim=0, keepdim=True).clamp(0.0, 1.0)
 
 
-def hands_segment(image: torch.Tensor, hand_map: torch.Tensor, background: torch.Tensor, kernel: int) -> torch.Tensor:
-    """The render inside the cleaned hand mask, background colour elsewhere. image [3,H,W], hand_map [1,H,W]."""
-    keep = clean_mask(hand_map > 0.5, kernel)
-    return torch.where(keep, image, background[:, None, None].to(image.device))
+def hands_segment(image: torch.Tensor, hand_pixels: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """The render inside the hand pixels, background colour elsewhere. image [3,H,W], hand_pixels [1,H,W] bool."""
+    return torch.where(hand_pixels, image, background[:, None, None].to(image.device))
+
+
+def side_by_side(images: List[torch.Tensor], gap: int = STRIP_GAP) -> torch.Tensor:
+    """[3, H, W] images -> one [3, H, n·W + (n-1)·gap] strip with white gaps between them."""
+    height = images[0].shape[1]
+    spacer = torch.ones(3, height, gap, dtype=images[0].dtype, device=images[0].device)
+    pieces = []
+    for index, image in enumerate(images):
+        pieces += ([spacer] if index else []) + [image.to(spacer.device)[:3]]
+    return torch.cat(pieces, dim=2)
 
 
 def synchronize(device: torch.device) -> None:
@@ -161,26 +179,35 @@ def view_outputs(camera, fix_cam, offsets, full: Dict, renderer: ViewRenderer, s
     """Every image of one view, by output folder. full: the render of all Gaussians at this view."""
     image = full["render"].clamp(0.0, 1.0)
     hand_map = hand_map_image(full["hands_map"], image)
+    hand_pixels = segment_hand_map(hand_map, kernel)
     fixed = renderer(fix_cam.to(camera.data_device), offsets)  # the fixed camera at this view's time
     fix_image = fixed["render"].clamp(0.0, 1.0)
-    return {
+    static = renderer(camera, offsets, split_info.static)["render"].clamp(0.0, 1.0)
+    hands = renderer(camera, offsets, split_info.hands)
+    hands_image = hands["render"].clamp(0.0, 1.0)
+    gt = camera.original_image[:3]
+    outputs = {
         "renders": image,
-        "gt": camera.original_image[:3],
+        "gt": gt,
         "depth": depth_for_viewing(full["depth"], full["alpha"]),
         "hands_mask": hand_map,
-        "static": renderer(camera, offsets, split_info.static)["render"].clamp(0.0, 1.0),
-        "hands": renderer(camera, offsets, split_info.hands)["render"].clamp(0.0, 1.0),
-        "hands_segment": hands_segment(image, hand_map, renderer.background, kernel),
+        "hands_mask_binary": hand_pixels.float(),
+        "static": static,
+        "hands": hands_image,
+        "hands_alpha": hands["alpha"].clamp(0.0, 1.0),
+        "hands_segment": hands_segment(image, hand_pixels, renderer.background),
         "fix": fix_image,
         "fix_mask": hand_map_image(fixed["hands_map"], fix_image),
+        "strip": side_by_side([gt, image, static, hands_image]),
     }
+    if camera.mask is not None:
+        outputs["gt_masks"] = camera.mask  # the training mask at the render's size, for metrics.py
+    return outputs
 
 
 def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, split_info: Decomposition,
                  out_dir: str, args: Namespace) -> Dict:
     """Every output of one split; returns the speed record written to fps.json."""
-    for folder in IMAGE_FOLDERS:
-        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
     device = renderer.gaussians.get_xyz.device
     frame_times = []
     with torch.no_grad():
@@ -251,7 +278,8 @@ def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str
     if not deform_on:
         print(f"Iteration {iteration} is before the deformation warm-up ({args.warm_up}): rendering undeformed.")
     background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
-    renderer = ViewRenderer(gaussians, deform, pipe, background, dataset.is_6dof, deform_on)
+    renderer = ViewRenderer(gaussians, deform, pipe, background, dataset.is_6dof, deform_on,
+                            deformation_gate(gaussians, args))
     try:
         renderer.backend_name()  # --rasterizer cuda without a usable GPU fails here, before any output
     except RuntimeError as err:

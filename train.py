@@ -15,9 +15,11 @@ from typing import Dict, List, Optional
 import torch
 from tqdm import tqdm
 
-from arguments import ModelParams, OptimizationParams, PipelineParams, add_run_arguments, save_config
+from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_arguments, apply_recipe,
+                       explicit_arguments, save_config)
 from gaussian_renderer import render
 from scene import Scene
+from scene.decomposition import deformation_gate
 from scene.dataset_types import DatasetError
 from scene.deform_model import DeformModel
 from scene.densify import DensificationStrategy
@@ -61,16 +63,37 @@ def pick_camera(state: RunState, cameras: List, rng: random.Random):
     return cameras[state.camera_stack.pop(rng.randrange(len(state.camera_stack)))]
 
 
-def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, noise_std: float = 0.0):
-    """Deformation offsets at the camera's time (plus annealed time noise while training);
-    zero before warm-up, without calling the network."""
+def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, gate, noise_std: float = 0.0):
+    """Deformation offsets at the camera's time (plus annealed time noise while training), each
+    Gaussian's share set by gate [N] (None: all move); zero before warm-up, without the network."""
     if not phase.deform:
         return 0.0, 0.0, 0.0
-    n = gaussians.get_xyz.shape[0]
-    time_input = camera.fid.to(gaussians.get_xyz.device).reshape(1, 1).expand(n, 1)
-    if noise_std > 0.0:
-        time_input = time_input + (torch.randn(1, 1, device=time_input.device) * noise_std).expand(n, 1)
-    return deform.step(gaussians.get_xyz.detach(), time_input)
+    return deform.offsets(gaussians.get_xyz, camera.fid, noise_std, gate)
+
+
+def layer_losses(camera, gaussians: GaussianModel, pipe, offsets, gate: torch.Tensor, opt,
+                 is_6dof: bool) -> Dict[str, torch.Tensor]:
+    """Losses on the two layers of the decomposition, each rendered alone on black.
+
+    hands layer (opacity x gate, the Gaussians that move): its opacity is the hand mask
+    (``hands_alpha``, L1) and its colour the image inside the mask (``hands_color``);
+    static layer (opacity x (1 - gate)): its colour is the image outside the mask (``static_color``).
+    The gate is detached: these losses move, shape and colour the Gaussians, the mask loss labels them."""
+    mask = camera.mask.to(gate.device)
+    gt = camera.original_image.to(gate.device)
+    black = torch.zeros(3, device=gate.device)
+    terms = {}
+    if opt.hands_layer_weight > 0:
+        moving = gate > 0
+        if bool(moving.any()):
+            hands = render(camera, gaussians, pipe, black, *offsets, is_6dof=is_6dof, gaussian_subset=moving,
+                           opacity_weight=gate)
+            terms["hands_alpha"] = (hands["alpha"] - mask).abs().mean()
+            terms["hands_color"] = (mask * (hands["render"] - gt).abs()).mean()
+    if opt.static_layer_weight > 0:
+        static = render(camera, gaussians, pipe, black, *offsets, is_6dof=is_6dof, opacity_weight=1.0 - gate)
+        terms["static_color"] = ((1.0 - mask) * (static["render"] - gt).abs()).mean()
+    return terms
 
 
 def compute_losses(render_pkg: Dict, camera, phase, opt, depth_kind_default: str) -> Dict[str, torch.Tensor]:
@@ -149,7 +172,7 @@ def restore_checkpoint(path: str, gaussians, deform, strategy, rng: random.Rando
 
 
 @torch.no_grad()
-def evaluate(scene: Scene, gaussians, deform, pipe, background, is_6dof: bool, phase, writer,
+def evaluate(scene: Scene, gaussians, deform, pipe, opt, background, is_6dof: bool, phase, writer,
              iteration: int) -> Optional[float]:
     """L1 and PSNR on the test views and a few training views; one image on the device at a time."""
     train_cams = scene.getTrainCameras()
@@ -161,7 +184,7 @@ def evaluate(scene: Scene, gaussians, deform, pipe, background, is_6dof: bool, p
             continue
         l1_sum, psnr_sum = 0.0, 0.0
         for idx, camera in enumerate(cameras):
-            d = deform_for(camera, gaussians, deform, phase)
+            d = deform_for(camera, gaussians, deform, phase, deformation_gate(gaussians, opt))
             out = render(camera, gaussians, pipe, background, *d, is_6dof=is_6dof)
             image = out["render"].clamp(0.0, 1.0)
             gt = camera.original_image.to(image.device)
@@ -252,9 +275,16 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
         if dataset.load2gpu_on_the_fly:
             camera.to(device)
         noise_std = schedule.time_noise_std(iteration, len(train_cameras))
-        d_xyz, d_rot, d_scale = deform_for(camera, gaussians, deform, phase, noise_std)
-        render_pkg = render(camera, gaussians, pipe, background, d_xyz, d_rot, d_scale, is_6dof=dataset.is_6dof)
+        gate = deformation_gate(gaussians, opt) if phase.deform else None
+        offsets = deform_for(camera, gaussians, deform, phase, gate, noise_std)
+        render_pkg = render(camera, gaussians, pipe, background, *offsets, is_6dof=dataset.is_6dof)
         terms = compute_losses(render_pkg, camera, phase, opt, dataset.depth_prior_kind)
+        if gate is not None and phase.uses_mask and camera.mask is not None:
+            layers = layer_losses(camera, gaussians, pipe, offsets, gate, opt, dataset.is_6dof)
+            terms.update(layers)
+            for name, value in layers.items():
+                weight = opt.hands_layer_weight if name.startswith("hands") else opt.static_layer_weight
+                terms["total"] = terms["total"] + weight * value
         try:
             check_finite(terms, iteration)
         except NonFiniteLoss as err:
@@ -283,7 +313,7 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
         log_scalars(writer, terms, gaussians, deform, iteration, iter_ms)
 
         if iteration in run.test_iterations:
-            test_psnr = evaluate(scene, gaussians, deform, pipe, background, dataset.is_6dof, phase, writer,
+            test_psnr = evaluate(scene, gaussians, deform, pipe, opt, background, dataset.is_6dof, phase, writer,
                                  iteration)
             if test_psnr is not None:
                 state.test_psnr[iteration] = test_psnr
@@ -329,6 +359,7 @@ def resolve_model_path(args: Namespace) -> None:
 def main(argv=None) -> Dict:
     parser, (lp, op, pp) = build_parser()
     args = parser.parse_args(argv)  # unknown flags are an error (argparse exits with status 2)
+    apply_recipe(args, explicit_arguments(parser, sys.argv[1:] if argv is None else argv))
     if not args.source_path:
         parser.error("-s/--source_path is required: the scene folder to train on.")
     resolve_model_path(args)

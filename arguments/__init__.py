@@ -93,7 +93,7 @@ class PipelineParams(ParamGroup):
 
 
 class OptimizationParams(ParamGroup):
-    choices = {"depth_loss": ["minmax", "ssi"]}
+    choices = {"depth_loss": ["minmax", "ssi"], "deform_gate": ["hand", "none"]}
 
     def __init__(self, parser):
         self.iterations = 40_000
@@ -124,11 +124,41 @@ class OptimizationParams(ParamGroup):
         self.loss_reduce = 0.5
         self.depth_loss = "minmax"
         self.time_noise_steps = 20_000
+        # Hands decomposition (README, "Hands decomposition"). deform_gate "hand": only Gaussians
+        # labelled hand by their learned feature deform, the static scene never moves; "none": every
+        # Gaussian deforms (the paper). early_mask_weight: the hand feature learns from iteration 1
+        # with mask loss weight early_mask_weight·loss_reduce before the mask phase (paper: 0).
+        self.deform_gate = "hand"
+        self.gate_low = 0.25
+        self.gate_high = 0.75
+        self.early_mask_weight = 0.1
+        # With the gate, losses on each layer rendered alone (train.py's layer_losses); paper: 0.
+        self.hands_layer_weight = 0.5
+        self.static_layer_weight = 0.5
         super().__init__(parser, "Optimization Parameters")
+
+
+# Named sets of defaults (--recipe); flags written on the command line still win. "paper" is
+# EgoMask's own recipe: every Gaussian deforms, the hand feature learns only in the mask phase, and
+# the deformation network starts at PyTorch's init (README, "Hands decomposition").
+RECIPES = {
+    "default": {},
+    "paper": {"deform_gate": "none", "early_mask_weight": 0.0, "hands_layer_weight": 0.0,
+              "static_layer_weight": 0.0, "deform_init": "pytorch"},
+}
+
+
+def apply_recipe(args: Namespace, explicit: dict) -> None:
+    """Set the --recipe's values on args, except flags given explicitly (explicit_arguments)."""
+    for key, value in RECIPES[args.recipe].items():
+        if key not in explicit:
+            setattr(args, key, value)
 
 
 def add_run_arguments(parser: ArgumentParser) -> None:
     """Flags of a training run that are not model, pipeline or optimization parameters."""
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                        help="default: our hands decomposition; paper: EgoMask's recipe (see the README)")
     parser.add_argument("--test_iterations", nargs="+", type=int, default=[5000, 6000, 7000] + list(range(10000, 40001, 1000)))
     parser.add_argument("--save_iterations", nargs="+", type=int, default=[7000, 10000, 20000, 30000, 40000])
     parser.add_argument("--checkpoint_iterations", nargs="+", type=int, default=[])

@@ -11,14 +11,16 @@ from utils.sh_utils import sh_to_color
 
 def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, is_6dof: bool = False,
            scaling_modifier: float = 1.0, override_color: Optional[torch.Tensor] = None,
-           gaussian_subset: Optional[torch.Tensor] = None) -> dict:
+           gaussian_subset: Optional[torch.Tensor] = None, opacity_weight: Optional[torch.Tensor] = None) -> dict:
     """Render pc seen from viewpoint_camera.
 
     d_xyz, d_rotation, d_scaling: offsets added to the activated position [N,3], rotation [N,4]
     and scale [N,3] (plain 0.0 before warm-up); with is_6dof, d_xyz is a rigid transform
     [N,4,4] applied to the points (column vectors) instead. gaussian_subset: bool [N] to draw
-    only some Gaussians (static / hands renders). The SH colour is seen from the camera centre
-    towards the *deformed* position, as the rasterizer does.
+    only some Gaussians (static / hands renders). opacity_weight: [N] factor in [0, 1] on each
+    Gaussian's opacity (a soft layer: the hands with their motion gate, the static scene with
+    1 - gate). The SH colour is seen from the camera centre towards the *deformed* position, as
+    the rasterizer does.
 
     Returns render [3,H,W], depth [1,H,W], hands_map [K,H,W], alpha [1,H,W],
     viewspace_points [N,3] (after backward, .grad[:, :2] = dL/d NDC centre), visibility_filter [N]
@@ -30,6 +32,8 @@ def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, i
     scales = pc.get_scaling + _offset("d_scaling", d_scaling, N, 3)
     rotations = pc.get_rotation + _offset("d_rotation", d_rotation, N, 4)
     opacities = pc.get_opacity
+    if opacity_weight is not None:
+        opacities = opacities * opacity_weight.reshape(N, 1)
     screenspace_points = torch.zeros(N, 3, dtype=xyz.dtype, device=device, requires_grad=True)
 
     cov3D_precomp = None

@@ -8,14 +8,25 @@ Rules:
   ``percentile`` (the paper's code): hand  <=>  Σ_k |m_k| > the hand_percentile-th percentile of
       that score over all Gaussians (85 -> the top 15 % are hands, whatever the training reached).
 static is always the complement of hands. With mask_dimension 0 there are no hands.
+
+Hand pixels of a rendered hand map (``segment_hand_map``, used by render.py's hands_mask_binary/
+and hands_segment/, hence by metrics.py's mask_IoU): map > 0.5, then the clean-up of upstream's
+post-processing: opening + closing with a square kernel, holes filled, and connected pieces
+smaller than MIN_PIECE_FRACTION of the image dropped.
 """
 import argparse
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
+from scipy import ndimage
+
+from utils.image_utils import clean_mask
 
 HAND_RULES = ("threshold", "percentile")
+HAND_MAP_THRESHOLD = 0.5
+MIN_PIECE_FRACTION = 0.002  # of the image's pixels: specks below this are not a hand
 
 
 @dataclass
@@ -65,6 +76,30 @@ def percentile(values: torch.Tensor, q: float) -> torch.Tensor:
     return ordered[low] * (1.0 - frac) + ordered[high] * frac
 
 
+def hand_score(mask_features: torch.Tensor) -> torch.Tensor:
+    """[N, K] learned hand features -> [N] hand score (mean over the K channels; zeros when K = 0).
+    The mask loss drives it to 1 on hands and 0 elsewhere."""
+    if mask_features.shape[1] == 0:
+        return mask_features.new_zeros(mask_features.shape[0])
+    return mask_features.detach().mean(dim=1)
+
+
+def motion_gate(mask_features: torch.Tensor, low: float = 0.25, high: float = 0.75) -> torch.Tensor:
+    """[N] share of the predicted deformation each Gaussian takes (``--deform_gate hand``): 0 for a
+    hand score <= low (the static scene never moves), 1 from high on (hands move freely), linear
+    between, so a Gaussian whose label is still being learned moves part of the way."""
+    return ((hand_score(mask_features) - low) / max(high - low, 1e-6)).clamp(0.0, 1.0)
+
+
+def deformation_gate(gaussians, args) -> Optional[torch.Tensor]:
+    """[N] motion_gate of a GaussianModel under --deform_gate / --gate_low / --gate_high, or None
+    when every Gaussian deforms (--deform_gate none, the paper; or a model without hand feature).
+    One rule for training and rendering."""
+    if getattr(args, "deform_gate", "none") != "hand" or gaussians.mask_dimension == 0:
+        return None
+    return motion_gate(gaussians.get_mask, args.gate_low, args.gate_high)
+
+
 def select_hands(mask_features: torch.Tensor, rule: str = "threshold", threshold: float = 0.5,
                  hand_percentile: float = 85.0) -> torch.Tensor:
     """bool [N]: True for hand Gaussians. mask_features [N, K] (K may be 0)."""
@@ -75,7 +110,7 @@ def select_hands(mask_features: torch.Tensor, rule: str = "threshold", threshold
     if n == 0 or k == 0:
         return torch.zeros(n, dtype=torch.bool, device=features.device)
     if rule == "threshold":
-        return features.mean(dim=1) > threshold
+        return hand_score(features) > threshold
     score = features.abs().sum(dim=1)
     return score > percentile(score, hand_percentile)
 
@@ -96,3 +131,16 @@ def decompose_model(gaussians, args: argparse.Namespace) -> Decomposition:
     if features is None:  # tolerate models that store no mask tensor at all when K = 0
         features = torch.zeros(gaussians.get_xyz.shape[0], 0, device=gaussians.get_xyz.device)
     return decompose(features, args.hand_rule, args.hand_threshold, args.hand_percentile)
+
+
+def segment_hand_map(hand_map: torch.Tensor, kernel: int = 5) -> torch.Tensor:
+    """Rendered hand map [1, H, W] in [0, 1] -> bool [1, H, W] hand pixels (see the module text)."""
+    mask = clean_mask(hand_map > HAND_MAP_THRESHOLD, kernel)[0].cpu().numpy()
+    mask = ndimage.binary_fill_holes(mask)
+    labels, count = ndimage.label(mask)
+    if count:
+        sizes = np.bincount(labels.ravel())
+        keep = sizes >= MIN_PIECE_FRACTION * mask.size
+        keep[0] = False
+        mask = keep[labels]
+    return torch.from_numpy(mask)[None].to(hand_map.device)

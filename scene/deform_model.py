@@ -46,13 +46,37 @@ class DeformModel:
         self.trainable = True
 
     # ---- forward -------------------------------------------------------------------------
-    def step(self, xyz: torch.Tensor, time_input: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """xyz [N, 3] (detached by the caller), time_input [N, 1] -> d_xyz [N, 3] or [N, 4, 4]
-        (is_6dof), d_rotation [N, 4], d_scaling [N, 3]; always float32 whatever the precision."""
+    def step(self, xyz: torch.Tensor, time_input: torch.Tensor,
+             gate: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """xyz [N, 3] (detached by the caller), time_input [N, 1], gate [N, 1] or None (scales the
+        motion, see DeformNetwork) -> d_xyz [N, 3] or [N, 4, 4] (is_6dof), d_rotation [N, 4],
+        d_scaling [N, 3]; always float32 whatever the precision."""
         _check_inputs(xyz, time_input, self.device)
         with self.precision_context():
-            d_xyz, d_rotation, d_scaling = self.deform(xyz, time_input)
+            d_xyz, d_rotation, d_scaling = self.deform(xyz, time_input, gate)
         return d_xyz.float(), d_rotation.float(), d_scaling.float()
+
+    def offsets(self, xyz: torch.Tensor, fid, noise_std: float = 0.0,
+                gate: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The deformation of every Gaussian at one time, in one call.
+
+        xyz [N, 3] canonical centres (detached here: the network does not move its own inputs);
+        fid the camera's time (number or 0-d tensor); noise_std > 0 adds one Gaussian draw of that
+        std to the time (annealed smoothing while training); gate [N] in [0, 1] or None: how much
+        of the predicted motion each Gaussian takes. The network runs only on Gaussians whose gate
+        is > 0; the others get exactly no offset (the identity transform with is_6dof)."""
+        xyz = xyz.detach()
+        n = xyz.shape[0]
+        t = torch.as_tensor(fid, dtype=xyz.dtype).to(xyz.device).reshape(1, 1)
+        if noise_std > 0.0:
+            t = t + torch.randn(1, 1, device=xyz.device) * noise_std
+        if gate is None:
+            return self.step(xyz, t.expand(n, 1))
+        gate = gate.detach().reshape(-1).to(xyz.device)
+        moving = torch.nonzero(gate > 0).squeeze(1)
+        d_xyz, d_rotation, d_scaling = self.step(xyz[moving], t.expand(moving.shape[0], 1), gate[moving, None])
+        return _scatter_rows(d_xyz, moving, n, identity=self.is_6dof), \
+            _scatter_rows(d_rotation, moving, n), _scatter_rows(d_scaling, moving, n)
 
     def precision_context(self):
         """The numeric mode of the network. bf16 autocast is recorded in the graph, so its backward
@@ -192,6 +216,15 @@ def _first_difference(expected: dict, found: dict) -> str:
         return f"unexpected {unexpected[0]}"
     key = next(k for k in expected if expected[k] != found[k])
     return f"{key} has shape {list(found[key])}, expected {list(expected[key])}"
+
+
+def _scatter_rows(rows: torch.Tensor, ids: torch.Tensor, n: int, identity: bool = False) -> torch.Tensor:
+    """[M, ...] rows placed at ids of an [n, ...] tensor of zeros (of identity matrices); differentiable."""
+    if identity:
+        full = torch.eye(rows.shape[-1], dtype=rows.dtype, device=rows.device).expand(n, *rows.shape[1:])
+    else:
+        full = rows.new_zeros((n, *rows.shape[1:]))
+    return full.index_put((ids,), rows)
 
 
 def _check_inputs(xyz: torch.Tensor, time_input: torch.Tensor, device: torch.device) -> None:

@@ -10,7 +10,7 @@ import torchvision
 
 import metrics
 from utils.image_io import write_image
-from utils.image_utils import clean_mask, depth_for_viewing, mask_iou, psnr
+from utils.image_utils import clean_mask, depth_for_viewing, mask_iou, masked_psnr, psnr
 from utils.loss_utils import ssim
 
 C1 = 0.01 ** 2  # SSIM stabilizer for a dynamic range of 1
@@ -164,7 +164,8 @@ def test_metrics_main_writes_inria_layout(tmp_path, monkeypatch, capsys):
 def test_metrics_with_lpips_model_and_partial_truth(tmp_path, random_lpips):
     model = make_rendered_model(tmp_path, with_truth=False, size=8)
     results = metrics.evaluate_model(str(model), "test", random_lpips, torch.device("cpu"))
-    assert "mask_IoU" not in results["ours_7"]         # gt_static missing -> no decomposition truth
+    assert "static_PSNR" not in results["ours_7"]      # gt_static missing: no hand-free truth
+    assert results["ours_7"]["mask_IoU"] == pytest.approx(1 / 3)  # the masks are still scored
     per_view = json.loads((model / "per_view.json").read_text())["ours_7"]
     assert all(v > 0 for v in per_view["LPIPS"].values())
     assert results["ours_7"]["LPIPS"] == pytest.approx(sum(per_view["LPIPS"].values()) / 2)
@@ -190,3 +191,75 @@ def test_metrics_bad_inputs(tmp_path, monkeypatch, capsys):
     assert "frame_b" in capsys.readouterr().err
     assert metrics.main(["-m", str(model), "--require_lpips"]) == 1
 
+
+
+# ---------------------------------------------------------------- decomposition scores, by hand
+
+def test_masked_psnr_known_values():
+    gt = torch.full((3, 4, 4), 0.5)
+    image = gt.clone()
+    image[:, :, :2] += 0.1
+    image[:, :, 2:] += 0.3
+    left = torch.zeros(1, 4, 4, dtype=torch.bool)
+    left[..., :2] = True
+    assert masked_psnr(image, gt, left) == pytest.approx(20.0, abs=1e-4)            # only the 0.1 errors
+    assert masked_psnr(image, gt, ~left) == pytest.approx(-20 * math.log10(0.3), abs=1e-4)
+    assert math.isnan(masked_psnr(image, gt, torch.zeros_like(left)))              # no pixel to score
+
+
+def decomposition_views(tmp_path):
+    """One 16x16 view whose scores are worked out in test_decomposition_scores_by_hand."""
+    method = tmp_path / "model" / "test" / "ours_1"
+    gt = torch.full((3, 16, 16), 0.2)          # multiples of 0.2 are exact in 8 bits (51/255)
+    render = gt.clone()
+    render[:, :, 0:4] += 0.2                   # off by 0.2 left of the hand
+    render[:, :, 4:8] += 0.6                   # off by 0.6 on the hand (masked_PSNR ignores it)
+    true_mask = torch.zeros(1, 16, 16)
+    true_mask[..., 4:8] = 1.0                  # the hand: columns 4-7, 64 px
+    binary = torch.zeros(1, 16, 16)
+    binary[..., 4:12] = 1.0                    # predicted hand pixels: columns 4-11
+    alpha = torch.zeros(1, 16, 16)
+    alpha[:, 0:8, 4:8] = 1.0                   # covers the upper half of the hand (32)
+    alpha[:, :, 9] = 0.6                       # 2 px beyond the hand: inside the 3-px tolerance (9.6)
+    alpha[:, 0:4, 14] = 1.0                    # far from the hand (4)
+    for folder, image in (("gt", gt), ("renders", render), ("gt_masks", true_mask), ("hands_mask", binary),
+                          ("hands_mask_binary", binary), ("hands_alpha", alpha), ("static", gt)):
+        write_image(str(method / folder / "v.png"), image)
+    return method
+
+
+def test_decomposition_scores_by_hand(tmp_path):
+    method = decomposition_views(tmp_path)
+    scores = metrics.evaluate_method(str(method), None, None, torch.device("cpu"))
+    view = {metric: values["v.png"] for metric, values in scores.items()}
+    assert view["mask_IoU"] == pytest.approx(64 / 128)
+    assert view["hands_precision"] == pytest.approx(41.6 / 45.6, abs=2e-3)
+    assert view["hands_recall"] == pytest.approx(32 / 64)
+    # outside the hand: 64 px off by 0.2, 128 px exact -> MSE 0.04 / 3
+    assert view["masked_PSNR"] == pytest.approx(10 * math.log10(75), abs=1e-3)
+    assert "static_PSNR" not in view            # no hand-free truth for this scene
+
+
+def test_hands_layer_scores_edge_cases():
+    empty = torch.zeros(1, 8, 8, dtype=torch.bool)
+    hand = empty.clone()
+    hand[..., 2:4, 2:4] = True
+    nothing = torch.zeros(1, 8, 8)
+    assert metrics.hands_layer_scores(nothing, hand) == {"hands_precision": 1.0, "hands_recall": 0.0}
+    assert metrics.hands_layer_scores(nothing, empty) == {"hands_precision": 1.0, "hands_recall": 1.0}
+    assert metrics.hands_layer_scores(torch.ones(1, 8, 8), empty)["hands_precision"] == 0.0
+
+
+def test_static_psnr_inside_the_hand_region(tmp_path):
+    model = make_rendered_model(tmp_path)      # true hand: the middle half of the columns
+    method = model / "test" / "ours_7"
+    source = tmp_path / "scene"
+    for name in ("frame_a", "frame_b"):
+        hand_free = torch.full((3, 8, 16), 0.4)
+        static = hand_free.clone()
+        static[:, :, 4:12] -= 0.2              # remnants exactly on the hand: 0.2 off there
+        write_image(str(method / "static" / f"{name}.png"), static)
+        write_image(str(source / "gt_static" / f"{name}.png"), hand_free)
+    scores = metrics.evaluate_model(str(model), "test", None, torch.device("cpu"))["ours_7"]
+    assert scores["static_PSNR_hand_region"] == pytest.approx(20 * math.log10(1 / 0.2), abs=0.05)
+    assert scores["static_PSNR"] == pytest.approx(10 * math.log10(1 / (0.04 / 2)), abs=0.05)

@@ -13,7 +13,8 @@ from utils.image_io import read_image, read_rgb  # noqa: E402
 
 ITERATION = 7
 FRAMES = 4
-FOLDERS = ("renders", "gt", "depth", "hands_mask", "static", "hands", "hands_segment", "fix", "fix_mask")
+FOLDERS = ("renders", "gt", "depth", "hands_mask", "hands_mask_binary", "static", "hands", "hands_alpha",
+           "hands_segment", "fix", "fix_mask", "strip", "gt_masks")
 
 
 def model_args(scene_dir, model_dir, warm_up, mask_dimension=3):
@@ -110,6 +111,51 @@ def test_decomposition_outputs_are_consistent(rendered):
         segment_pixels += inside.sum()
         assert not np.allclose(static, image) and hands.max() > 0
     assert segment_pixels > 0
+
+
+def test_strip_is_gt_render_static_hands_side_by_side(rendered):
+    model_dir, scene, _ = rendered
+    out = model_dir / "test" / f"ours_{ITERATION}"
+    assert (out / "strip.mp4").is_file() or (out / "strip.gif").is_file()
+    gap = render_cli.STRIP_GAP
+    for name in names_in(out / "renders"):
+        strip = read_rgb(str(out / "strip" / f"{name}.png"))
+        panels = [read_rgb(str(out / folder / f"{name}.png")) for folder in ("gt", "renders", "static", "hands")]
+        w = panels[0].shape[1]
+        assert strip.shape == (panels[0].shape[0], 4 * w + 3 * gap, 3)
+        for index, panel in enumerate(panels):
+            left = index * (w + gap)
+            assert np.array_equal(strip[:, left:left + w], panel), (name, index)
+            if index:
+                assert (strip[:, left - gap:left] == 1.0).all()    # white gap before each panel
+
+
+def test_hands_alpha_is_the_opacity_of_the_hands_layer(rendered):
+    model_dir, _, _ = rendered
+    out = model_dir / "train" / f"ours_{ITERATION}"
+    for name in names_in(out / "renders"):
+        alpha = read_image(str(out / "hands_alpha" / f"{name}.png"))[..., 0]
+        hands = read_rgb(str(out / "hands" / f"{name}.png"))
+        assert alpha.max() > 0.5
+        assert hands[alpha == 0].max() == 0.0      # nothing of the hands layer where it has no opacity
+        binary = read_image(str(out / "hands_mask_binary" / f"{name}.png"))[..., 0]
+        assert set(np.unique(binary)) <= {0.0, 1.0}
+
+
+def test_static_gaussians_never_move_with_the_hand_gate(rendered, tiny_scene, tmp_path):
+    """The same Gaussians rendered deformed (warm-up passed, random network) and undeformed: with
+    --deform_gate hand (the default) the static layer is identical, the hands layer moves."""
+    undeformed = rendered[0] / "train" / f"ours_{ITERATION}"
+    build_model(tiny_scene, tmp_path / "m", warm_up=0)
+    assert render_cli.main(["-m", str(tmp_path / "m"), "--skip_test", "--quiet", "--no_video"]) == 0
+    deformed = tmp_path / "m" / "train" / f"ours_{ITERATION}"
+    hands_moved = False
+    for name in names_in(deformed / "renders"):
+        assert np.array_equal(read_rgb(str(deformed / "static" / f"{name}.png")),
+                              read_rgb(str(undeformed / "static" / f"{name}.png"))), name
+        hands_moved |= not np.array_equal(read_rgb(str(deformed / "hands" / f"{name}.png")),
+                                          read_rgb(str(undeformed / "hands" / f"{name}.png")))
+    assert hands_moved
 
 
 def test_fixed_view_undeformed_is_the_middle_training_render(rendered):

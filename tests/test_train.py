@@ -109,7 +109,8 @@ def test_training_improves_the_render_and_the_hand_feature_learns_only_in_its_ph
     model = str(tmp_path / "learn")
     schedule = ["--iterations", "40", "--warm_up", "25", "--mask_start", "30", "--mask_stop", "40",
                 "--stop_MLP", "40", "--densify_until_iter", "0", "--mask_lr", "0.05",
-                "--test_iterations", "1", "24", "--checkpoint_iterations", "29", "40"]
+                "--test_iterations", "1", "24", "--checkpoint_iterations", "29", "40",
+                "--early_mask_weight", "0"]  # the paper's timing of the hand feature
     summary = train.main(["-s", tiny_scene, "-m", model, "--eval", "--llffhold", "3", *TINY, *schedule])
     assert summary["test_psnr"][24] > summary["test_psnr"][1] + 1.0  # the warm-up fits the views
     assert summary["iterations_per_second"] > 0  # reported, from the timed training steps
@@ -117,3 +118,80 @@ def test_training_improves_the_render_and_the_hand_feature_learns_only_in_its_ph
     after = final_state(model, 40)["gaussians"]["tensors"]["mask"]
     assert torch.count_nonzero(before) == 0  # frozen before the mask phase
     assert after.abs().max() > 0.1           # and learning inside it
+
+
+# ---------------------------------------------------------------- recipes and the decomposition losses
+
+def resolved(argv):
+    from arguments import apply_recipe, explicit_arguments
+    parser, _ = train.build_parser()
+    args = parser.parse_args(argv)
+    apply_recipe(args, explicit_arguments(parser, argv))
+    return args
+
+
+def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
+    ours = resolved(["-s", "scene"])
+    assert (ours.deform_gate, ours.deform_init) == ("hand", "zero")
+    assert ours.early_mask_weight > 0 and ours.hands_layer_weight > 0 and ours.static_layer_weight > 0
+    paper = resolved(["-s", "scene", "--recipe", "paper"])
+    assert (paper.deform_gate, paper.deform_init, paper.early_mask_weight) == ("none", "pytorch", 0.0)
+    assert paper.hands_layer_weight == 0.0 and paper.static_layer_weight == 0.0
+    mixed = resolved(["-s", "scene", "--recipe", "paper", "--deform_init", "zero", "--early_mask_weight", "0.3"])
+    assert (mixed.deform_gate, mixed.deform_init, mixed.early_mask_weight) == ("none", "zero", 0.3)
+
+
+def test_the_resolved_recipe_is_saved_with_the_model(tiny_scene, tmp_path):
+    import json
+    model = str(tmp_path / "paper")
+    run(tiny_scene, model, "--recipe", "paper")
+    saved = json.loads(open(os.path.join(model, "cfg_args.json")).read())
+    assert (saved["recipe"], saved["deform_gate"], saved["early_mask_weight"]) == ("paper", "none", 0.0)
+
+
+def layered_setup(tiny_scene, tmp_path):
+    """A scene's first camera and its Gaussians, the left half (by x) labelled hand."""
+    from argparse import ArgumentParser
+
+    from arguments import ModelParams, OptimizationParams, PipelineParams
+    from scene import Scene
+    from scene.gaussian_model import GaussianModel
+    parser = ArgumentParser()
+    lp, op, pp = ModelParams(parser), OptimizationParams(parser), PipelineParams(parser)
+    args = parser.parse_args(["-s", tiny_scene, "-m", str(tmp_path / "m"), "--sh_degree", "1",
+                              "--data_device", "cpu", "--rasterizer", "torch"])
+    gaussians = GaussianModel(1, 3, device="cpu")
+    scene = Scene(lp.extract(args), gaussians)
+    with torch.no_grad():
+        gaussians.tensors["opacity"].fill_(2.0)
+        hands = gaussians.get_xyz[:, 0] < gaussians.get_xyz[:, 0].median()
+        gaussians.tensors["mask"][hands] = 1.0
+    camera = scene.getTrainCameras()[0]
+    camera.mask = torch.zeros_like(camera.mask)
+    camera.mask[..., :, : camera.mask.shape[-1] // 2] = 1.0   # any target: the test is where gradients go
+    return gaussians, camera, op.extract(args), pp.extract(args), hands
+
+
+def test_layer_losses_reach_only_the_gaussians_of_their_layer(tiny_scene, tmp_path):
+    from scene.decomposition import motion_gate
+    gaussians, camera, opt, pipe, hands = layered_setup(tiny_scene, tmp_path)
+    gate = motion_gate(gaussians.get_mask, opt.gate_low, opt.gate_high)
+    assert torch.equal(gate > 0, hands)
+    opacity = gaussians.tensors["opacity"]
+    opacity.requires_grad_(True)
+    terms = train.layer_losses(camera, gaussians, pipe, (0.0, 0.0, 0.0), gate, opt, is_6dof=False)
+    assert set(terms) == {"hands_alpha", "hands_color", "static_color"}
+    (terms["hands_alpha"] + terms["hands_color"]).backward()
+    hand_grad = opacity.grad.clone()
+    assert hand_grad[~hands].abs().max() == 0 and hand_grad[hands].abs().max() > 0
+    opacity.grad = None
+    terms = train.layer_losses(camera, gaussians, pipe, (0.0, 0.0, 0.0), gate, opt, is_6dof=False)
+    terms["static_color"].backward()
+    assert opacity.grad[hands].abs().max() == 0 and opacity.grad[~hands].abs().max() > 0
+    assert gaussians.tensors["mask"].grad is None      # the gate is detached: only the mask loss labels
+
+
+def test_default_recipe_learns_the_hand_feature_before_the_mask_phase(tiny_scene, tmp_path):
+    model = str(tmp_path / "early")
+    run(tiny_scene, model, "--checkpoint_iterations", "7", "--mask_lr", "0.05")
+    assert final_state(model, 7)["gaussians"]["tensors"]["mask"].abs().max() > 0.01   # before mask_start (8)

@@ -19,6 +19,16 @@ def psnr(img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / mse(img1, img2))
 
 
+def masked_psnr(img1: torch.Tensor, img2: torch.Tensor, keep: torch.Tensor) -> float:
+    """PSNR over the pixels where keep [1, H, W] (bool) is True, all channels of [C, H, W] images;
+    NaN when no pixel is kept, +inf when they agree there."""
+    selected = keep.expand_as(img1)
+    if not bool(selected.any()):
+        return float("nan")
+    error = ((img1 - img2)[selected] ** 2).mean()
+    return float(10.0 * torch.log10(1.0 / error))
+
+
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     """[C, H, W] float in [0, 1] -> [H, W, C] uint8, rounded to nearest (as torchvision.save_image)."""
     array = (img.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).floor().to(torch.uint8)

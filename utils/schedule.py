@@ -64,6 +64,7 @@ class TrainingSchedule:
         self.loss_reduce = float(opt.loss_reduce)
         self.lambda_dssim = float(opt.lambda_dssim)
         self.time_noise_steps = int(getattr(opt, "time_noise_steps", 20_000))
+        self.early_mask_weight = float(getattr(opt, "early_mask_weight", 0.0))
         self.has_masks, self.has_depth, self.is_blender = bool(has_masks), bool(has_depth), bool(is_blender)
         self._validate()
         self.notices: List[str] = self._notices()
@@ -78,12 +79,14 @@ class TrainingSchedule:
             depth_factor, mask_factor = MASK_PHASE_DEPTH_FACTOR, MASK_PHASE_MASK_FACTOR
         else:
             name = "depth" if in_depth else ("warm-up" if not deform else "colour")
-            depth_factor, mask_factor = (DEPTH_PHASE_FACTOR if in_depth else 0.0), 0.0
+            depth_factor = DEPTH_PHASE_FACTOR if in_depth else 0.0
+            mask_factor = self.early_mask_weight if iteration < self.mask_start else 0.0
+        learns_hands = self.has_masks and (in_mask or (mask_factor > 0 and iteration < self.mask_start))
         return Phase(
             name=name, deform=deform, color_weight=1.0,
             depth_weight=depth_factor * self.loss_reduce if self.has_depth else 0.0,
             mask_weight=mask_factor * self.loss_reduce if self.has_masks else 0.0,
-            train_mask_feature=in_mask and self.has_masks,
+            train_mask_feature=learns_hands,
             train_deform=deform and iteration < self.stop_MLP,
             time_noise=deform and not self.is_blender)
 
@@ -142,6 +145,8 @@ class TrainingSchedule:
         if self.mask_start > self.mask_stop:
             raise ValueError(f"--mask_start ({self.mask_start}) is after --mask_stop ({self.mask_stop}): "
                              "the mask phase would be empty; make mask_start <= mask_stop.")
+        if self.early_mask_weight < 0:
+            raise ValueError(f"--early_mask_weight must be >= 0 (got {self.early_mask_weight}).")
         if self.loss_reduce < 0:
             raise ValueError(f"--loss_reduce must be >= 0 (got {self.loss_reduce}).")
         if not 0.0 <= self.lambda_dssim <= 1.0:

@@ -7,6 +7,8 @@ layer D // 2, and linear heads. Module names follow the public Deformable-3DGS r
 (``linear.i``, ``timenet``, ``gaussian_warp``, ``gaussian_rotation``, ``gaussian_scaling``,
 ``branch_w``, ``branch_v``) so its ``deform.pth`` files load here unchanged.
 """
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -98,14 +100,19 @@ class DeformNetwork(nn.Module):
                 h = torch.cat([inputs, h], dim=1)
         return h
 
-    def forward(self, xyz: torch.Tensor, t: torch.Tensor):
-        """xyz [N, 3], t [N, 1] -> d_xyz [N, 3] (or [N, 4, 4] with is_6dof), d_rotation [N, 4], d_scaling [N, 3]."""
+    def forward(self, xyz: torch.Tensor, t: torch.Tensor, gate: Optional[torch.Tensor] = None):
+        """xyz [N, 3], t [N, 1] -> d_xyz [N, 3] (or [N, 4, 4] with is_6dof), d_rotation [N, 4], d_scaling [N, 3].
+
+        gate [N, 1] (optional) scales every head's output, so 0 is no motion and 1 the full one;
+        with is_6dof it scales the twist before the exponential (a fraction of the same screw motion).
+        """
         h = self.trunk(self.encode(xyz, t))
+        scale = (lambda head: head) if gate is None else (lambda head: head * gate.to(head.dtype))
         if self.is_6dof:
-            d_xyz = self._screw_motion(self.branch_w(h), self.branch_v(h))
+            d_xyz = self._screw_motion(scale(self.branch_w(h)), scale(self.branch_v(h)))
         else:
-            d_xyz = self.gaussian_warp(h)
-        return d_xyz, self.gaussian_rotation(h), self.gaussian_scaling(h)
+            d_xyz = scale(self.gaussian_warp(h))
+        return d_xyz, scale(self.gaussian_rotation(h)), scale(self.gaussian_scaling(h))
 
     @staticmethod
     def _screw_motion(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

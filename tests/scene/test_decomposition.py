@@ -73,3 +73,53 @@ def test_flags_validate_their_values(capsys):
     assert "150" in capsys.readouterr().err
     with pytest.raises(ValueError, match="Unknown hand rule"):
         select_hands(torch.ones(2, 3), "majority")
+
+
+# ---------------------------------------------------------------- motion gate and hand pixels
+
+def test_hand_score_and_motion_gate():
+    from scene.decomposition import hand_score, motion_gate
+    features = torch.tensor([[0.0, 0.0], [0.2, 0.4], [0.5, 0.5], [1.0, 0.6], [1.2, 1.0]])
+    assert hand_score(features).tolist() == pytest.approx([0.0, 0.3, 0.5, 0.8, 1.1])
+    # 0 up to 0.25, linear to 1 at 0.75, 1 beyond
+    assert motion_gate(features).tolist() == pytest.approx([0.0, 0.1, 0.5, 1.0, 1.0])
+    assert motion_gate(features, low=0.4, high=0.6).tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
+    assert hand_score(torch.zeros(4, 0)).tolist() == [0.0] * 4
+
+
+def test_deformation_gate_follows_the_flag():
+    from scene.decomposition import deformation_gate
+
+    class Model:
+        def __init__(self, k):
+            self.mask_dimension = k
+            self.get_mask = torch.full((3, k), 0.75)
+
+    hand = argparse.Namespace(deform_gate="hand", gate_low=0.25, gate_high=0.75)
+    assert deformation_gate(Model(3), hand).tolist() == [1.0, 1.0, 1.0]
+    assert deformation_gate(Model(3), argparse.Namespace(deform_gate="none")) is None
+    assert deformation_gate(Model(0), hand) is None          # no hand feature: everything deforms
+    assert deformation_gate(Model(3), argparse.Namespace()) is None  # configs saved before the gate
+
+
+def test_segment_hand_map_fills_holes_and_drops_specks():
+    from scene.decomposition import segment_hand_map
+    hand_map = torch.zeros(1, 40, 40)
+    hand_map[0, 5:25, 5:25] = 0.9      # a hand ...
+    hand_map[0, 12:16, 12:16] = 0.1    # ... with a hole the opening/closing kernel cannot close
+    hand_map[0, 33:35, 33:35] = 1.0    # a 2x2 speck: smaller than the 3x3 opening
+    hand_map[0, 30:40, 0:1] = 1.0      # a 1-px line: removed by the opening
+    pixels = segment_hand_map(hand_map, kernel=3)
+    expected = torch.zeros(1, 40, 40, dtype=torch.bool)
+    expected[0, 5:25, 5:25] = True
+    assert pixels.dtype == torch.bool and torch.equal(pixels, expected)
+
+
+def test_segment_hand_map_drops_pieces_below_the_minimum_area():
+    from scene.decomposition import MIN_PIECE_FRACTION, segment_hand_map
+    hand_map = torch.zeros(1, 100, 100)
+    hand_map[0, 10:60, 10:60] = 1.0
+    side = int((MIN_PIECE_FRACTION * 100 * 100) ** 0.5)   # a square just below the minimum area
+    hand_map[0, 80:80 + side - 1, 80:80 + side] = 1.0
+    pixels = segment_hand_map(hand_map, kernel=1)
+    assert pixels[0, 10:60, 10:60].all() and int(pixels.sum()) == 50 * 50

@@ -292,3 +292,56 @@ def test_zero_init_starts_as_the_identity_and_then_learns(is_6dof):
     assert ((moved[:, :3, 3] if is_6dof else moved) - target).abs().mean() < 0.04
     with pytest.raises(ValueError, match="deform_init"):
         DeformModel(depth=2, width=8, device="cpu", init="xavier")
+
+
+# ---- gated offsets (--deform_gate hand) ---------------------------------------------------------
+
+@pytest.mark.parametrize("is_6dof", [False, True])
+def test_gated_offsets_move_only_the_gated_gaussians_and_by_their_share(is_6dof):
+    torch.manual_seed(0)
+    model = DeformModel(is_6dof=is_6dof, **SMALL)
+    xyz = torch.randn(50, 3)
+    gate = torch.zeros(50)
+    gate[:20] = 1.0
+    gate[20:30] = 0.5
+    seen = []
+    original = model.deform.forward
+    model.deform.forward = lambda x, t, g=None: seen.append(x.shape[0]) or original(x, t, g)
+    d_xyz, d_rot, d_scale = model.offsets(xyz, 0.3, gate=gate)
+    assert seen == [30]                              # the network ran on the gated rows only
+    full_xyz, full_rot, full_scale = model.offsets(xyz, 0.3)  # no gate: every Gaussian, full motion
+    assert seen == [30, 50]
+    for gated, full in ((d_rot, full_rot), (d_scale, full_scale)):
+        assert torch.equal(gated[30:], torch.zeros_like(gated[30:]))   # static rows: exactly no motion
+        assert torch.allclose(gated[:20], full[:20], atol=1e-6)
+        assert torch.allclose(gated[20:30], 0.5 * full[20:30], atol=1e-6)
+    if is_6dof:
+        assert torch.equal(d_xyz[30:], torch.eye(4).expand(20, 4, 4))  # identity transforms
+        assert torch.allclose(d_xyz[:20], full_xyz[:20], atol=1e-5)
+        assert not torch.allclose(d_xyz[20:30], full_xyz[20:30], atol=1e-3)  # half the screw motion
+    else:
+        assert torch.equal(d_xyz[30:], torch.zeros(20, 3))
+        assert torch.allclose(d_xyz[:20], full_xyz[:20], atol=1e-6)
+        assert torch.allclose(d_xyz[20:30], 0.5 * full_xyz[20:30], atol=1e-6)
+
+
+def test_gated_offsets_pass_gradients_to_the_network_and_not_to_the_centres():
+    torch.manual_seed(0)
+    model = DeformModel(**SMALL)
+    xyz = torch.randn(10, 3, requires_grad=True)
+    gate = torch.tensor([1.0] * 5 + [0.0] * 5)
+    d_xyz, d_rot, d_scale = model.offsets(xyz, torch.tensor(0.5), gate=gate)
+    (d_xyz.sum() + d_rot.sum() + d_scale.sum()).backward()
+    assert xyz.grad is None                          # the canonical centres are detached
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.deform.parameters())
+
+
+def test_time_noise_is_one_draw_for_every_gaussian():
+    torch.manual_seed(0)
+    model = DeformModel(**SMALL)
+    xyz = torch.randn(8, 3)
+    torch.manual_seed(1)
+    noisy = model.offsets(xyz, 0.4, noise_std=0.05)[0]
+    torch.manual_seed(1)
+    shift = torch.randn(1, 1) * 0.05
+    assert torch.allclose(noisy, model.step(xyz, torch.full((8, 1), 0.4) + shift)[0])

@@ -140,3 +140,29 @@ def test_inconsistent_configurations_are_refused(overrides, message):
 
 def test_stop_mlp_before_warm_up_is_fine_when_deformation_never_starts():
     TrainingSchedule(opt(iterations=50, stop_MLP=10), has_masks=True, has_depth=True)
+
+
+@pytest.mark.parametrize("o", CONFIGS, ids=lambda o: f"it{o.iterations}")
+@pytest.mark.parametrize("has_masks", [True, False])
+def test_early_mask_weight_teaches_the_hand_feature_from_the_first_iteration(o, has_masks):
+    early = SimpleNamespace(**{**vars(o), "early_mask_weight": 0.1})
+    schedule = TrainingSchedule(early, has_masks=has_masks, has_depth=True)
+    for it in range(1, o.iterations + 1):
+        p = schedule.phase(it)
+        if it < o.mask_start:
+            weight, learns = 0.1 * o.loss_reduce, True
+        elif it <= o.mask_stop:
+            weight, learns = 0.8 * o.loss_reduce, True
+        else:
+            weight, learns = 0.0, False
+        assert p.mask_weight == pytest.approx(weight if has_masks else 0.0), it
+        assert p.train_mask_feature == (learns and has_masks), it
+        # the rest of the phase is the paper's
+        paper = expected_phase(o, it, has_masks)
+        assert (p.deform, p.depth_weight, p.train_deform) == (paper["deform"], paper["depth_weight"],
+                                                              paper["train_deform"]), it
+
+
+def test_a_negative_early_mask_weight_is_refused():
+    with pytest.raises(ValueError, match="--early_mask_weight"):
+        TrainingSchedule(opt(early_mask_weight=-0.1), has_masks=True, has_depth=True)

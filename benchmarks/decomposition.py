@@ -1,0 +1,125 @@
+"""Hands decomposition, recipe against recipe, on one scene and one schedule: one table, one JSON.
+
+Each recipe is a name and the train.py flags that make it (``paper="--recipe paper"``); every
+recipe trains on the same data with the same schedule (the EgoMask schedule scaled to
+--iterations, as full_eval.py's demo), then render.py and metrics.py score its test views. Recipes
+run --parallel at a time (each a process of its own; on one GPU they share it).
+
+    python benchmarks/decomposition.py --out OUT --synthetic --frames 24 --width 128 --height 96 \\
+        --iterations 3000 --recipe default= --recipe paper="--recipe paper" -- --deform_depth 4 --deform_width 128
+    python benchmarks/decomposition.py --out OUT -s SCENE --iterations 40000 --full_schedule \\
+        --recipe default= --recipe paper="--recipe paper"
+
+Flags after ``--`` go to every training run. Writes OUT/decomposition.json (the command, the
+machine, and per recipe: its flags, results.json's test-view averages, training time, Gaussian
+count) and prints the table; one strip image per recipe is copied to OUT/strip_<recipe>.png.
+"""
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from argparse import ArgumentParser
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from full_eval import format_table, scaled_schedule, scene_row  # noqa: E402
+
+
+def parse_recipe(text: str):
+    name, _, flags = text.partition("=")
+    if not name:
+        raise SystemExit(f"--recipe {text!r}: write NAME=FLAGS (FLAGS may be empty).")
+    return name, shlex.split(flags)
+
+
+def make_synthetic(out: str, args) -> str:
+    data = os.path.join(out, "data")
+    if not os.path.isfile(os.path.join(data, "scene_meta.json")):
+        subprocess.run([sys.executable, "-m", "scene.synthetic", data, "--frames", str(args.frames),
+                        "--width", str(args.width), "--height", str(args.height), "--points", str(args.points)],
+                       cwd=ROOT, check=True)
+    return data
+
+
+def run_recipe(name: str, flags, source: str, out: str, schedule, common, args) -> dict:
+    model = os.path.join(out, name)
+    log_path = os.path.join(out, f"{name}.log")
+    python = sys.executable
+    steps = [["train.py", "-s", source, "-m", model, "--eval", "--quiet"] + schedule + common + flags,
+             ["render.py", "-m", model, "--skip_train", "--quiet"],
+             ["metrics.py", "-m", model]]
+    seconds = {}
+    with open(log_path, "w") as log:
+        for step in steps:
+            start = time.perf_counter()
+            code = subprocess.run([python] + step, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+            seconds[step[0]] = time.perf_counter() - start
+            if code != 0:
+                return {"recipe": name, "flags": flags, "error": f"{step[0]} exited {code}; see {log_path}"}
+    row = scene_row(name, model)
+    row.update({"recipe": name, "flags": flags, "train_seconds": seconds["train.py"]})
+    strip_dir = os.path.join(model, "test", row.get("method", ""), "strip")
+    if os.path.isdir(strip_dir):
+        frames = sorted(f for f in os.listdir(strip_dir) if f.endswith(".png"))
+        if frames:
+            shutil.copy(os.path.join(strip_dir, frames[len(frames) // 2]), os.path.join(out, f"strip_{name}.png"))
+    return row
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    common = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, common = argv[:cut], argv[cut + 1:]
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("-s", "--source", default=None, help="scene folder (else --synthetic)")
+    parser.add_argument("--synthetic", action="store_true")
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--height", type=int, default=96)
+    parser.add_argument("--points", type=int, default=1000)
+    parser.add_argument("--llffhold", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--full_schedule", action="store_true",
+                        help="train.py's own schedule with --iterations (no scaling)")
+    parser.add_argument("--recipe", action="append", required=True, help="NAME=FLAGS, repeatable")
+    parser.add_argument("--parallel", type=int, default=1)
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    source = make_synthetic(args.out, args) if args.synthetic else os.path.abspath(args.source)
+    schedule = (["--iterations", str(args.iterations)] if args.full_schedule else scaled_schedule(args.iterations))
+    schedule += ["--llffhold", str(args.llffhold)]
+    recipes = [parse_recipe(r) for r in args.recipe]
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        rows = list(pool.map(lambda r: run_recipe(r[0], r[1], source, args.out, schedule, common, args), recipes))
+    result = {"command": "python benchmarks/decomposition.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+              "machine": platform.node(), "python": platform.python_version(),
+              "device": _device_name(), "schedule": schedule, "common_flags": common, "recipes": rows}
+    with open(os.path.join(args.out, "decomposition.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    good = [r for r in rows if "error" not in r]
+    print(format_table([{**r, "scene": r["recipe"]} for r in good]))
+    for r in rows:
+        if "error" in r:
+            print(f"{r['recipe']}: {r['error']}")
+    return 0 if len(good) == len(rows) else 1
+
+
+def _device_name() -> str:
+    try:
+        import torch
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
