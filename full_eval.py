@@ -157,7 +157,8 @@ def evaluate_scene(source: str, model_path: str, args: Namespace, train_flags: L
     log = os.path.join(model_path, "full_eval.log")
     python = sys.executable
     if not args.skip_training:
-        seconds = run_step("train", [python, "train.py", "-s", source, "-m", model_path, "--eval", "--quiet"]
+        seconds = run_step("train", [python, "train.py", "-s", source, "-m", model_path, "--eval", "--quiet",
+                                     "--overwrite"]
                            + train_flags, log)
         with open(os.path.join(model_path, "full_eval_timing.json"), "w") as f:
             json.dump({"train_seconds": seconds}, f)

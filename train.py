@@ -4,9 +4,13 @@
 
 The loss phases live in ``utils/schedule.py``; this file wires data, model, renderer and losses.
 """
+import json
 import os
 import random
+import shlex
+import signal
 import sys
+import threading
 import time
 from argparse import ArgumentParser, Namespace
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ from utils.general_utils import seed_everything
 from utils.image_utils import psnr
 from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss, photometric_loss
 from utils.schedule import TrainingSchedule
+from utils.model_folder import clear_outputs, latest_checkpoint, trained_outputs
 from utils.system_utils import print_once
 
 SH_UP_INTERVAL = 1000
@@ -39,6 +44,46 @@ NUM_TRAIN_EVAL_VIEWS = 5
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+class RunError(Exception):
+    """A run that must not start (bad flag, occupied model folder); printed in one line, exit 2."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the iteration in flight finished and a checkpoint was written."""
+
+    def __init__(self, iteration: int, path: str):
+        super().__init__(f"Interrupted after iteration {iteration}; saved {path}. Resume with:\n"
+                         f"  python train.py --start_checkpoint {shlex.quote(path)}")
+        self.iteration, self.path = iteration, path
+
+
+class InterruptRequest:
+    """Turns the first Ctrl-C into a request the loop honours at the end of its iteration (so the
+    checkpoint is a consistent state); a second Ctrl-C stops at once. As a context manager it
+    installs itself as the SIGINT handler (main thread only) and restores the previous one."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nStopping after this iteration to save a checkpoint (Ctrl-C again to stop at once).",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 @dataclass
@@ -136,9 +181,11 @@ def densify(strategy: DensificationStrategy, gaussians: GaussianModel, render_pk
         strategy.reset_opacity(gaussians)
 
 
-def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.Random) -> Dict:
+def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.Random,
+                     config: Optional[Dict] = None) -> Dict:
     return {
         "iteration": state.iteration,
+        "config": config,   # the run's resolved flags: --start_checkpoint alone resumes the same run
         "run_state": vars(state).copy(),
         "gaussians": gaussians.state_dict(),
         "deform": deform.state_dict(),
@@ -161,8 +208,7 @@ def rewind(snapshot: Dict, state: RunState, rng: random.Random, gaussians) -> No
     gaussians.active_sh_degree = snapshot["active_sh_degree"]
 
 
-def restore_checkpoint(path: str, gaussians, deform, strategy, rng: random.Random, opt) -> RunState:
-    ckpt = load_checkpoint(path, map_location=training_device())
+def restore_checkpoint(ckpt: Dict, gaussians, deform, strategy, rng: random.Random, opt) -> RunState:
     gaussians.load_state_dict(ckpt["gaussians"], opt)
     deform.load_state_dict(ckpt["deform"])
     strategy.load_state_dict(ckpt["densification"])
@@ -225,8 +271,12 @@ def log_scalars(writer, terms: Dict[str, torch.Tensor], gaussians, deform, itera
     writer.add_scalar("train/lr_deform", deform.optimizer.param_groups[0]["lr"], iteration)
 
 
-def training(dataset, opt, pipe, run: Namespace) -> Dict:
-    """The training loop; returns a summary (best test PSNR and its iteration, final count)."""
+def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = None,
+             interrupt: Optional["InterruptRequest"] = None) -> Dict:
+    """The training loop; returns a summary (best test PSNR and its iteration, final count).
+
+    checkpoint: a loaded chkpnt<N>.pth to resume from (main reads it before anything else). The
+    model folder is written only once the scene, the models and the checkpoint have loaded."""
     device = training_device()
     seed_everything(run.seed)
     # Multithreaded CPU reductions (index_add_) otherwise vary in their last bits from run to run,
@@ -248,9 +298,10 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
 
     rng = random.Random(run.seed)
     state = RunState()
-    if run.start_checkpoint:
-        state = restore_checkpoint(run.start_checkpoint, gaussians, deform, strategy, rng, opt)
+    if checkpoint is not None:
+        state = restore_checkpoint(checkpoint, gaussians, deform, strategy, rng, opt)
         print(f"Resuming from {run.start_checkpoint} at iteration {state.iteration}.")
+    write_model_folder(run, scene)
 
     background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
     train_cameras = scene.getTrainCameras()
@@ -260,6 +311,7 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
     torch.autograd.set_detect_anomaly(run.detect_anomaly)
     step_seconds, steps_run = 0.0, 0  # training steps alone (no tests, saving or start-up): the it/s figure
 
+    interrupt = interrupt or InterruptRequest()   # main() installs it as the Ctrl-C handler
     for iteration in progress:
         start = time.perf_counter()
         before_step = step_snapshot(state, rng, gaussians)
@@ -291,10 +343,18 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
             # Parameters are still those after iteration - 1: rewind the rest and save them.
             rewind(before_step, state, rng, gaussians)
             path = os.path.join(dataset.model_path, f"chkpnt{iteration - 1}.pth")
-            save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng))
+            save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng, run_config(run)))
             raise NonFiniteLoss(f"{err} Training stopped; the last good state is in {path}.") from None
         with deform.precision_context():  # TF32 is a global switch read when kernels launch
             terms["total"].backward()
+
+        if iteration in run.test_iterations:  # before this iteration's densification and opacity reset
+            test_psnr = evaluate(scene, gaussians, deform, pipe, opt, background, dataset.is_6dof, phase, writer,
+                                 iteration)
+            if test_psnr is not None:
+                state.test_psnr[iteration] = test_psnr
+            if test_psnr is not None and test_psnr > state.best_psnr:
+                state.best_psnr, state.best_iteration = test_psnr, iteration
 
         with torch.no_grad():
             densify(strategy, gaussians, render_pkg, opt, iteration, scene.cameras_extent, dataset.white_background)
@@ -312,21 +372,19 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
             progress.set_postfix({"loss": f"{state.ema_loss:.5f}", "gaussians": gaussians.get_xyz.shape[0]})
         log_scalars(writer, terms, gaussians, deform, iteration, iter_ms)
 
-        if iteration in run.test_iterations:
-            test_psnr = evaluate(scene, gaussians, deform, pipe, opt, background, dataset.is_6dof, phase, writer,
-                                 iteration)
-            if test_psnr is not None:
-                state.test_psnr[iteration] = test_psnr
-            if test_psnr is not None and test_psnr > state.best_psnr:
-                state.best_psnr, state.best_iteration = test_psnr, iteration
         if iteration in run.save_iterations:
             print(f"\n[ITER {iteration}] Saving Gaussians and deformation")
             scene.save(iteration)
             deform.save_weights(dataset.model_path, iteration)
         if iteration in run.checkpoint_iterations:
             path = os.path.join(dataset.model_path, f"chkpnt{iteration}.pth")
-            save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng))
+            save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng, run_config(run)))
             print(f"\n[ITER {iteration}] Saved checkpoint {path}")
+        if interrupt.requested:
+            path = os.path.join(dataset.model_path, f"chkpnt{iteration}.pth")
+            save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng, run_config(run)))
+            progress.close()
+            raise TrainingInterrupted(iteration, path)
 
     progress.close()
     if writer is not None:
@@ -343,6 +401,56 @@ def training(dataset, opt, pipe, run: Namespace) -> Dict:
     return summary
 
 
+def run_config(run: Namespace) -> Dict:
+    """The run's resolved flags as plain JSON values (what cfg_args.json holds)."""
+    return json.loads(json.dumps(vars(run), default=str))
+
+
+def write_model_folder(run: Namespace, scene: Scene) -> None:
+    """The run's first writes to its model folder, once every input has loaded: an earlier run's
+    results go (--overwrite), then cfg_args.json, input.ply and cameras.json."""
+    if getattr(run, "overwrite", False) and not run.start_checkpoint:
+        clear_outputs(run.model_path)
+    save_config(run, run.model_path)
+    scene.save_inputs()
+
+
+def resume_configuration(args: Namespace, explicit: Dict) -> Optional[Dict]:
+    """With --start_checkpoint: load it, and take every flag not given now from the configuration
+    it carries (the run it came from). Returns the checkpoint, or None without the flag."""
+    if not args.start_checkpoint:
+        return None
+    checkpoint = load_checkpoint(args.start_checkpoint, map_location=training_device())
+    saved = checkpoint.get("config")
+    if not saved:
+        print(f"Note: {args.start_checkpoint} carries no configuration (an older checkpoint): the flags given "
+              "now and the defaults are used; repeat the original run's flags.")
+        apply_recipe(args, explicit)
+        return checkpoint
+    for key, value in saved.items():
+        if key not in explicit and key != "start_checkpoint" and hasattr(args, key):
+            setattr(args, key, value)
+    given = sorted(k for k in explicit if k != "start_checkpoint")
+    print(f"Resuming with the configuration saved in {args.start_checkpoint}"
+          + (f"; flags given now win: {', '.join('--' + k for k in given)}." if given else "."))
+    if "recipe" in explicit:
+        apply_recipe(args, explicit)
+    return checkpoint
+
+
+def validate_run(args: Namespace, opt) -> None:
+    """What can be checked before the scene is read: the schedule, the backend, the model folder."""
+    TrainingSchedule(opt, has_masks=True, has_depth=True)  # raises ValueError on an impossible schedule
+    if args.rasterizer == "cuda" and not torch.cuda.is_available():
+        raise RunError("--rasterizer cuda needs a CUDA GPU, but PyTorch sees none: use --rasterizer auto or torch.")
+    existing = trained_outputs(args.model_path)
+    if existing and not args.start_checkpoint and not args.overwrite:
+        latest = latest_checkpoint(args.model_path)
+        resume = f"--start_checkpoint {latest} to resume, " if latest else ""
+        raise RunError(f"{args.model_path} already holds a trained model ({', '.join(existing[:4])}): pass "
+                       f"{resume}--overwrite to replace it, or another -m.")
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Train an EgoMask deformable Gaussian model.")
     groups = ModelParams(parser), OptimizationParams(parser), PipelineParams(parser)
@@ -357,20 +465,31 @@ def resolve_model_path(args: Namespace) -> None:
 
 
 def main(argv=None) -> Dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser, (lp, op, pp) = build_parser()
     args = parser.parse_args(argv)  # unknown flags are an error (argparse exits with status 2)
-    apply_recipe(args, explicit_arguments(parser, sys.argv[1:] if argv is None else argv))
-    if not args.source_path:
-        parser.error("-s/--source_path is required: the scene folder to train on.")
-    resolve_model_path(args)
-    args.save_iterations = sorted(set(args.save_iterations + [args.iterations]))
-    dataset, opt, pipe = lp.extract(args), op.extract(args), pp.extract(args)
-    print(f"Output folder: {args.model_path}")
-    save_config(args, args.model_path)
+    explicit = explicit_arguments(parser, argv)
     try:
-        summary = training(dataset, opt, pipe, args)
-    except (DatasetError, NonFiniteLoss, CheckpointError, ValueError, FileNotFoundError) as err:
-        print(f"Error: {err}", file=sys.stderr)
+        checkpoint = resume_configuration(args, explicit)
+        if checkpoint is None:
+            apply_recipe(args, explicit)
+        if not args.source_path:
+            parser.error("-s/--source_path is required: the scene folder to train on.")
+        resolve_model_path(args)
+        args.save_iterations = sorted(set(args.save_iterations + [args.iterations]))
+        dataset, opt, pipe = lp.extract(args), op.extract(args), pp.extract(args)
+        validate_run(args, opt)
+        print(f"Output folder: {args.model_path}")
+        with InterruptRequest() as interrupt:
+            summary = training(dataset, opt, pipe, args, checkpoint, interrupt)
+    except TrainingInterrupted as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("\nStopped at once (second Ctrl-C): nothing saved since the last checkpoint.", file=sys.stderr)
+        sys.exit(130)
+    except (DatasetError, NonFiniteLoss, CheckpointError, RunError, ValueError, FileNotFoundError, OSError) as err:
+        print(f"Error: {' '.join(str(err).split())}", file=sys.stderr)
         sys.exit(2)
     print("Training complete.")
     return summary

@@ -162,7 +162,10 @@ def add_run_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--test_iterations", nargs="+", type=int, default=[5000, 6000, 7000] + list(range(10000, 40001, 1000)))
     parser.add_argument("--save_iterations", nargs="+", type=int, default=[7000, 10000, 20000, 30000, 40000])
     parser.add_argument("--checkpoint_iterations", nargs="+", type=int, default=[])
-    parser.add_argument("--start_checkpoint", type=str, default=None)
+    parser.add_argument("--start_checkpoint", type=str, default=None,
+                        help="chkpnt<N>.pth to resume from; alone, it resumes the run it came from")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train into a model folder that already holds results, replacing them")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--detect_anomaly", action="store_true")

@@ -51,7 +51,7 @@ def run_recipe(name: str, flags, source: str, out: str, schedule, common, args) 
     model = os.path.join(out, name)
     log_path = os.path.join(out, f"{name}.log")
     python = sys.executable
-    steps = [["train.py", "-s", source, "-m", model, "--eval", "--quiet"] + schedule + common + flags,
+    steps = [["train.py", "-s", source, "-m", model, "--eval", "--quiet", "--overwrite"] + schedule + common + flags,
              ["render.py", "-m", model, "--skip_train", "--quiet"],
              ["metrics.py", "-m", model]]
     seconds = {}

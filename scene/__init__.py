@@ -36,7 +36,7 @@ class Scene:
     """
 
     def __init__(self, args, gaussians, load_iteration: Optional[int] = None, shuffle: bool = True):
-        from scene.camera_loading import camera_to_json, cameras_from_infos
+        from scene.camera_loading import cameras_from_infos
         from scene.readers import read_scene
 
         self.model_path = args.model_path
@@ -51,14 +51,6 @@ class Scene:
         self.has_depth = scene_info.has_depth and not getattr(args, "no_depth", False)
         self.cameras_extent = scene_info.nerf_normalization["radius"]
 
-        if self.loaded_iter is None and self.model_path:
-            os.makedirs(self.model_path, exist_ok=True)
-            if scene_info.point_cloud is not None:
-                write_point_cloud_ply(os.path.join(self.model_path, "input.ply"), scene_info.point_cloud)
-            all_infos = scene_info.train_cameras + scene_info.test_cameras
-            with open(os.path.join(self.model_path, "cameras.json"), "w") as f:
-                json.dump([camera_to_json(i, info) for i, info in enumerate(all_infos)], f)
-
         by_time = lambda infos: sorted(infos, key=lambda c: (c.fid, c.image_name))
         self.train_cameras = cameras_from_infos(by_time(scene_info.train_cameras), args.resolution, args.data_device)
         self.test_cameras = cameras_from_infos(by_time(scene_info.test_cameras), args.resolution, args.data_device)
@@ -69,6 +61,19 @@ class Scene:
             if scene_info.point_cloud is None:
                 raise ValueError(f"The dataset at {args.source_path!r} gave no initial point cloud.")
             gaussians.create_from_pcd(scene_info.point_cloud, self.cameras_extent)
+
+    def save_inputs(self) -> None:
+        """input.ply (the initial points) and cameras.json into the model folder, atomically.
+        Not done on construction: train.py writes its folder only once every input was read."""
+        from scene.camera_loading import camera_to_json
+        os.makedirs(self.model_path, exist_ok=True)
+        if self.scene_info.point_cloud is not None:
+            write_point_cloud_ply(os.path.join(self.model_path, "input.ply"), self.scene_info.point_cloud)
+        all_infos = self.scene_info.train_cameras + self.scene_info.test_cameras
+        path = os.path.join(self.model_path, "cameras.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump([camera_to_json(i, info) for i, info in enumerate(all_infos)], f)
+        os.replace(path + ".tmp", path)
 
     def _resolve_iteration(self, load_iteration: Optional[int]) -> Optional[int]:
         if load_iteration is None:

@@ -21,6 +21,7 @@ from utils.system_utils import print_once
 
 DIVISORS = (1, 2, 4, 8)
 MAX_AUTO_WIDTH = 1600
+MIN_TARGET_WIDTH = 64   # -r below this (and not a divisor) is a typo, not a training size
 
 def target_size(width: int, height: int, resolution_arg: int, already_downscaled: int = 1) -> Tuple[int, int]:
     """(width, height) for the -r value; ``already_downscaled``: factor the reader applied already."""
@@ -33,8 +34,12 @@ def target_size(width: int, height: int, resolution_arg: int, already_downscaled
         print_once(f"[ INFO ] Images are wider than {MAX_AUTO_WIDTH} px: rescaling them to {MAX_AUTO_WIDTH} px "
                     "wide. Pass -r 1 to keep the original size (or -r N for another).")
         return MAX_AUTO_WIDTH, max(1, round(height * MAX_AUTO_WIDTH / width))
-    if resolution_arg > 0:
+    if resolution_arg >= MIN_TARGET_WIDTH:
         return resolution_arg, max(1, round(height * resolution_arg / width))
+    if resolution_arg > 0:
+        raise DatasetError(f"-r/--resolution {resolution_arg} would train at {resolution_arg} px wide (a value other "
+                           f"than 1, 2, 4, 8 is a target width): use 1, 2, 4 or 8 to divide the size, or a width "
+                           f"of at least {MIN_TARGET_WIDTH} px.")
     raise DatasetError(f"-r/--resolution {resolution_arg} is not valid: use 1, 2, 4 or 8 (divide), -1 (automatic) "
                        "or a target width in pixels.")
 

@@ -195,3 +195,113 @@ def test_default_recipe_learns_the_hand_feature_before_the_mask_phase(tiny_scene
     model = str(tmp_path / "early")
     run(tiny_scene, model, "--checkpoint_iterations", "7", "--mask_lr", "0.05")
     assert final_state(model, 7)["gaussians"]["tensors"]["mask"].abs().max() > 0.01   # before mask_start (8)
+
+
+# ---------------------------------------------------------------- the model folder is never damaged
+
+def folder_snapshot(folder):
+    """{relative path: file bytes} of every file under folder."""
+    snapshot = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                snapshot[os.path.relpath(path, folder)] = f.read()
+    return snapshot
+
+
+def exit_code_and_error(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    err = capsys.readouterr().err.strip()
+    return exit_info.value.code, err
+
+
+@pytest.fixture(scope="module")
+def trained_model(tiny_scene, tmp_path_factory):
+    model = str(tmp_path_factory.mktemp("trained") / "model")
+    run(tiny_scene, model, "--checkpoint_iterations", "12")
+    return model
+
+
+@pytest.mark.parametrize("bad, expected", [
+    (["-s", "{missing}"], "missing"),
+    (["--iterations", "-5"], "--iterations must be at least 1"),
+    (["--rasterizer", "cuda"], "--rasterizer cuda needs a CUDA GPU"),
+    (["--start_checkpoint", "{nowhere}"], "does not exist"),
+    (["-r", "3"], "-r/--resolution 3 would train at 3 px wide"),
+])
+def test_a_failing_run_leaves_an_existing_model_as_it_was(tiny_scene, trained_model, tmp_path, capsys, bad, expected):
+    if bad == ["--rasterizer", "cuda"] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    before = folder_snapshot(trained_model)
+    bad = [b.format(missing=str(tmp_path / "missing"), nowhere=str(tmp_path / "nowhere.pth")) for b in bad]
+    argv = ["-s", tiny_scene, "-m", trained_model, "--eval", "--llffhold", "3", *TINY, "--overwrite", *bad]
+    code, err = exit_code_and_error(capsys, argv)
+    assert code == 2 and expected in err and "\n" not in err and err.startswith("Error:")
+    assert folder_snapshot(trained_model) == before
+
+
+def test_training_into_a_folder_with_results_needs_overwrite_or_resume(tiny_scene, trained_model, tmp_path, capsys):
+    copy = str(tmp_path / "copy")
+    import shutil
+    shutil.copytree(trained_model, copy)
+    before = folder_snapshot(copy)
+    code, err = exit_code_and_error(capsys, ["-s", tiny_scene, "-m", copy, *TINY])
+    assert code == 2 and "already holds a trained model" in err and "--overwrite" in err
+    assert f"--start_checkpoint {os.path.join(copy, 'chkpnt12.pth')}" in err
+    assert folder_snapshot(copy) == before
+    run(tiny_scene, copy, "--overwrite", "--iterations", "6", "--save_iterations", "6", "--test_iterations", "6")
+    assert not os.path.exists(os.path.join(copy, "chkpnt12.pth"))            # the old run's results are gone
+    assert sorted(os.listdir(os.path.join(copy, "point_cloud"))) == ["iteration_6"]
+
+
+def test_interrupt_saves_a_checkpoint_and_the_checkpoint_alone_resumes_the_run(tiny_scene, trained_model, tmp_path,
+                                                                              monkeypatch, capsys):
+    import signal
+    real_pick, calls = train.pick_camera, []
+
+    def pick_then_interrupt(*args):
+        calls.append(1)
+        if len(calls) == 6:
+            signal.raise_signal(signal.SIGINT)      # Ctrl-C during iteration 6
+        return real_pick(*args)
+
+    monkeypatch.setattr(train, "pick_camera", pick_then_interrupt)
+    model = str(tmp_path / "stopped")
+    with pytest.raises(SystemExit) as exit_info:
+        run(tiny_scene, model, "--checkpoint_iterations", "12")
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    checkpoint = os.path.join(model, "chkpnt6.pth")
+    assert "Traceback" not in err and f"python train.py --start_checkpoint {checkpoint}" in err
+    monkeypatch.setattr(train, "pick_camera", real_pick)
+    train.main(["--start_checkpoint", checkpoint])          # nothing else: the checkpoint knows the run
+    assert "Resuming with the configuration saved in" in capsys.readouterr().out
+    a, b = final_state(trained_model), final_state(model)
+    assert a["iteration"] == b["iteration"] == 12
+    for part in ("gaussians", "deform", "densification"):
+        assert_same_tensors(a[part], b[part], part)
+
+
+def test_flags_given_with_a_checkpoint_win_and_are_named(tiny_scene, trained_model, tmp_path, capsys):
+    import shutil
+    copy = str(tmp_path / "copy")
+    shutil.copytree(trained_model, copy)
+    summary = train.main(["--start_checkpoint", os.path.join(copy, "chkpnt12.pth"), "--iterations", "14",
+                          "--save_iterations", "14", "--test_iterations", "14"])
+    assert summary["iterations"] == 14
+    assert "flags given now win: --iterations, --save_iterations, --test_iterations." in capsys.readouterr().out
+
+
+def test_evaluation_comes_before_the_opacity_reset_of_its_iteration(tiny_scene, tmp_path, monkeypatch):
+    real_evaluate, seen = train.evaluate, {}
+
+    def recording(scene, gaussians, *args):
+        seen[args[-1]] = float(gaussians.get_opacity.detach().max())
+        return real_evaluate(scene, gaussians, *args)
+
+    monkeypatch.setattr(train, "evaluate", recording)
+    run(tiny_scene, str(tmp_path / "m"), "--test_iterations", "9", "12")   # TINY resets opacity at 9
+    from scene.densify import OPACITY_RESET_CEILING
+    assert seen[9] > 2 * OPACITY_RESET_CEILING      # scored as trained, not right after the reset

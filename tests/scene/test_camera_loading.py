@@ -58,16 +58,16 @@ def test_divide_by_two_averages_pixels_and_scales_principal_point():
     assert (cam.FoVx, cam.FoVy) == (info.FovX, info.FovY)
 
 
-@pytest.mark.parametrize("resolution", [1, 2, 5])
+@pytest.mark.parametrize("resolution", [1, 2, 70])   # 70: a target width (a resize by 70/96)
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_compact_pixels_give_the_same_camera_as_their_float_values(resolution, dtype):
     """Readers keep the file's uint8 / uint16; the camera equals the one built from value / max."""
     rng, top = np.random.default_rng(1), np.iinfo(dtype).max
-    compact = make_info()
-    compact.image = rng.integers(0, top + 1, (6, 8, 3), dtype=dtype)
+    compact = make_info(width=96, height=12)
+    compact.image = rng.integers(0, top + 1, (12, 96, 3), dtype=dtype)
     compact.mask = (compact.mask * top).astype(dtype)
-    compact.depth = rng.integers(0, top + 1, (6, 8), dtype=dtype)
-    as_float = make_info()
+    compact.depth = rng.integers(0, top + 1, (12, 96), dtype=dtype)
+    as_float = make_info(width=96, height=12)
     as_float.image, as_float.mask, as_float.depth = (a.astype(np.float32) / top for a in
                                                      (compact.image, compact.mask, compact.depth))
     (cam,), (ref,) = cameras_from_infos([compact], resolution, "cpu"), cameras_from_infos([as_float], resolution, "cpu")
@@ -76,9 +76,16 @@ def test_compact_pixels_give_the_same_camera_as_their_float_values(resolution, d
 
 
 @pytest.mark.parametrize("resolution, expected", [(1, (8, 6)), (2, (4, 3)), (4, (2, 2)), (8, (1, 1)),
-                                                  (-1, (8, 6)), (4000, (4000, 3000)), (5, (5, 4))])
+                                                  (-1, (8, 6)), (4000, (4000, 3000)), (64, (64, 48))])
 def test_target_sizes(resolution, expected):
     assert target_size(8, 6, resolution) == expected
+
+
+@pytest.mark.parametrize("resolution", [3, 5, 63])
+def test_a_target_width_below_64_px_is_an_error(resolution):
+    from scene.dataset_types import DatasetError
+    with pytest.raises(DatasetError, match=f"-r/--resolution {resolution} would train at {resolution} px wide"):
+        target_size(640, 480, resolution)
 
 
 def test_wide_images_shrink_to_1600_with_one_notice(capsys):
