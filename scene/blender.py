@@ -18,6 +18,7 @@ import numpy as np
 from scene.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
 from utils.graphics_utils import BasicPointCloud, focal2fov, fov2focal
 from utils.image_io import read_rgb_compact
+from utils.system_utils import print_once
 
 RANDOM_POINTS = 100_000
 RANDOM_CUBE_SIDE = 2.6   # the D-NeRF scenes fit in [-1.3, 1.3]^3
@@ -60,6 +61,8 @@ def read_transforms(source: str, filename: str, background, first_uid: int = 0) 
     except (KeyError, TypeError, ValueError):
         raise DatasetError(f"{path} needs a number `camera_angle_x` and a list `frames`.") from None
     times = _frame_times(frames, path)
+    if frames and not any("time" in frame for frame in frames):
+        print_once(f"{path} gives no frame a `time`: frame order is used (i / (N - 1)).")
     cam_infos = []
     for index, frame in enumerate(frames):
         R, T = _blender_pose(frame, path, index)

@@ -27,7 +27,8 @@ import numpy as np
 from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, detect_model_format, qvec2rotmat, read_model
 from scene.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
 from utils.graphics_utils import BasicPointCloud, focal2fov
-from utils.image_io import normalize_pixels, read_pixels, read_raw, read_rgb_compact, resize, to_gray
+from utils.image_io import (check_same_aspect, normalize_pixels, read_mask, read_raw, read_rgb_compact,
+                            resize)
 
 SUPPORTED_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
 # Models whose parameters start with one focal length (f, cx, cy, ...); the others with (fx, fy, cx, cy, ...).
@@ -55,6 +56,7 @@ def read_egomask_scene(args) -> SceneInfo:
     cam_infos = [_camera_info(order, img, cameras, cameras_file, images_dir, times[order], background,
                               allow_distorted) for order, img in enumerate(ordered)]
 
+    _check_one_frame_size(cam_infos)
     notices: List[str] = []
     has_masks = _attach_masks(source, cam_infos, args.no_masks, notices)
     has_depth = _attach_depth_priors(source, cam_infos, args.no_depth, args.depth_prior_kind, notices)
@@ -143,6 +145,16 @@ def _image_scale(camera: ColmapCamera, width: int, height: int, image_path: str,
     return scale
 
 
+def _check_one_frame_size(cam_infos: List[CameraInfo]) -> None:
+    """All frames of a scene have one size (a stray frame of another size would be rescaled silently)."""
+    sizes = [(cam.width, cam.height) for cam in cam_infos]
+    common = max(set(sizes), key=sizes.count)
+    for cam, size in zip(cam_infos, sizes):
+        if size != common:
+            raise DatasetError(f"{cam.image_path} is {size[0]}x{size[1]} but the other frames are "
+                               f"{common[0]}x{common[1]}: give every frame the same size (or remove it).")
+
+
 def point_cloud_from_points3D(points3D: Dict[int, ColmapPoint3D], model_dir: str) -> BasicPointCloud:
     """COLMAP points with colours / 255 and zero normals."""
     if not points3D:
@@ -172,9 +184,17 @@ def _attach_masks(source: str, cam_infos: List[CameraInfo], disabled: bool, noti
     folder = _supervision_folder(source, "masks", "hand-mask", "--no_masks", "hand masks", disabled, notices)
     if folder is None:
         return False
+    ways = set()
     for cam in cam_infos:
         path = _find_file(folder, [cam.image_name + ext for ext in MASK_EXTENSIONS], "hand mask", "--no_masks")
-        cam.mask = resize(to_gray(read_pixels(path)), cam.width, cam.height, nearest=True)
+        mask, how = read_mask(path)
+        check_same_aspect(path, "Hand mask", mask.shape[::-1], (cam.width, cam.height))
+        cam.mask = resize(mask, cam.width, cam.height, nearest=True)
+        ways.add(how)
+    if "alpha" in ways:
+        notices.append(f"Hand masks in {folder}: read from their alpha channel (their colour is constant).")
+    if "colour" in ways:
+        notices.append(f"Hand masks in {folder} are coloured: every non-black pixel is hand.")
     return True
 
 
@@ -187,6 +207,7 @@ def _attach_depth_priors(source: str, cam_infos: List[CameraInfo], disabled: boo
         stem = cam.image_name
         path = _find_file(folder, [stem + "_depth.png", stem + ".png", stem + ".npy"], "depth prior", "--no_depth")
         depth = read_depth_prior(path)
+        check_same_aspect(path, "Depth prior", depth.shape[::-1], (cam.width, cam.height))
         if depth.shape != (cam.height, cam.width):  # interpolate in float, not in integer levels
             depth = resize(normalize_pixels(depth, path), cam.width, cam.height)
         cam.depth = depth

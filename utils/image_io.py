@@ -57,6 +57,40 @@ def read_pixels(path: str) -> np.ndarray:
     raise DatasetError(f"Image file {path} has {pixels.shape[2]} channels; expected gray, RGB or RGBA.")
 
 
+MASK_COLOUR_BLACK = 0.1  # a coloured / palette mask pixel is hand when a channel exceeds this
+
+
+def read_mask(path: str):
+    """A hand mask as (pixels [H, W] in the file's dtype, how it was read), white = hand.
+
+    how: "grey" (a grey image, or RGB with equal channels: its value); "alpha" (an RGBA file whose
+    colour is constant and whose alpha varies: the mask is the alpha channel); "colour" (colour or
+    palette masks, as Track-Anything and many tools write: any pixel with a channel above
+    MASK_COLOUR_BLACK of full scale is hand, the rest is not)."""
+    pixels = read_pixels(path)
+    if pixels.shape[2] == 4:
+        colour, alpha = pixels[:, :, :3], pixels[:, :, 3]
+        if alpha.min() != alpha.max() and colour.min() == colour.max():
+            return np.ascontiguousarray(alpha), "alpha"
+        pixels = colour
+    if pixels.shape[2] == 3 and not (np.array_equal(pixels[:, :, 0], pixels[:, :, 1])
+                                     and np.array_equal(pixels[:, :, 0], pixels[:, :, 2])):
+        top = _INTEGER_MAX.get(pixels.dtype, 1.0)
+        hand = pixels.max(axis=2) > MASK_COLOUR_BLACK * top
+        return (hand * top).astype(pixels.dtype), "colour"
+    return np.ascontiguousarray(pixels[:, :, 0]), "grey"
+
+
+def check_same_aspect(path: str, what: str, size, frame_size) -> None:
+    """DatasetError unless an image of size (width, height) has the aspect ratio of its frame's
+    (width, height) within one pixel (masks and priors may be stored at another scale, not stretched)."""
+    (width, height), (frame_width, frame_height) = size, frame_size
+    if abs(height * frame_width / width - frame_height) > 1.0:
+        raise DatasetError(f"{what} {path} is {width}x{height} but its frame is {frame_width}x{frame_height} "
+                           "(another aspect ratio, it would be stretched): make it from the frame itself, at "
+                           "the frame's size.")
+
+
 def read_image(path: str) -> np.ndarray:
     """[H, W, C] float32 in [0, 1], C = 1 (gray), 3 (RGB) or 4 (RGBA), from an 8/16-bit or float file."""
     return normalize_pixels(read_pixels(path), path)

@@ -412,3 +412,69 @@ def test_write_image_round_trips_tensors_and_16_bit(tmp_path):
     plane = np.random.default_rng(0).random((H, W)).astype(np.float32)
     write_image(str(tmp_path / "d.png"), plane, bit_depth=16)
     np.testing.assert_allclose(read_image(str(tmp_path / "d.png"))[..., 0], plane, atol=0.5 / 65535 + 1e-7)
+
+
+# ----------------------------------------------------------------------------- masks in other forms, sizes
+
+def write_mask(path, pixels):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    assert cv2.imwrite(str(path), pixels)
+
+
+def left_half(channels, value):
+    """An [H, W, channels] uint8 image (cv2 order) with `value` on the left half, zeros elsewhere."""
+    mask = np.zeros((H, W, channels), np.uint8)
+    mask[:, : W // 2] = value
+    return mask
+
+
+@pytest.mark.parametrize("pixels, how", [
+    (left_half(3, (0, 0, 255)), "are coloured: every non-black pixel is hand"),  # red (BGR): luma 0.299
+    (left_half(3, (40, 0, 20)), "are coloured: every non-black pixel is hand"),  # a dark palette colour
+    (np.dstack([np.zeros((H, W, 3), np.uint8), left_half(1, 255)]), "read from their alpha channel"),
+])
+def test_coloured_and_alpha_masks_read_as_hand_with_one_notice(tmp_path, capsys, pixels, how):
+    make_colmap_scene(tmp_path, ["0.png", "1.png"])
+    for name in ("0", "1"):
+        write_mask(tmp_path / "masks" / f"{name}.png", pixels)
+    info = read_scene(model_args(tmp_path))
+    for cam in info.train_cameras:
+        mask = normalize_pixels(cam.mask)
+        assert mask[:, : W // 2].min() == 1.0 and mask[:, W // 2:].max() == 0.0
+    assert sum(how in n for n in info.notices) == 1
+
+
+def test_grey_masks_keep_their_values_and_say_nothing(tmp_path):
+    make_colmap_scene(tmp_path, ["0.png"])
+    write_mask(tmp_path / "masks" / "0.png", left_half(3, (128, 128, 128)))   # grey saved as RGB
+    info = read_scene(model_args(tmp_path))
+    assert normalize_pixels(info.train_cameras[0].mask).max() == pytest.approx(128 / 255)
+    assert not any("are coloured" in n or "alpha channel" in n for n in info.notices)
+
+
+def test_mask_of_another_aspect_ratio_is_an_error(tmp_path):
+    make_colmap_scene(tmp_path, ["0.png"])
+    write_mask(tmp_path / "masks" / "0.png", np.zeros((H, 2 * W), np.uint8))
+    with pytest.raises(DatasetError, match=r"Hand mask .*0\.png is 16x6 but its frame is 8x6 \(another aspect"):
+        read_scene(model_args(tmp_path))
+
+
+def test_depth_prior_of_another_aspect_ratio_is_an_error(tmp_path):
+    make_colmap_scene(tmp_path, ["0.png"])
+    os.makedirs(tmp_path / "depth_gt")
+    np.save(tmp_path / "depth_gt" / "0.npy", np.ones((3 * H, W), np.float32))
+    with pytest.raises(DatasetError, match=r"Depth prior .*0\.npy is 8x18 but its frame is 8x6"):
+        read_scene(model_args(tmp_path))
+
+
+def test_a_frame_of_another_size_among_the_others_is_an_error(tmp_path):
+    make_colmap_scene(tmp_path, ["0.png", "1.png", "2.png"])
+    write_bgr(os.path.join(tmp_path, "images", "1.png"), np.zeros((2 * H, 2 * W, 3), np.uint8))  # same aspect
+    with pytest.raises(DatasetError, match=r"1\.png is 16x12 but the other frames are 8x6"):
+        read_scene(model_args(tmp_path))
+
+
+def test_blender_without_times_says_frame_order_is_used(tmp_path, capsys):
+    make_blender_scene(tmp_path, with_time=False)
+    read_scene(model_args(tmp_path, "--eval"))
+    assert "no frame a `time`: frame order is used" in capsys.readouterr().out
