@@ -35,6 +35,7 @@ from utils import sfm
 from utils.frames import check_frame_sizes, extract_video_frames, list_frames
 
 MIN_REGISTERED = 3           # fewer registered frames cannot make a scene
+MAPPER_FALLBACK_SHARE = 0.8   # below this share of frames registered, the other mapper is tried too
 FOCAL_WARNING_RATIO = 1.25   # fx / fy beyond this means one image axis was poorly constrained
 RESIZE_FACTORS = (2, 4, 8)
 MASK_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -263,9 +264,19 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
                 f.writelines(f"{a} {b}\n" for a, b in sfm.keyframe_pairs(names))
             _guard(f"keyframe matching ({backend.name})", lambda: backend.match(database, pairs_file))
 
-    def mapping():
+    def run_mapper(mapper: str) -> int:
+        """One mapper into a fresh sparse/; the registered count of its largest model (0 if it failed)."""
         shutil.rmtree(sparse, ignore_errors=True)
         os.makedirs(sparse)
+        try:
+            if mapper == "global":
+                _guard(f"focal calibration ({backend.name})", lambda: backend.calibrate(database))
+            _guard(f"{mapper} mapping ({backend.name})", lambda: backend.map(database, input_dir, sparse, mapper))
+        except DatasetError as err:
+            say(f"  note: {err}")
+        return sfm.keep_largest_model(sparse)[0]
+
+    def mapping():
         try:
             focal = sfm.initialize_focal(database)
         except Exception as err:  # e.g. a database from another COLMAP version: map with COLMAP's guess
@@ -273,9 +284,9 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
             say(f"  note: no focal length estimate ({err}); COLMAP starts from its own guess")
         if focal is not None:
             say(f"  focal length from the fundamental matrices: {focal:.1f} px")
-        if args.mapper == "global":
-            _guard(f"focal calibration ({backend.name})", lambda: backend.calibrate(database))
-        _guard(f"{args.mapper} mapping ({backend.name})", lambda: backend.map(database, input_dir, sparse, args.mapper))
+        registered = run_mapper(args.mapper)
+        if registered < MAPPER_FALLBACK_SHARE * len(names):
+            keep_better_mapper(args.mapper, registered, run_mapper, sparse, len(names))
         report_registration(sparse, names, args)
 
     frames = folder_fingerprint(input_dir, names)
@@ -284,6 +295,26 @@ def run_sfm(args, stages: Stages, backend, names: List[str]) -> None:
                lambda: os.path.isfile(database), features)
     stages.run("matching", {"matcher": args.matcher, "seed": args.seed}, lambda: os.path.isfile(database), matching)
     stages.run("mapping", {"mapper": args.mapper, "seed": args.seed}, lambda: os.path.isdir(os.path.join(sparse, "0")), mapping)
+
+
+def keep_better_mapper(first: str, registered: int, run_mapper: Callable[[str], int], sparse: str,
+                       total: int) -> None:
+    """The first mapper registered too few frames: run the other one and keep whichever model
+    registered more (the first on a tie), saying so in one line."""
+    other = "incremental" if first == "global" else "global"
+    kept_first = sparse + "_" + first
+    shutil.rmtree(kept_first, ignore_errors=True)
+    os.rename(sparse, kept_first)
+    registered_other = run_mapper(other)
+    if registered_other > registered:
+        shutil.rmtree(kept_first, ignore_errors=True)
+        say(f"  the {first} mapper registered {registered} of {total} frames, the {other} mapper "
+            f"{registered_other}: keeping the {other} model")
+    else:
+        shutil.rmtree(sparse, ignore_errors=True)
+        os.rename(kept_first, sparse)
+        say(f"  the {first} mapper registered {registered} of {total} frames, the {other} mapper "
+            f"{registered_other}: keeping the {first} model")
 
 
 def write_feature_masks(frame_dir: str, hand_dir: str, mask_dir: str, names: List[str]) -> None:

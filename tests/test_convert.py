@@ -15,6 +15,7 @@ import pytest
 pycolmap = pytest.importorskip("pycolmap")
 
 import convert  # noqa: E402
+from utils import sfm  # noqa: E402
 from scene.colmap import qvec2rotmat, read_model  # noqa: E402
 from utils.frames import extract_video_frames, list_frames  # noqa: E402
 from utils.sfm import (apply_similarity, estimate_focal, feature_mask, focal_disagreement,  # noqa: E402
@@ -347,6 +348,33 @@ def test_hand_mask_missing_or_of_the_wrong_size(tmp_path, capfd):
     assert_fails(capfd, ["-s", str(tmp_path)], "00001", "input_masks")
     cv2.imwrite(str(tmp_path / "input_masks" / "00000.png"), np.zeros((10, 10), np.uint8))
     assert_fails(capfd, ["-s", str(tmp_path)], "00000.png", "10x10", "96x72")
+
+
+@pytest.mark.parametrize("fallback_works", [True, False])
+def test_a_mapper_that_registers_too_few_frames_falls_back_to_the_other(truth_dir, tmp_path, capfd, monkeypatch,
+                                                                      fallback_works):
+    """The global mapper registers nothing here (as it did on a real clip); the incremental one is
+    tried and its model kept. When it does no better, the first model stays and the error says so."""
+    real_map = sfm.PycolmapBackend.map
+    tried = []
+
+    def map_sometimes(self, database, image_dir, out_dir, mapper):
+        tried.append(mapper)
+        if mapper == "global" or not fallback_works:
+            return None                       # COLMAP made no model
+        return real_map(self, database, image_dir, out_dir, mapper)
+
+    monkeypatch.setattr(sfm.PycolmapBackend, "map", map_sometimes)
+    scene = make_scene(truth_dir, str(tmp_path / "scene"))
+    if fallback_works:
+        assert run_convert("-s", scene) == 0
+        out = capfd.readouterr().out
+        assert f"the global mapper registered 0 of {FRAMES} frames, the incremental mapper {FRAMES}: keeping " \
+               "the incremental model" in out
+        assert len(os.listdir(os.path.join(scene, "images"))) == FRAMES
+    else:
+        assert_fails(capfd, ["-s", scene], f"registered 0 of {FRAMES} frames")
+    assert tried == ["global", "incremental"]
 
 
 def test_too_few_registered_frames(tmp_path, capfd):

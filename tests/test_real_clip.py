@@ -26,7 +26,8 @@ def converted_clip(tmp_path_factory):
     scene = tmp_path_factory.mktemp("ego_glass")
     for folder in ("input", "input_masks"):
         shutil.copytree(os.path.join(CLIP, folder), scene / folder)
-    assert convert.main(["-s", str(scene), "--mapper", "incremental", "--camera", "SIMPLE_RADIAL"]) == 0
+    # the default mapper, with its fallback (the global mapper alone registered 0 of these 61 frames)
+    assert convert.main(["-s", str(scene), "--camera", "SIMPLE_RADIAL"]) == 0
     return scene
 
 
