@@ -93,10 +93,13 @@ def run_step(step: str, command: List[str], log_path: str) -> float:
     print(f"--> {step}: {' '.join(shlex.quote(c) for c in command)}", flush=True)
     start = time.perf_counter()
     with open(log_path, "a") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for line in process.stdout:
-            log.write(line)
-            sys.stdout.write(line)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # pieces as they come, not lines: a progress bar redraws its line with "\r" and no newline
+        for piece in iter(lambda: process.stdout.read1(4096), b""):
+            text = piece.decode(errors="replace")
+            log.write(text)
+            sys.stdout.write(text)
+            sys.stdout.flush()
         code = process.wait()
     if code != 0:
         raise StepFailed(step, command, code)
@@ -157,8 +160,7 @@ def evaluate_scene(source: str, model_path: str, args: Namespace, train_flags: L
     log = os.path.join(model_path, "full_eval.log")
     python = sys.executable
     if not args.skip_training:
-        seconds = run_step("train", [python, "train.py", "-s", source, "-m", model_path, "--eval", "--quiet",
-                                     "--overwrite"]
+        seconds = run_step("train", [python, "train.py", "-s", source, "-m", model_path, "--eval", "--overwrite"]
                            + train_flags, log)
         with open(os.path.join(model_path, "full_eval_timing.json"), "w") as f:
             json.dump({"train_seconds": seconds}, f)

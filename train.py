@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from argparse import ArgumentParser, Namespace
+from argparse import ArgumentDefaultsHelpFormatter, ArgumentParser, Namespace
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -305,7 +305,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
 
     background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
     train_cameras = scene.getTrainCameras()
-    writer = None if run.quiet else make_writer(dataset.model_path)
+    writer = make_writer(dataset.model_path)
     progress = tqdm(range(state.iteration + 1, opt.iterations + 1), initial=state.iteration, total=opt.iterations,
                     desc="Training", disable=run.quiet, dynamic_ncols=True)
     torch.autograd.set_detect_anomaly(run.detect_anomaly)
@@ -452,7 +452,8 @@ def validate_run(args: Namespace, opt) -> None:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(description="Train an EgoMask deformable Gaussian model.")
+    parser = ArgumentParser(description="Train an EgoMask deformable Gaussian model from an egocentric video.",
+                            formatter_class=ArgumentDefaultsHelpFormatter)
     groups = ModelParams(parser), OptimizationParams(parser), PipelineParams(parser)
     add_run_arguments(parser)
     return parser, groups

@@ -19,6 +19,7 @@ class GroupParams:
 
 class ParamGroup:
     choices: dict = {}
+    help: dict = {}   # flag -> one line for --help (the default is appended by the formatter)
 
     def __init__(self, parser: ArgumentParser, name: str, fill_none: bool = False):
         group = parser.add_argument_group(name)
@@ -27,7 +28,7 @@ class ParamGroup:
             key = key.lstrip("_")
             flags = [f"--{key}"] + ([f"-{key[0]}"] if shorthand else [])
             default = None if fill_none else value
-            kwargs = {"default": default}
+            kwargs = {"default": default, "help": self.help.get(key, "")}
             if key in self.choices:
                 kwargs["choices"] = self.choices[key]
             if isinstance(value, bool):
@@ -47,6 +48,28 @@ class ParamGroup:
 class ModelParams(ParamGroup):
     choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"],
                "deform_init": ["zero", "pytorch"]}
+    help = {
+        "sh_degree": "highest spherical-harmonics degree of the colours",
+        "source_path": "scene folder (COLMAP/EgoMask, Blender or Nerfies layout)",
+        "model_path": "output folder of the trained model; empty: output/<scene>-<time>",
+        "images": "image folder inside the scene (e.g. images_2 for half size)",
+        "resolution": "1, 2, 4, 8 divide the size; a number >= 64 is a target width; -1: at most 1600 px wide",
+        "white_background": "white background instead of black",
+        "data_device": "where the images are kept (cpu saves GPU memory)",
+        "eval": "hold out every llffhold-th frame as a test view",
+        "load2gpu_on_the_fly": "move each image to the GPU only while it is used",
+        "is_blender": "D-NeRF/Blender time encoding (6 frequencies and a time network)",
+        "is_6dof": "deform with a rigid SE(3) motion per Gaussian",
+        "mask_dimension": "channels of the per-Gaussian hand feature (0: no hands decomposition)",
+        "llffhold": "with --eval, frames whose index %% llffhold == 0 are test views",
+        "depth_prior_kind": "what the depth_gt/ files hold: relative inverse depth or depth",
+        "no_masks": "train without the hand masks even where masks/ exists",
+        "no_depth": "train without the depth priors even where depth_gt/ exists",
+        "ignore_distortion": "accept distorted COLMAP cameras, ignoring the distortion",
+        "deform_depth": "layers of the deformation MLP",
+        "deform_width": "width of the deformation MLP",
+        "deform_init": "zero: the deformation starts as the identity; pytorch: upstream's random init",
+    }
 
     def __init__(self, parser, sentinel=False):
         self.sh_degree = 3
@@ -82,6 +105,13 @@ class ModelParams(ParamGroup):
 
 class PipelineParams(ParamGroup):
     choices = {"rasterizer": ["auto", "cuda", "torch"], "deform_precision": ["fp32", "tf32", "bf16"]}
+    help = {
+        "convert_SHs_python": "evaluate the SH colours in PyTorch instead of the rasterizer",
+        "compute_cov3D_python": "build the 3D covariances in PyTorch instead of the rasterizer",
+        "debug": "check the rasterizer's inputs and dump them when a kernel fails",
+        "rasterizer": "auto: CUDA where it builds, else the PyTorch reference",
+        "deform_precision": "number format of the deformation MLP",
+    }
 
     def __init__(self, parser):
         self.convert_SHs_python = False
@@ -94,6 +124,40 @@ class PipelineParams(ParamGroup):
 
 class OptimizationParams(ParamGroup):
     choices = {"depth_loss": ["minmax", "ssi"], "deform_gate": ["hand", "none"]}
+    help = {
+        "iterations": "training iterations",
+        "warm_up": "iterations before the deformation starts (Gaussians only until then)",
+        "position_lr_init": "learning rate of the positions at the start (x scene extent)",
+        "position_lr_final": "learning rate of the positions at the end (x scene extent)",
+        "position_lr_delay_mult": "upstream's delay multiplier of the position learning rate",
+        "position_lr_max_steps": "iterations over which the position learning rate decays",
+        "deform_lr_max_steps": "iterations over which the deformation learning rate decays",
+        "feature_lr": "learning rate of the colour (SH) coefficients",
+        "opacity_lr": "learning rate of the opacities",
+        "scaling_lr": "learning rate of the scales",
+        "rotation_lr": "learning rate of the rotations",
+        "mask_lr": "learning rate of the hand feature",
+        "percent_dense": "clone below / split above this fraction of the scene extent",
+        "lambda_dssim": "weight of (1 - SSIM) in the colour loss",
+        "densification_interval": "iterations between densifications",
+        "opacity_reset_interval": "iterations between opacity resets",
+        "densify_from_iter": "first iteration that densifies",
+        "densify_until_iter": "last iteration that densifies",
+        "densify_grad_threshold": "screen-space gradient above which a Gaussian is cloned or split",
+        "prune_by_screen_size": "also prune Gaussians wider than 20 px on screen (upstream never does)",
+        "mask_start": "first iteration of the mask phase",
+        "mask_stop": "last iteration of the mask phase",
+        "stop_MLP": "iteration from which the deformation network is frozen",
+        "loss_reduce": "scale of the depth and mask loss weights",
+        "depth_loss": "minmax: EgoMask's normalized L1; ssi: scale-and-shift invariant",
+        "time_noise_steps": "iterations over which the time noise anneals to zero",
+        "deform_gate": "hand: only Gaussians labelled hand deform; none: all (the paper)",
+        "gate_low": "hand score at and below which a Gaussian does not move",
+        "gate_high": "hand score from which a Gaussian takes the full motion",
+        "early_mask_weight": "mask-loss weight (x loss_reduce) before the mask phase (paper: 0)",
+        "hands_layer_weight": "weight of the hands layer's opacity and colour losses (paper: 0)",
+        "static_layer_weight": "weight of the static layer's colour loss (paper: 0)",
+    }
 
     def __init__(self, parser):
         self.iterations = 40_000
@@ -159,16 +223,20 @@ def add_run_arguments(parser: ArgumentParser) -> None:
     """Flags of a training run that are not model, pipeline or optimization parameters."""
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default",
                         help="default: our hands decomposition; paper: EgoMask's recipe (see the README)")
-    parser.add_argument("--test_iterations", nargs="+", type=int, default=[5000, 6000, 7000] + list(range(10000, 40001, 1000)))
-    parser.add_argument("--save_iterations", nargs="+", type=int, default=[7000, 10000, 20000, 30000, 40000])
-    parser.add_argument("--checkpoint_iterations", nargs="+", type=int, default=[])
+    parser.add_argument("--test_iterations", nargs="+", type=int,
+                        default=[5000, 6000, 7000] + list(range(10000, 40001, 1000)),
+                        help="iterations that score the test views")
+    parser.add_argument("--save_iterations", nargs="+", type=int, default=[7000, 10000, 20000, 30000, 40000],
+                        help="iterations that save the Gaussians and the deformation (the last always)")
+    parser.add_argument("--checkpoint_iterations", nargs="+", type=int, default=[],
+                        help="iterations that save a full training checkpoint chkpnt<N>.pth")
     parser.add_argument("--start_checkpoint", type=str, default=None,
                         help="chkpnt<N>.pth to resume from; alone, it resumes the run it came from")
     parser.add_argument("--overwrite", action="store_true",
                         help="train into a model folder that already holds results, replacing them")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--detect_anomaly", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the whole run")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (TensorBoard logs are kept)")
+    parser.add_argument("--detect_anomaly", action="store_true", help="PyTorch's autograd anomaly detection (slow)")
     parser.add_argument("--deterministic", action="store_true",
                         help="bit-exact reruns and resumes on CUDA too (always on for CPU runs)")
 

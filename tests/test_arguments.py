@@ -56,3 +56,15 @@ def test_config_json_round_trip_and_combination(tmp_path):
 def test_missing_config_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="cfg_args.json"):
         load_config(str(tmp_path))
+
+
+def test_every_train_flag_has_a_description_and_shows_its_default():
+    import train
+    parser, _ = train.build_parser()
+    flags = [a for a in parser._actions if a.dest != "help"]
+    assert len(flags) > 60
+    for action in flags:
+        assert action.help and action.help.strip(), f"--{action.dest} has no description"
+    text = " ".join(parser.format_help().split())
+    assert text.count("(default:") == len(flags)
+    assert "--iterations ITERATIONS training iterations (default: 40000)" in text
