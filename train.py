@@ -407,11 +407,12 @@ def run_config(run: Namespace) -> Dict:
 
 
 def write_model_folder(run: Namespace, scene: Scene) -> None:
-    """The run's first writes to its model folder, once every input has loaded: an earlier run's
-    results go (--overwrite), then cfg_args.json, input.ply and cameras.json."""
+    """The run's first writes to its model folder, once every input has loaded: cfg_args.json
+    (atomically: if the disk refuses it, the folder is as it was), then an earlier run's results go
+    (--overwrite), then input.ply and cameras.json."""
+    save_config(run, run.model_path)
     if getattr(run, "overwrite", False) and not run.start_checkpoint:
         clear_outputs(run.model_path)
-    save_config(run, run.model_path)
     scene.save_inputs()
 
 

@@ -245,9 +245,14 @@ def save_config(args: Namespace, model_path: str) -> str:
     """Write the resolved configuration as JSON; returns its path."""
     path = os.path.join(model_path, CONFIG_FILE)
     os.makedirs(model_path, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(vars(args), f, indent=2, sort_keys=True, default=str)
-    os.replace(path + ".tmp", path)
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(vars(args), f, indent=2, sort_keys=True, default=str)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        if os.path.exists(path + ".tmp"):   # a full disk: leave no half-written file behind
+            os.remove(path + ".tmp")
+        raise
     return path
 
 

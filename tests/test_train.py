@@ -305,3 +305,28 @@ def test_evaluation_comes_before_the_opacity_reset_of_its_iteration(tiny_scene, 
     run(tiny_scene, str(tmp_path / "m"), "--test_iterations", "9", "12")   # TINY resets opacity at 9
     from scene.densify import OPACITY_RESET_CEILING
     assert seen[9] > 2 * OPACITY_RESET_CEILING      # scored as trained, not right after the reset
+
+
+def test_a_full_disk_is_one_line_and_the_model_stays(tiny_scene, trained_model, tmp_path, capsys, monkeypatch):
+    import errno
+    import shutil
+    copy = str(tmp_path / "copy")
+    shutil.copytree(trained_model, copy)
+    before = folder_snapshot(copy)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", os.path.join(copy, "cfg_args.json"))
+
+    monkeypatch.setattr(train, "save_config", full_disk)
+    code, err = exit_code_and_error(capsys, ["-s", tiny_scene, "-m", copy, *TINY, "--overwrite"])
+    assert code == 2 and "No space left on device" in err and "\n" not in err
+    assert folder_snapshot(copy) == before   # nothing was removed before the first write failed
+
+
+def test_an_unreadable_checkpoint_is_found_before_the_scene_loads(tmp_path, capsys):
+    garbage = tmp_path / "chkpnt5.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    code, err = exit_code_and_error(capsys, ["-s", str(tmp_path / "no_scene_here"), "-m", str(tmp_path / "m"),
+                                             "--start_checkpoint", str(garbage)])
+    assert code == 2 and "chkpnt5.pth" in err and "cannot be read" in err
+    assert not (tmp_path / "m").exists()

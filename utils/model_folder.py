@@ -12,8 +12,9 @@ from typing import List
 
 # Everything train.py, render.py and metrics.py write, by the name it has in the folder.
 RESULT_FOLDERS = ("point_cloud", "deform", "train", "test")
-RESULT_FILES = ("cfg_args.json", "cameras.json", "input.ply", "results*.json", "per_view*.json",
-                "chkpnt*.pth", "events.out.tfevents.*")
+# (cfg_args.json is not among them: the new run has just replaced it, atomically)
+RESULT_FILES = ("cameras.json", "input.ply", "results*.json", "per_view*.json", "chkpnt*.pth",
+                "events.out.tfevents.*")
 
 
 def trained_outputs(model_path: str) -> List[str]:
