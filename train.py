@@ -29,7 +29,7 @@ from scene.deform_model import DeformModel
 from scene.densify import DensificationStrategy
 from scene.gaussian_model import GaussianModel
 from utils.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from utils.general_utils import seed_everything
+from utils.general_utils import seed_everything, set_cpu_threads
 from utils.image_utils import psnr
 from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss, photometric_loss
 from utils.schedule import TrainingSchedule
@@ -278,6 +278,8 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     checkpoint: a loaded chkpnt<N>.pth to resume from (main reads it before anything else). The
     model folder is written only once the scene, the models and the checkpoint have loaded."""
     device = training_device()
+    if device.type == "cpu":
+        set_cpu_threads(getattr(run, "cpu_threads", 0))
     seed_everything(run.seed)
     # Multithreaded CPU reductions (index_add_) otherwise vary in their last bits from run to run,
     # which would break exact resume; on CUDA determinism costs speed, so it is opt-in there.

@@ -235,6 +235,9 @@ def add_run_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="train into a model folder that already holds results, replacing them")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the whole run")
+    parser.add_argument("--cpu_threads", type=int, default=-1,
+                        help="PyTorch threads of a CPU run: -1 automatic (1 on a machine of 2 cores or fewer, "
+                             "measured fastest when it is shared), 0 PyTorch's default, N; OMP_NUM_THREADS wins")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (TensorBoard logs are kept)")
     parser.add_argument("--detect_anomaly", action="store_true", help="PyTorch's autograd anomaly detection (slow)")
     parser.add_argument("--deterministic", action="store_true",

@@ -1,4 +1,5 @@
 """Small maths helpers shared by the Gaussian model, the renderer and training."""
+import os
 import random
 
 import numpy as np
@@ -56,3 +57,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+
+
+SMALL_MACHINE_CORES = 2
+
+
+def set_cpu_threads(requested: int) -> int:
+    """PyTorch's CPU threads for a run; returns the count in use. OMP_NUM_THREADS in the
+    environment always wins. requested > 0: that many; 0: PyTorch's default (one per core);
+    -1 (automatic, train.py's default): 1 on machines with at most SMALL_MACHINE_CORES cores,
+    else PyTorch's default.
+
+    Why: on a 2-core machine shared with other work, two OpenMP threads wait on each other;
+    benchmarks/cpu_threads.py measured the demo's training at 1.5 it/s with PyTorch's 2 threads
+    and 4.9 it/s with 1 while one busy process ran beside it, against 5.6 and 4.5 it/s on the idle
+    machine (benchmarks/results/cpu_threads_2core.json). Larger machines were not measured."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        if requested < 0:
+            requested = 1 if (os.cpu_count() or 1) <= SMALL_MACHINE_CORES else 0
+        if requested > 0:
+            torch.set_num_threads(requested)
+    return torch.get_num_threads()
