@@ -14,8 +14,8 @@ For each split, OUT/<split>/ours_<N>/ receives (one PNG per view, named by the c
   fix/, fix_mask/ training camera --fix_view (default: the middle one) at the time of every view
   strip/          gt | render | static | hands side by side, to judge a run at a glance
   gt_masks/       the scene's hand mask at the render's size (scenes with masks; metrics.py reads it)
-plus <folder>.mp4 (or .gif) per sequence (not gt_masks) and fps.json (rendering speed after warm-up,
-Gaussian count).
+plus <folder>.mp4 (or .gif) per sequence (not gt_masks) and fps.json (deformation + render of one
+view, timed over --fps_renders renders after --fps_warmup, the views repeated; Gaussian count).
 Which Gaussians are hands is decided by scene/decomposition.py (--hand_rule, --hand_threshold, ...).
 """
 import json
@@ -60,7 +60,9 @@ def build_parser():
     parser.add_argument("--fix_view", type=int, default=None,
                         help="index of the training camera (time order) for fix/; default the middle one")
     parser.add_argument("--mask_kernel", type=int, default=5, help="odd kernel size of the hand-mask cleaning")
-    parser.add_argument("--fps_warmup", type=int, default=3, help="renders left out of the speed average")
+    parser.add_argument("--fps_warmup", type=int, default=3, help="untimed renders before the speed is timed")
+    parser.add_argument("--fps_renders", type=int, default=100,
+                        help="renders timed for fps.json (the split's views repeated as needed)")
     parser.add_argument("--video_fps", type=float, default=10.0)
     parser.add_argument("--no_video", action="store_true")
     parser.add_argument("--quiet", action="store_true")
@@ -209,17 +211,12 @@ def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, spl
                  out_dir: str, args: Namespace) -> Dict:
     """Every output of one split; returns the speed record written to fps.json."""
     device = renderer.gaussians.get_xyz.device
-    frame_times = []
     with torch.no_grad():
         for index, camera in enumerate(cameras):
             home = camera.data_device
             camera.to(device)  # cameras kept on the CPU (--data_device cpu) render next to the Gaussians
-            start = time.perf_counter()
             offsets = renderer.deformation(camera.fid)
             full = renderer(camera, offsets)
-            synchronize(device)
-            frame_times.append(time.perf_counter() - start)  # the speed of one plain render
-
             outputs = view_outputs(camera, fix_cam, offsets, full, renderer, split_info, args.mask_kernel)
             for folder, picture in outputs.items():
                 write_image(os.path.join(out_dir, folder, f"{camera.image_name}.png"), picture)
@@ -228,17 +225,30 @@ def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, spl
                 print(f"\r[{split}] {index + 1}/{len(cameras)} {camera.image_name}", end="", flush=True)
     if not args.quiet:
         print()
-    return speed_record(frame_times, args.fps_warmup, renderer, device)
+    return measure_speed(cameras, renderer, args.fps_warmup, args.fps_renders)
 
 
-def speed_record(frame_times: List[float], warmup: int, renderer: ViewRenderer, device: torch.device) -> Dict:
-    """FPS of deformation + render of one view, averaged over the frames after the warm-up ones
-    (fewer are dropped when the split is short, but at least one is kept)."""
-    dropped = min(warmup, max(0, len(frame_times) - 1))
-    timed = frame_times[dropped:]
-    seconds = sum(timed) / len(timed)
+def measure_speed(cameras: List, renderer: ViewRenderer, warmup: int, renders: int) -> Dict:
+    """FPS of deformation + render of one view: ``warmup`` untimed renders, then ``renders`` timed
+    ones (the split's views in turn, repeated as needed), one clock around them all."""
+    device = renderer.gaussians.get_xyz.device
+    order = [cameras[i % len(cameras)] for i in range(warmup + renders)]
+    homes = [camera.data_device for camera in cameras]
+    with torch.no_grad():
+        for camera in cameras:
+            camera.to(device)
+        for camera in order[:warmup]:
+            renderer(camera, renderer.deformation(camera.fid))
+        synchronize(device)
+        start = time.perf_counter()
+        for camera in order[warmup:]:
+            renderer(camera, renderer.deformation(camera.fid))
+        synchronize(device)
+        seconds = (time.perf_counter() - start) / max(renders, 1)
+        for camera, home in zip(cameras, homes):
+            camera.to(home)
     return {"fps": 1.0 / seconds if seconds > 0 else None, "ms_per_frame": seconds * 1000.0,
-            "frames_timed": len(timed), "warmup_frames": dropped,
+            "frames_timed": renders, "warmup_frames": warmup, "views": len(cameras),
             "num_gaussians": int(renderer.gaussians.get_xyz.shape[0]),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "rasterizer": renderer.backend_name(),
