@@ -116,6 +116,16 @@ def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, gat
     return deform.offsets(gaussians.get_xyz, camera.fid, noise_std, gate)
 
 
+def gate_without_labels(opt, run: Namespace, scene: Scene, gaussians: GaussianModel) -> List[str]:
+    """--deform_gate hand needs hand labels: without masks (or without a hand feature) every
+    Gaussian would stay static, so the gate is switched off for this run (and in its saved
+    config, which render.py reads). Returns the notice, if any."""
+    if getattr(opt, "deform_gate", "none") != "hand" or (scene.has_masks and gaussians.mask_dimension > 0):
+        return []
+    opt.deform_gate = run.deform_gate = "none"
+    return ["No hand masks to label the hands: every Gaussian deforms (--deform_gate none for this run)."]
+
+
 def layer_losses(camera, gaussians: GaussianModel, pipe, offsets, gate: torch.Tensor, opt,
                  is_6dof: bool) -> Dict[str, torch.Tensor]:
     """Losses on the two layers of the decomposition, each rendered alone on black.
@@ -295,7 +305,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     strategy.reset(gaussians.get_xyz.shape[0], device)
     schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth,
                                 is_blender=dataset.is_blender)
-    for notice in schedule.notices + deform.notices:
+    for notice in schedule.notices + deform.notices + gate_without_labels(opt, run, scene, gaussians):
         print_once(notice)
 
     rng = random.Random(run.seed)

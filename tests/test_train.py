@@ -330,3 +330,19 @@ def test_an_unreadable_checkpoint_is_found_before_the_scene_loads(tmp_path, caps
                                              "--start_checkpoint", str(garbage)])
     assert code == 2 and "chkpnt5.pth" in err and "cannot be read" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_without_masks_every_gaussian_deforms_and_the_config_says_so(tiny_scene, tmp_path, capsys):
+    import json
+    model = str(tmp_path / "no_masks")
+    run(tiny_scene, model, "--no_masks")
+    assert "every Gaussian deforms (--deform_gate none for this run)" in capsys.readouterr().out
+    saved = json.loads(open(os.path.join(model, "cfg_args.json")).read())
+    assert saved["deform_gate"] == "none"     # render.py deforms every Gaussian too
+    deform = saved_deformation(model)
+    # the zero-initialised motion head learned: the network ran on the Gaussians (a closed gate never runs it)
+    assert any(p.abs().sum() > 0 for name, p in deform.items() if name.startswith("gaussian_warp"))
+
+
+def saved_deformation(model):
+    return torch.load(os.path.join(model, "deform", "iteration_12", "deform.pth"), weights_only=True)
