@@ -314,7 +314,8 @@ def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str
                 print(f"[{split}] no video writer available: videos skipped.")
         written[split] = out_dir
     if not written:
-        print("Nothing rendered: both splits skipped or empty (train with --eval for a test split).")
+        raise RenderError("Nothing to render: the splits asked for are empty or skipped (a model trained without "
+                          "--eval has no test split: drop --skip_train, or train with --eval).")
     return written
 
 

@@ -242,3 +242,9 @@ def test_metrics_on_the_rendered_model_include_decomposition_scores(rendered, tm
     assert 0.0 <= scores["mask_IoU"] <= 1.0 and scores["static_PSNR"] > 0
     per_view = json.loads((model_dir / "per_view.json").read_text())[f"ours_{ITERATION}"]
     assert sorted(per_view["PSNR"]) == sorted(c.image_name + ".png" for c in rendered[1].getTestCameras())
+
+
+def test_nothing_to_render_is_an_error(rendered, capsys):
+    model_dir = rendered[0]
+    assert render_cli.main(["-m", str(model_dir), "--skip_train", "--skip_test", "--quiet"]) == 2
+    assert "Nothing to render" in one_line_error(capsys)
