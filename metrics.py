@@ -306,8 +306,8 @@ def main(argv=None) -> int:
     for model_path in model_paths:
         try:
             evaluate_model(model_path, args.split, lpips_model, device)
-        except DatasetError as err:
-            print(f"Error: {err}", file=sys.stderr)
+        except (DatasetError, OSError) as err:  # OSError: a full or read-only disk
+            print(f"Error: {' '.join(str(err).split())}", file=sys.stderr)
             status = EXIT_BAD_INPUT
     return status
 

@@ -324,8 +324,8 @@ def main(argv=None) -> int:
         args = resolve_args(argv)
         _, model_params, pipeline_params = build_parser()
         render_sets(args, model_params, pipeline_params)
-    except (RenderError, DatasetError, FileNotFoundError) as err:
-        print(f"Error: {err}", file=sys.stderr)
+    except (RenderError, DatasetError, OSError) as err:  # OSError: also a full or read-only disk
+        print(f"Error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
 

@@ -248,3 +248,21 @@ def test_nothing_to_render_is_an_error(rendered, capsys):
     model_dir = rendered[0]
     assert render_cli.main(["-m", str(model_dir), "--skip_train", "--skip_test", "--quiet"]) == 2
     assert "Nothing to render" in one_line_error(capsys)
+
+
+def test_a_full_disk_is_one_line_for_render_and_metrics(rendered, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import metrics
+
+    def full_disk(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    model_dir = rendered[0]
+    monkeypatch.setattr(render_cli, "write_image", full_disk)
+    assert render_cli.main(["-m", str(model_dir), "--skip_train", "--quiet", "--no_video"]) == 2
+    assert "No space left on device" in one_line_error(capsys)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(metrics, "write_json", full_disk)
+    assert metrics.main(["-m", str(model_dir)]) == 2
+    assert "No space left on device" in capsys.readouterr().err.strip().splitlines()[-1]
