@@ -306,15 +306,13 @@ def keep_better_mapper(first: str, registered: int, run_mapper: Callable[[str], 
     shutil.rmtree(kept_first, ignore_errors=True)
     os.rename(sparse, kept_first)
     registered_other = run_mapper(other)
-    if registered_other > registered:
-        shutil.rmtree(kept_first, ignore_errors=True)
-        say(f"  the {first} mapper registered {registered} of {total} frames, the {other} mapper "
-            f"{registered_other}: keeping the {other} model")
-    else:
+    keep = other if registered_other > registered else first
+    if keep == first:
         shutil.rmtree(sparse, ignore_errors=True)
         os.rename(kept_first, sparse)
-        say(f"  the {first} mapper registered {registered} of {total} frames, the {other} mapper "
-            f"{registered_other}: keeping the {first} model")
+    shutil.rmtree(kept_first, ignore_errors=True)
+    say(f"  the {first} mapper registered {registered} of {total} frames, the {other} mapper "
+        f"{registered_other}: keeping the {keep} model")
 
 
 def write_feature_masks(frame_dir: str, hand_dir: str, mask_dir: str, names: List[str]) -> None:

@@ -12,7 +12,8 @@ source scene's masks/), it adds the decomposition scores:
   masked_PSNR       PSNR of renders/ vs gt/ on the pixels outside the mask
 and where the source scene has hand-free frames (gt_static/, the built-in synthetic scene):
   static_PSNR       static/ vs gt_static/ over the frame
-  static_PSNR_hand_region   the same inside the mask only (remnants and holes both cost) Writes OUT/results.json and OUT/per_view.json (per-view dicts keyed by
+  static_PSNR_hand_region   the same inside the mask only (remnants and holes both cost)
+Writes OUT/results.json and OUT/per_view.json (per-view dicts keyed by
 file name, as Inria); a split other than test goes to results_<split>.json / per_view_<split>.json.
 
 LPIPS needs the ImageNet backbone weights of torchvision in the torch hub cache (nothing is
@@ -191,12 +192,11 @@ def decomposition_scores(method_dir: str, name: str, render: torch.Tensor, gt: t
     true_mask = true_hand_mask(method_dir, name, truth_dir, size, device)
     if true_mask is not None:
         scores["masked_PSNR"] = masked_psnr(render, gt, ~true_mask)
-        binary_path = os.path.join(method_dir, "hands_mask_binary", name + ".png")
-        map_path = os.path.join(method_dir, "hands_mask", name + ".png")
-        if os.path.isfile(binary_path):
-            scores["mask_IoU"] = mask_iou(load_image(binary_path, channels=1).to(device) > 0.5, true_mask)
-        elif os.path.isfile(map_path):  # renders of an older render.py: the plain 0.5 threshold
-            scores["mask_IoU"] = mask_iou(load_image(map_path, channels=1).to(device) > 0.5, true_mask)
+        # render.py's hand pixels; renders of an older render.py have only the map (plain 0.5 threshold)
+        hand_paths = [os.path.join(method_dir, folder, name + ".png") for folder in ("hands_mask_binary", "hands_mask")]
+        hand_path = next((path for path in hand_paths if os.path.isfile(path)), None)
+        if hand_path is not None:
+            scores["mask_IoU"] = mask_iou(load_image(hand_path, channels=1).to(device) > 0.5, true_mask)
         alpha_path = os.path.join(method_dir, "hands_alpha", name + ".png")
         if os.path.isfile(alpha_path):
             scores.update(hands_layer_scores(load_image(alpha_path, channels=1).to(device), true_mask))

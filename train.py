@@ -40,6 +40,9 @@ SH_UP_INTERVAL = 1000
 MIN_OPACITY = 0.005
 SCREEN_SIZE_LIMIT = 20  # px, pruned after the first opacity reset
 NUM_TRAIN_EVAL_VIEWS = 5
+# each term of layer_losses and the flag that weighs it
+LAYER_LOSS_WEIGHTS = {"hands_alpha": "hands_layer_weight", "hands_color": "hands_layer_weight",
+                      "static_color": "static_layer_weight"}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -289,7 +292,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     model folder is written only once the scene, the models and the checkpoint have loaded."""
     device = training_device()
     if device.type == "cpu":
-        set_cpu_threads(getattr(run, "cpu_threads", 0))
+        set_cpu_threads(run.cpu_threads)
     seed_everything(run.seed)
     # Multithreaded CPU reductions (index_add_) otherwise vary in their last bits from run to run,
     # which would break exact resume; on CUDA determinism costs speed, so it is opt-in there.
@@ -347,8 +350,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             layers = layer_losses(camera, gaussians, pipe, offsets, gate, opt, dataset.is_6dof)
             terms.update(layers)
             for name, value in layers.items():
-                weight = opt.hands_layer_weight if name.startswith("hands") else opt.static_layer_weight
-                terms["total"] = terms["total"] + weight * value
+                terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value
         try:
             check_finite(terms, iteration)
         except NonFiniteLoss as err:
