@@ -5,6 +5,7 @@
 The loss phases live in ``utils/schedule.py``; this file wires data, model, renderer and losses.
 """
 import json
+import math
 import os
 import random
 import shlex
@@ -35,6 +36,8 @@ from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, depth_valid_mask
 from utils.schedule import TrainingSchedule
 from utils.model_folder import clear_outputs, latest_checkpoint, trained_outputs
 from utils.system_utils import print_once
+from utils.atomic import write_json_atomic
+from utils.speed import PhaseSpeedMeter
 
 SH_UP_INTERVAL = 1000
 MIN_OPACITY = 0.005
@@ -111,12 +114,14 @@ def pick_camera(state: RunState, cameras: List, rng: random.Random):
     return cameras[state.camera_stack.pop(rng.randrange(len(state.camera_stack)))]
 
 
-def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, gate, noise_std: float = 0.0):
+def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, gate, noise_std: float = 0.0,
+               every_row: bool = False):
     """Deformation offsets at the camera's time (plus annealed time noise while training), each
-    Gaussian's share set by gate [N] (None: all move); zero before warm-up, without the network."""
+    Gaussian's share set by gate [N] (None: all move); zero before warm-up, without the network.
+    every_row runs the network on static Gaussians too (same offsets, the speed baseline)."""
     if not phase.deform:
         return 0.0, 0.0, 0.0
-    return deform.offsets(gaussians.get_xyz, camera.fid, noise_std, gate)
+    return deform.offsets(gaussians.get_xyz, camera.fid, noise_std, gate, every_row=every_row)
 
 
 def gate_without_labels(opt, run: Namespace, scene: Scene, gaussians: GaussianModel) -> List[str]:
@@ -177,9 +182,14 @@ def compute_losses(render_pkg: Dict, camera, phase, opt, depth_kind_default: str
 
 
 def check_finite(terms: Dict[str, torch.Tensor], iteration: int) -> None:
-    for name, value in terms.items():
-        if not torch.isfinite(value).all():
-            raise NonFiniteLoss(f"The {name} loss is {value.item()} at iteration {iteration}.")
+    """Raise NonFiniteLoss naming the first non-finite term. One host read for all terms: each
+    read waits for the GPU, and this one is needed every step (a bad step must not be applied)."""
+    values = torch.stack([value.detach().float().reshape(()) for value in terms.values()])
+    if bool(torch.isfinite(values).all()):
+        return
+    for name, value in zip(terms, values.tolist()):
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"The {name} loss is {value} at iteration {iteration}.")
 
 
 def densify(strategy: DensificationStrategy, gaussians: GaussianModel, render_pkg: Dict, opt, iteration: int,
@@ -274,8 +284,9 @@ def make_writer(model_path: str):
 def log_scalars(writer, terms: Dict[str, torch.Tensor], gaussians, deform, iteration: int, iter_ms: float):
     if writer is None:
         return
-    for name, value in terms.items():
-        writer.add_scalar(f"train/loss_{name}", value.item(), iteration)
+    values = torch.stack([value.detach().float().reshape(()) for value in terms.values()]).tolist()  # one read
+    for name, value in zip(terms, values):
+        writer.add_scalar(f"train/loss_{name}", value, iteration)
     writer.add_scalar("train/num_gaussians", gaussians.get_xyz.shape[0], iteration)
     writer.add_scalar("train/iter_time_ms", iter_ms, iteration)
     for group in gaussians.optimizer.param_groups:
@@ -299,8 +310,9 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     torch.use_deterministic_algorithms(device.type == "cpu" or run.deterministic, warn_only=True)
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension)
     scene = Scene(dataset, gaussians)
-    deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth,
-                         width=dataset.deform_width, precision=pipe.deform_precision, device=device,
+    precision = "fp32" if pipe.speed_baseline else pipe.deform_precision
+    deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
+                         time_frequencies=dataset.time_frequencies, precision=precision, device=device,
                          init=dataset.deform_init)
     gaussians.training_setup(opt)
     deform.train_setting(opt)
@@ -324,13 +336,16 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     progress = tqdm(range(state.iteration + 1, opt.iterations + 1), initial=state.iteration, total=opt.iterations,
                     desc="Training", disable=run.quiet, dynamic_ncols=True)
     torch.autograd.set_detect_anomaly(run.detect_anomaly)
-    step_seconds, steps_run = 0.0, 0  # training steps alone (no tests, saving or start-up): the it/s figure
+    meter = PhaseSpeedMeter(device)  # training steps alone (no tests, saving or start-up): the it/s figures
+    log_interval = 1 if pipe.speed_baseline else max(1, pipe.log_interval)
+    ema_loss = torch.tensor(state.ema_loss, device=device)  # on the device: read every log_interval steps
 
     interrupt = interrupt or InterruptRequest()   # main() installs it as the Ctrl-C handler
     for iteration in progress:
-        start = time.perf_counter()
         before_step = step_snapshot(state, rng, gaussians)
         phase = schedule.phase(iteration)
+        meter.start_step(phase.name)
+        start, eval_seconds = time.perf_counter(), 0.0
         gaussians.update_learning_rate(iteration)
         deform.update_learning_rate(iteration)
         gaussians.set_mask_trainable(phase.train_mask_feature)
@@ -343,7 +358,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             camera.to(device)
         noise_std = schedule.time_noise_std(iteration, len(train_cameras))
         gate = deformation_gate(gaussians, opt) if phase.deform else None
-        offsets = deform_for(camera, gaussians, deform, phase, gate, noise_std)
+        offsets = deform_for(camera, gaussians, deform, phase, gate, noise_std, every_row=pipe.speed_baseline)
         render_pkg = render(camera, gaussians, pipe, background, *offsets, is_6dof=dataset.is_6dof)
         terms = compute_losses(render_pkg, camera, phase, opt, dataset.depth_prior_kind)
         if gate is not None and phase.uses_mask and camera.mask is not None:
@@ -363,12 +378,14 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             terms["total"].backward()
 
         if iteration in run.test_iterations:  # before this iteration's densification and opacity reset
+            eval_start = meter.timed_pause()
             test_psnr = evaluate(scene, gaussians, deform, pipe, opt, background, dataset.is_6dof, phase, writer,
                                  iteration)
             if test_psnr is not None:
                 state.test_psnr[iteration] = test_psnr
             if test_psnr is not None and test_psnr > state.best_psnr:
                 state.best_psnr, state.best_iteration = test_psnr, iteration
+            eval_seconds = time.perf_counter() - eval_start
 
         with torch.no_grad():
             densify(strategy, gaussians, render_pkg, opt, iteration, scene.cameras_extent, dataset.white_background)
@@ -379,12 +396,17 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             camera.to("cpu")
 
         state.iteration = iteration
-        state.ema_loss = 0.4 * terms["total"].item() + 0.6 * state.ema_loss
-        iter_ms = (time.perf_counter() - start) * 1000.0
-        step_seconds, steps_run = step_seconds + iter_ms / 1000.0, steps_run + 1
-        if iteration % 10 == 0:
+        ema_loss = 0.4 * terms["total"].detach() + 0.6 * ema_loss
+        iter_ms = (time.perf_counter() - start - eval_seconds) * 1000.0
+        meter.end_step(eval_seconds)
+        if iteration % log_interval == 0:  # each host read waits for the GPU: not every step
+            state.ema_loss = float(ema_loss)
             progress.set_postfix({"loss": f"{state.ema_loss:.5f}", "gaussians": gaussians.get_xyz.shape[0]})
-        log_scalars(writer, terms, gaussians, deform, iteration, iter_ms)
+            log_scalars(writer, terms, gaussians, deform, iteration, iter_ms)
+        saving = iteration in run.save_iterations or iteration in run.checkpoint_iterations or interrupt.requested
+        if saving:
+            meter.flush()
+            state.ema_loss = float(ema_loss)
 
         if iteration in run.save_iterations:
             print(f"\n[ITER {iteration}] Saving Gaussians and deformation")
@@ -403,10 +425,15 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     progress.close()
     if writer is not None:
         writer.close()
+    phases = meter.summary()
+    steps_run = sum(p["steps"] for p in phases.values())
+    step_seconds = sum(p["seconds"] for p in phases.values())
     summary = {"best_test_psnr": state.best_psnr, "best_iteration": state.best_iteration,
                "test_psnr": dict(state.test_psnr),
                "num_gaussians": int(gaussians.get_xyz.shape[0]), "iterations": opt.iterations,
-               "iterations_per_second": steps_run / step_seconds if step_seconds > 0 else None}
+               "iterations_per_second": steps_run / step_seconds if step_seconds > 0 else None,
+               "phases": phases, "speed_baseline": bool(pipe.speed_baseline)}
+    write_json_atomic(os.path.join(dataset.model_path, "train_summary.json"), summary)
     if steps_run:
         print(f"{steps_run} training steps at {summary['iterations_per_second']:.1f} it/s "
               f"(steps alone: no tests, saving or start-up).")

@@ -68,6 +68,7 @@ class ModelParams(ParamGroup):
         "ignore_distortion": "accept distorted COLMAP cameras, ignoring the distortion",
         "deform_depth": "layers of the deformation MLP",
         "deform_width": "width of the deformation MLP",
+        "time_frequencies": "frequencies of the time encoding (-1: upstream's 10, or 6 with --is_blender)",
         "deform_init": "zero: the deformation starts as the identity; pytorch: upstream's random init",
     }
 
@@ -91,6 +92,7 @@ class ModelParams(ParamGroup):
         self.ignore_distortion = False  # accept distorted COLMAP cameras, ignoring the distortion
         self.deform_depth = 8
         self.deform_width = 256
+        self.time_frequencies = -1
         # "zero": the deformation starts as the identity, so switching it on after warm-up keeps the
         # warm-up's scene; "pytorch": every layer at PyTorch's default init (upstream Deformable-3DGS)
         self.deform_init = "zero"
@@ -111,6 +113,10 @@ class PipelineParams(ParamGroup):
         "debug": "check the rasterizer's inputs and dump them when a kernel fails",
         "rasterizer": "auto: CUDA where it builds, else the PyTorch reference",
         "deform_precision": "number format of the deformation MLP",
+        "log_interval": "steps between reads of the loss on the host (progress bar, TensorBoard): "
+                        "each read makes the host wait for the GPU",
+        "speed_baseline": "train as before the speed work, for benchmarks: the deformation network "
+                          "on every Gaussian (static ones get its output times 0), fp32, losses read every step",
     }
 
     def __init__(self, parser):
@@ -119,6 +125,8 @@ class PipelineParams(ParamGroup):
         self.debug = False
         self.rasterizer = "auto"
         self.deform_precision = "fp32"
+        self.log_interval = 10
+        self.speed_baseline = False
         super().__init__(parser, "Pipeline Parameters")
 
 

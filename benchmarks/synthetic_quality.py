@@ -41,8 +41,8 @@ def load_model(model_path: str, iteration: int):
     dataset, pipe = lp.extract(args), pp.extract(args)
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension)
     scene = Scene(dataset, gaussians, load_iteration=iteration)
-    deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth,
-                         width=dataset.deform_width, device=gaussians.get_xyz.device)
+    deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
+                         time_frequencies=dataset.time_frequencies, device=gaussians.get_xyz.device)
     deform.load_weights(model_path, iteration)
     return dataset, pipe, scene, gaussians, deform
 

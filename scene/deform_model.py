@@ -26,7 +26,8 @@ WEIGHTS_FILE = "deform.pth"
 
 class DeformModel:
     def __init__(self, is_blender: bool = False, is_6dof: bool = False, depth: int = 8, width: int = 256,
-                 precision: str = "fp32", device=None, init: str = "zero"):
+                 precision: str = "fp32", device=None, init: str = "zero",
+                 time_frequencies: int = -1):
         """init: "zero" starts as the identity deformation (output heads at zero); "pytorch" keeps
         PyTorch's default init of every layer, as upstream Deformable-3DGS."""
         if init not in INITS:
@@ -36,7 +37,8 @@ class DeformModel:
                              "(--deform_precision).")
         self.device = _resolve_device(device)
         self.is_blender, self.is_6dof = is_blender, is_6dof
-        self.deform = DeformNetwork(D=depth, W=width, is_blender=is_blender, is_6dof=is_6dof).to(self.device)
+        self.deform = DeformNetwork(D=depth, W=width, is_blender=is_blender, is_6dof=is_6dof,
+                                    time_frequencies=time_frequencies).to(self.device)
         if init == "zero":
             self.deform.zero_heads_()
         self.notices: List[str] = []   # one-line messages the caller prints once
@@ -57,14 +59,15 @@ class DeformModel:
         return d_xyz.float(), d_rotation.float(), d_scaling.float()
 
     def offsets(self, xyz: torch.Tensor, fid, noise_std: float = 0.0,
-                gate: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                gate: Optional[torch.Tensor] = None, every_row: bool = False) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The deformation of every Gaussian at one time, in one call.
 
         xyz [N, 3] canonical centres (detached here: the network does not move its own inputs);
         fid the camera's time (number or 0-d tensor); noise_std > 0 adds one Gaussian draw of that
         std to the time (annealed smoothing while training); gate [N] in [0, 1] or None: how much
         of the predicted motion each Gaussian takes. The network runs only on Gaussians whose gate
-        is > 0; the others get exactly no offset (the identity transform with is_6dof)."""
+        is > 0; the others get exactly no offset (the identity transform with is_6dof). every_row
+        runs it on all rows and scales by the gate (the same offsets, slower: the speed baseline)."""
         xyz = xyz.detach()
         n = xyz.shape[0]
         t = torch.as_tensor(fid, dtype=xyz.dtype).to(xyz.device).reshape(1, 1)
@@ -73,6 +76,8 @@ class DeformModel:
         if gate is None:
             return self.step(xyz, t.expand(n, 1))
         gate = gate.detach().reshape(-1).to(xyz.device)
+        if every_row:
+            return self.step(xyz, t.expand(n, 1), gate[:, None])
         moving = torch.nonzero(gate > 0).squeeze(1)
         d_xyz, d_rotation, d_scaling = self.step(xyz[moving], t.expand(moving.shape[0], 1), gate[moving, None])
         return _scatter_rows(d_xyz, moving, n, identity=self.is_6dof), \
@@ -180,7 +185,8 @@ class DeformModel:
 
     def architecture(self) -> dict:
         return {"is_blender": self.is_blender, "is_6dof": self.is_6dof,
-                "depth": self.deform.D, "width": self.deform.W}
+                "depth": self.deform.D, "width": self.deform.W,
+                "time_frequencies": self.deform.time_frequencies}
 
     def _load_network(self, weights: dict, source: str) -> None:
         expected = {k: tuple(v.shape) for k, v in self.deform.state_dict().items()}
@@ -189,13 +195,13 @@ class DeformModel:
             raise RuntimeError(
                 f"The deformation weights in {source} do not fit this network ({self._describe()}): "
                 f"{_first_difference(expected, found)}. Use the --deform_depth, --deform_width, "
-                "--is_blender and --is_6dof of the run that wrote them.")
+                "--time_frequencies, --is_blender and --is_6dof of the run that wrote them.")
         self.deform.load_state_dict(weights)
 
     def _describe(self) -> str:
         a = self.architecture()
         return (f"depth {a['depth']}, width {a['width']}, is_blender={a['is_blender']}, "
-                f"is_6dof={a['is_6dof']}")
+                f"is_6dof={a['is_6dof']}, time_frequencies={a['time_frequencies']}")
 
 
 def latest_iteration(folder: str) -> int:

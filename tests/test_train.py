@@ -346,3 +346,31 @@ def test_without_masks_every_gaussian_deforms_and_the_config_says_so(tiny_scene,
 
 def saved_deformation(model):
     return torch.load(os.path.join(model, "deform", "iteration_12", "deform.pth"), weights_only=True)
+
+
+def test_speed_baseline_trains_the_same_model_and_the_summary_counts_every_step(tiny_scene, tmp_path):
+    import json
+    fast, baseline = str(tmp_path / "fast"), str(tmp_path / "baseline")
+    run(tiny_scene, fast, "--checkpoint_iterations", "12")
+    run(tiny_scene, baseline, "--checkpoint_iterations", "12", "--speed_baseline")
+    a, b = final_state(fast)["gaussians"]["tensors"], final_state(baseline)["gaussians"]["tensors"]
+    # The network on every row (static rows scaled by 0) gives the gated offsets up to rounding.
+    assert a.keys() == b.keys() and a["xyz"].shape == b["xyz"].shape
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-4), name
+    with open(os.path.join(fast, "train_summary.json")) as f:
+        summary = json.load(f)
+    phases = summary["phases"]
+    assert set(phases) >= {"warm-up", "mask"} and sum(p["steps"] for p in phases.values()) == 12
+    assert all(p["seconds"] > 0 and p["it_per_s"] > 0 for p in phases.values())
+    assert summary["speed_baseline"] is False
+
+
+def test_losses_are_read_on_the_host_every_log_interval_steps(tiny_scene, tmp_path, monkeypatch):
+    logged = []
+    monkeypatch.setattr(train, "log_scalars", lambda writer, terms, g, d, iteration, ms: logged.append(iteration))
+    run(tiny_scene, str(tmp_path / "every4"), "--log_interval", "4")
+    assert logged == [4, 8, 12]
+    logged.clear()
+    run(tiny_scene, str(tmp_path / "baseline"), "--log_interval", "4", "--speed_baseline")
+    assert logged == list(range(1, 13))

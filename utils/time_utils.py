@@ -2,7 +2,8 @@
 
 Architecture (Yang et al. 2024): NeRF positional encodings of xyz (10 frequencies) and t
 (10, or 6 for Blender / D-NeRF scenes, which also pass the encoded time through a small
-256 -> 30 network), D ReLU layers of width W with the encoded inputs concatenated again after
+256 -> 30 network; ``time_frequencies`` overrides the count: fewer frequencies make the motion
+smoother in time, so held-out frames between training frames are interpolated rather than guessed), D ReLU layers of width W with the encoded inputs concatenated again after
 layer D // 2, and linear heads. Module names follow the public Deformable-3DGS release
 (``linear.i``, ``timenet``, ``gaussian_warp``, ``gaussian_rotation``, ``gaussian_scaling``,
 ``branch_w``, ``branch_v``) so its ``deform.pth`` files load here unchanged.
@@ -43,7 +44,8 @@ class PositionalEncoding(nn.Module):
 
 
 class DeformNetwork(nn.Module):
-    def __init__(self, D: int = 8, W: int = 256, is_blender: bool = False, is_6dof: bool = False):
+    def __init__(self, D: int = 8, W: int = 256, is_blender: bool = False, is_6dof: bool = False,
+                 time_frequencies: int = -1):
         super().__init__()
         if D < 1 or W < 1:
             raise ValueError(f"DeformNetwork needs depth >= 1 and width >= 1 (got depth={D}, width={W}); "
@@ -53,7 +55,10 @@ class DeformNetwork(nn.Module):
         self.skip_after = D // 2
 
         self.embed_xyz = PositionalEncoding(3, XYZ_FREQUENCIES)
-        self.embed_time = PositionalEncoding(1, TIME_FREQUENCIES_BLENDER if is_blender else TIME_FREQUENCIES)
+        if time_frequencies < 0:  # upstream's choice
+            time_frequencies = TIME_FREQUENCIES_BLENDER if is_blender else TIME_FREQUENCIES
+        self.time_frequencies = time_frequencies
+        self.embed_time = PositionalEncoding(1, time_frequencies)
         time_ch = self.embed_time.out_dims
         if is_blender:
             self.timenet = nn.Sequential(nn.Linear(time_ch, TIMENET_WIDTH), nn.ReLU(inplace=True),

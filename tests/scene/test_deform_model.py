@@ -50,6 +50,29 @@ def test_default_network_has_the_upstream_layer_shapes(is_blender, time_ch):
         assert not any(k.startswith("timenet") for k in shapes)
 
 
+def test_time_frequencies_set_the_time_encoding_and_smooth_the_motion_in_time():
+    torch.manual_seed(0)
+    assert DeformNetwork(time_frequencies=3).state_dict()["linear.0.weight"].shape == (256, 63 + 7)
+    assert DeformNetwork(is_blender=True, time_frequencies=2).state_dict()["timenet.0.weight"].shape == (256, 5)
+    # With few frequencies a random network cannot change much between two close times; the
+    # upstream 10 can (its highest frequency has a period of 1/256 of the clip).
+    xyz = torch.randn(256, 3)
+
+    def jump(net):
+        with torch.no_grad():
+            a = net(xyz, torch.full((256, 1), 0.500))[0]
+            b = net(xyz, torch.full((256, 1), 0.502))[0]
+        return (a - b).abs().mean() / a.abs().mean()
+    assert jump(DeformNetwork(D=4, W=64, time_frequencies=2)) * 10 < jump(DeformNetwork(D=4, W=64))
+
+
+def test_time_frequencies_of_saved_weights_must_match(tmp_path):
+    DeformModel(depth=4, width=32, device="cpu", time_frequencies=4).save_weights(str(tmp_path), 1)
+    with pytest.raises(RuntimeError, match="--time_frequencies"):
+        DeformModel(depth=4, width=32, device="cpu").load_weights(str(tmp_path), 1)
+    DeformModel(depth=4, width=32, device="cpu", time_frequencies=4).load_weights(str(tmp_path), 1)
+
+
 def test_skip_connection_feeds_the_encoded_inputs_again():
     net = DeformNetwork(D=4, W=16)
     seen = {}
