@@ -70,9 +70,10 @@ def build_parser():
     return parser, model, pipeline
 
 
-def resolve_args(argv) -> Namespace:
-    """Command line over the saved cfg_args.json, after checking the model folder exists."""
-    parser, _, _ = build_parser()
+def resolve_args(argv, parser: Optional[ArgumentParser] = None) -> Namespace:
+    """Command line over the saved cfg_args.json, after checking the model folder exists.
+    parser: another tool's parser with ModelParams (view.py); default render.py's."""
+    parser = parser or build_parser()[0]
     given = parser.parse_args(argv)
     if not given.model_path:
         raise RenderError("-m/--model_path is required: the output folder of train.py.")
@@ -80,7 +81,7 @@ def resolve_args(argv) -> Namespace:
         raise RenderError(f"Model folder {given.model_path!r} does not exist: pass the -m folder of train.py.")
     if not os.path.isfile(os.path.join(given.model_path, "cfg_args.json")) and not given.source_path:
         raise RenderError(f"No cfg_args.json in {given.model_path!r}: pass -s SCENE and the training flags.")
-    if given.mask_kernel < 1 or given.mask_kernel % 2 == 0:
+    if getattr(given, "mask_kernel", 1) < 1 or getattr(given, "mask_kernel", 1) % 2 == 0:
         raise RenderError(f"--mask_kernel must be a positive odd number, got {given.mask_kernel}.")
     args = get_combined_args(parser, argv)
     args.model_path = given.model_path  # the folder named here, even if cfg_args.json was copied from another
