@@ -272,6 +272,30 @@ def evaluate(scene: Scene, gaussians, deform, pipe, opt, background, is_6dof: bo
     return test_psnr
 
 
+VIEWER_REFRESH_STEPS = 10      # the page's frame is redrawn with the current model this often
+VIEWER_MIN_FRAME_SECONDS = 0.1  # at most 10 frames a second: a watched run keeps most of its speed
+
+
+def start_viewer(run: Namespace, scene: Scene, gaussians, deform, pipe, opt, background, is_6dof: bool,
+                 phase_now: Dict):
+    """view.py's page on --viewer_port, drawn by train.py between steps (ViewerPage.tick), or None
+    with a one-line notice when viser is missing or the port is taken: training goes on."""
+    import view
+    try:
+        view.require_viser()
+        live = view.LiveModel(gaussians, deform, pipe, background, is_6dof,
+                              deform_on=lambda: phase_now["deform"], gate=lambda: deformation_gate(gaussians, opt))
+        page = view.ViewerPage(live, view.named_cameras(scene), "0.0.0.0", run.viewer_port,
+                               max_width=960 if gaussians.get_xyz.is_cuda else 320, own_thread=False,
+                               min_frame_seconds=VIEWER_MIN_FRAME_SECONDS,
+                               title=f"{os.path.basename(os.path.normpath(run.model_path))} · training")
+    except (view.ViewerError, OSError) as err:
+        print(f"Note: no viewer ({' '.join(str(err).split())}); training goes on.")
+        return None
+    print(f"Viewer at http://localhost:{run.viewer_port} (refreshed every {VIEWER_REFRESH_STEPS} steps).")
+    return page
+
+
 def make_writer(model_path: str):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -341,6 +365,9 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     ema_loss = torch.tensor(state.ema_loss, device=device)  # on the device: read every log_interval steps
 
     interrupt = interrupt or InterruptRequest()   # main() installs it as the Ctrl-C handler
+    phase_now = {"deform": False}
+    viewer = start_viewer(run, scene, gaussians, deform, pipe, opt, background, dataset.is_6dof, phase_now) \
+        if getattr(run, "viewer", False) else None
     for iteration in progress:
         before_step = step_snapshot(state, rng, gaussians)
         phase = schedule.phase(iteration)
@@ -399,6 +426,11 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         ema_loss = 0.4 * terms["total"].detach() + 0.6 * ema_loss
         iter_ms = (time.perf_counter() - start - eval_seconds) * 1000.0
         meter.end_step(eval_seconds)
+        if viewer is not None:   # between steps, so no frame sees a half-updated model
+            phase_now["deform"] = phase.deform
+            if iteration % VIEWER_REFRESH_STEPS == 0:
+                viewer.refresh()
+            viewer.tick()
         if iteration % log_interval == 0:  # each host read waits for the GPU: not every step
             state.ema_loss = float(ema_loss)
             progress.set_postfix({"loss": f"{state.ema_loss:.5f}", "gaussians": gaussians.get_xyz.shape[0]})
@@ -423,6 +455,8 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             raise TrainingInterrupted(iteration, path)
 
     progress.close()
+    if viewer is not None:
+        viewer.close()
     if writer is not None:
         writer.close()
     phases = meter.summary()

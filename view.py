@@ -209,7 +209,8 @@ class ViewerPage:
     is watching."""
 
     def __init__(self, live: LiveModel, cameras: Dict[str, object], host: str, port: int, max_width: int,
-                 frame_rate: float = 30.0, title: str = "EgoMask-GS"):
+                 frame_rate: float = 30.0, title: str = "EgoMask-GS", own_thread: bool = True,
+                 min_frame_seconds: float = 0.0):
         import viser
         self.live, self.cameras, self.max_width = live, cameras, max_width
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
@@ -221,8 +222,13 @@ class ViewerPage:
         self._build_gui(frame_rate, title)
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(lambda client: self.clients.pop(client.client_id, None))
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
+        # own_thread: a render loop of its own (view.py). Without it the owner calls tick() between
+        # its own steps (train.py), so no frame is drawn while the model is being changed.
+        self.min_frame_seconds = min_frame_seconds
+        self._last_tick = self._last_draw = time.perf_counter()
+        self.thread = threading.Thread(target=self._loop, daemon=True) if own_thread else None
+        if self.thread is not None:
+            self.thread.start()
 
     # -- GUI (shared by every browser: one set of controls, one time, one layer) --------------
     def _build_gui(self, frame_rate: float, title: str) -> None:
@@ -292,22 +298,33 @@ class ViewerPage:
 
     # -- rendering -------------------------------------------------------------------------
     def _loop(self) -> None:
-        last_tick = time.perf_counter()
         while not self.stop_event.is_set():
-            now = time.perf_counter()
-            if self.playing.value:
-                step = (now - last_tick) * float(self.frame_rate.value) / max(float(self.frames.value) - 1.0, 1.0)
-                self.time.value = (float(self.time.value) + step) % 1.0
-                self.refresh()
-            last_tick = now
-            drew = False
-            for state in list(self.clients.values()):
-                if state.dirty:
-                    state.dirty = False
-                    self.draw(state)
-                    drew = True
-            if not drew:
+            if not self.tick():
                 time.sleep(0.01)
+
+    def tick(self) -> bool:
+        """Advance the time while playing and draw every browser whose frame is out of date (at
+        most one frame per min_frame_seconds). Returns whether anything was drawn. Cheap when no
+        browser is connected: train.py calls it after every step."""
+        if not self.clients:
+            return False
+        now = time.perf_counter()
+        if self.playing.value:
+            step = (now - self._last_tick) * float(self.frame_rate.value) / max(float(self.frames.value) - 1.0, 1.0)
+            self.time.value = (float(self.time.value) + step) % 1.0
+            self.refresh()
+        self._last_tick = now
+        if now - self._last_draw < self.min_frame_seconds:
+            return False
+        drew = False
+        for state in list(self.clients.values()):
+            if state.dirty:
+                state.dirty = False
+                self.draw(state)
+                drew = True
+        if drew:
+            self._last_draw = now
+        return drew
 
     def draw(self, state: "ClientState") -> None:
         camera = state.client.camera
@@ -335,7 +352,8 @@ class ViewerPage:
 
     def close(self) -> None:
         self.stop_event.set()
-        self.thread.join(timeout=5)
+        if self.thread is not None:
+            self.thread.join(timeout=5)
         self.server.stop()
 
 

@@ -247,6 +247,9 @@ def add_run_arguments(parser: ArgumentParser) -> None:
                         help="PyTorch threads of a CPU run: -1 automatic (1 on a machine of 2 cores or fewer, "
                              "measured fastest when it is shared), 0 PyTorch's default, N; OMP_NUM_THREADS wins")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (TensorBoard logs are kept)")
+    parser.add_argument("--viewer", action="store_true",
+                        help="serve view.py's web page while training (needs viser), refreshed as the model learns")
+    parser.add_argument("--viewer_port", type=int, default=8080, help="port of --viewer's page")
     parser.add_argument("--detect_anomaly", action="store_true", help="PyTorch's autograd anomaly detection (slow)")
     parser.add_argument("--deterministic", action="store_true",
                         help="bit-exact reruns and resumes on CUDA too (always on for CPU runs)")

@@ -374,3 +374,38 @@ def test_losses_are_read_on_the_host_every_log_interval_steps(tiny_scene, tmp_pa
     logged.clear()
     run(tiny_scene, str(tmp_path / "baseline"), "--log_interval", "4", "--speed_baseline")
     assert logged == list(range(1, 13))
+
+
+def test_viewer_page_is_drawn_between_steps_and_closed(tiny_scene, tmp_path, monkeypatch, capsys):
+    import view
+    calls = []
+
+    class RecordingPage:
+        def __init__(self, live, cameras, host, port, max_width, **kwargs):
+            calls.append(("open", port, kwargs["own_thread"], sorted(cameras)[0]))
+            self.live = live
+
+        def refresh(self):
+            calls.append(("refresh",))
+
+        def tick(self):
+            calls.append(("tick", self.live.deform_on()))   # what a frame drawn now would use
+
+        def close(self):
+            calls.append(("close",))
+    monkeypatch.setattr(view, "require_viser", lambda: None)
+    monkeypatch.setattr(view, "ViewerPage", RecordingPage)
+    run(tiny_scene, str(tmp_path / "watched"), "--viewer", "--viewer_port", "8123")
+    assert calls[0] == ("open", 8123, False, "test 00000")   # no thread of its own: frames come from tick()
+    ticks = [c for c in calls if c[0] == "tick"]
+    assert len(ticks) == 12 and [c[1] for c in ticks] == [i >= 4 for i in range(1, 13)]  # warm-up 4
+    assert calls.count(("refresh",)) == 1 and calls[-1] == ("close",)
+    assert "localhost:8123" in capsys.readouterr().out
+
+
+def test_viewer_without_viser_is_a_notice_and_training_goes_on(tiny_scene, tmp_path, monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "viser", None)
+    summary = run(tiny_scene, str(tmp_path / "unwatched"), "--viewer")
+    out = capsys.readouterr().out
+    assert summary["iterations"] == 12 and "pip install viser" in out and "training goes on" in out
