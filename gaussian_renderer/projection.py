@@ -3,9 +3,10 @@
 Everything here is O(N) plain autograd; the per-pixel work lives in ``compositing.py``.
 Rules shared with the CUDA rasterizer (they decide which pixels a Gaussian touches):
 
-* culled: view z <= 0.2, homogeneous w <= 0, or projected centre with |ndc x| > 1.3 or
-  |ndc y| > 1.3 (the 3DGS "in frustum" bound: beyond it the EWA Jacobian is clamped, so the
-  footprint would no longer be the Gaussian's own);
+* culled: view z <= 0.2 or homogeneous w <= 0; otherwise a Gaussian is culled by its
+  footprint, not by its centre: it is drawn wherever its tile rectangle (below) meets the image,
+  wherever its centre projects (a large Gaussian half inside the frame stays when its centre
+  leaves it; the 3DGS code has the ±1.3 NDC centre test commented out too);
 * 2D covariance J W Σ Wᵀ Jᵀ + 0.3 I with the view point clamped to 1.3 tan(fov/2) in J;
   invisible if its determinant is <= 0 (not positive definite);
 * radius = ceil(3 sqrt(largest eigenvalue)) pixels, the exact eigenvalue of the dilated 2D
@@ -24,7 +25,6 @@ from utils.sh_utils import sh_to_color
 
 TILE_SIZE = 16
 NEAR_PLANE = 0.2
-FRUSTUM_NDC_BOUND = 1.3
 JACOBIAN_TAN_CLAMP = 1.3
 COV2D_DILATION = 0.3
 
@@ -80,7 +80,7 @@ def project_gaussians(means3D, means2D, cov3D, viewmatrix, projmatrix, tanfovx, 
     in_front = (z > NEAR_PLANE) & (w > 0)
     w_safe = torch.where(in_front, w, torch.ones_like(w))
     ndc = p_clip[:, :2] / w_safe[:, None]
-    in_frustum = in_front & (ndc.detach().abs() <= FRUSTUM_NDC_BOUND).all(dim=1)
+    in_frustum = in_front   # no centre test: the tile rectangle decides (footprint culling)
 
     # Safe stand-ins where culled, so that no division makes a NaN gradient.
     z_safe = torch.where(in_frustum, z, torch.ones_like(z))

@@ -12,7 +12,7 @@ from cuda_parity import (assert_grads_match, assert_outputs_match, case_pair, ra
 
 pytestmark = pytest.mark.cuda
 
-REFERENCE_CASES = ("single", "two_overlapping", "random_small", "behind_camera", "offscreen",
+REFERENCE_CASES = ("single", "two_overlapping", "random_small", "behind_camera", "offscreen", "border",
                    "degenerate_scale", "saturated", "sh_degree3", "cov3d_precomp", "multi_tile",
                    "rotated_camera", "anisotropic")
 

@@ -15,7 +15,7 @@ import torch
 
 from utils.graphics_utils import getProjectionMatrix
 
-CASE_NAMES = ("single", "two_overlapping", "random_small", "behind_camera", "offscreen",
+CASE_NAMES = ("single", "two_overlapping", "random_small", "behind_camera", "offscreen", "border",
               "degenerate_scale", "saturated", "sh_degree3", "cov3d_precomp", "multi_tile",
               "rotated_camera", "anisotropic")
 
@@ -113,6 +113,13 @@ def make_case(name: str, device="cpu", dtype=torch.float32):
         return _settings(cam, **kw), _inputs([[0.0, 0.0, z], [30.0, 0.0, z], [0.0, y_in, z], [x_out, 0.0, z]],
                                              [[0.1] * 3, [0.1] * 3, [0.3] * 3, [3.0] * 3], [0.8] * 4,
                                              colors=[[1.0, 1.0, 1.0]] * 4, **kw)
+    if name == "border":
+        # a large Gaussian whose centre crosses the right border: NDC x = 0.9 (in), 1.25, 1.35
+        # and 1.6 (out, yet half its footprint is in the frame), at distinct depths
+        cam = camera(24, 16, **kw)
+        means = [[ndc_x * z * cam["tanfovx"], 0.0, z] for ndc_x, z in ((0.9, 3.0), (1.25, 3.1), (1.35, 3.2), (1.6, 3.3))]
+        return _settings(cam, **kw), _inputs(means, [[0.6] * 3] * 4, [0.7] * 4,
+                                             colors=[[1.0, 0.5, 0.2]] * 4, **kw)
     if name == "degenerate_scale":  # a flat disc and a point (zero scale): the 0.3 px² dilation remains
         cam = camera(12, 12, **kw)
         return _settings(cam, **kw), _inputs([[-0.3, 0.0, 3.0], [0.3, 0.1, 3.2]],  # distinct depths: ties swap under FD

@@ -162,14 +162,24 @@ def test_culling_behind_the_camera():
             assert grad[0].abs().sum() > 0, name
 
 
-def test_frustum_rule_and_offscreen():
+def test_offscreen_gaussians_are_culled_by_footprint_not_by_centre():
     kw, inputs = make_case("offscreen", dtype=F64)
     radii = run(kw, inputs)[3].tolist()
-    # far outside: culled; NDC y = 1.2 (inside the 1.3 bound): drawn although its centre is off
-    # the image; NDC x = -1.4: culled even though it is large.
-    assert radii[0] > 0 and radii[1] == 0 and radii[2] > 0 and radii[3] == 0
+    # far outside: culled; centres off the image at NDC y = 1.2 and x = -1.4 whose footprints
+    # reach into it: drawn.
+    assert radii[0] > 0 and radii[1] == 0 and radii[2] > 0 and radii[3] > 0
     alpha = run(kw, subset(inputs, [2]))[4][0]
     assert alpha[-1].max() > 0.05 and alpha[0].max() == 0
+    assert run(kw, subset(inputs, [3]))[4][0][:, 0].min() > 0.05   # the large one covers the left column
+
+
+def test_coverage_at_the_border_fades_as_the_centre_leaves_the_frame_and_does_not_pop():
+    kw, inputs = make_case("border", dtype=F64)
+    coverage = [float(run(kw, subset(inputs, [i]))[4][0][:, -1].max()) for i in range(4)]  # last column
+    # centre at NDC x = 0.9, 1.25, 1.35, 1.6: half or more of the footprint is still in the frame,
+    # so the border keeps a large share of its coverage (a centre test dropped it to 0 at 1.3).
+    assert coverage[0] > 0.3 and coverage[3] > 0.1
+    assert abs(coverage[2] - coverage[1]) < 0.25 * coverage[1]
 
 
 def test_degenerate_scales_are_finite_and_dilated():

@@ -8,7 +8,6 @@ constexpr int TILE = 16;                       // tile side in pixels (one CUDA 
 constexpr int BLOCK_SIZE = TILE * TILE;        // threads per render block = Gaussians per batch
 constexpr float NEAR_CULL_Z = 0.2f;            // view z at or below this: not rendered
 constexpr float FRUSTUM_GUARD = 1.3f;          // projected point clamped to 1.3 tan(half fov) in J
-constexpr float FRUSTUM_NDC_BOUND = 1.3f;      // centres with |ndc x| or |ndc y| beyond: culled
 constexpr float COV2D_BLUR = 0.3f;             // added to the 2D covariance diagonal
 constexpr float ALPHA_MAX = 0.99f;             // alpha = min(ALPHA_MAX, o exp(power))
 constexpr float ALPHA_MIN = 1.0f / 255.0f;     // alphas below this are skipped

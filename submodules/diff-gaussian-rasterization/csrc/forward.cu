@@ -83,7 +83,7 @@ __global__ void preprocess_kernel(Gaussians g, Camera cam, Projected out) {
     const float4 hom = transform_point_hom(cam.proj, mean);
     if (!(t.z > NEAR_CULL_Z && hom.w > 0.f)) return;
     const float2 ndc = make_float2(hom.x / hom.w, hom.y / hom.w);
-    if (!(fabsf(ndc.x) <= FRUSTUM_NDC_BOUND && fabsf(ndc.y) <= FRUSTUM_NDC_BOUND)) return;
+    // No test of the centre against the frustum: the tile rectangle below decides (footprint culling).
 
     float cov3d[6];
     load_cov3d(g, i, cov3d);
