@@ -118,8 +118,10 @@ def make_case(name: str, device="cpu", dtype=torch.float32):
         # and 1.6 (out, yet half its footprint is in the frame), at distinct depths
         cam = camera(24, 16, **kw)
         means = [[ndc_x * z * cam["tanfovx"], 0.0, z] for ndc_x, z in ((0.9, 3.0), (1.25, 3.1), (1.35, 3.2), (1.6, 3.3))]
-        return _settings(cam, **kw), _inputs(means, [[0.6] * 3] * 4, [0.7] * 4,
-                                             colors=[[1.0, 0.5, 0.2]] * 4, **kw)
+        # anisotropic and turned, so that every gradient (rotations too) is non-zero and compared
+        rotation = [0.9, 0.2, 0.3, 0.1]
+        return _settings(cam, **kw), _inputs(means, [[0.7, 0.45, 0.55]] * 4, [0.7] * 4,
+                                             colors=[[1.0, 0.5, 0.2]] * 4, rotations=[rotation] * 4, **kw)
     if name == "degenerate_scale":  # a flat disc and a point (zero scale): the 0.3 px² dilation remains
         cam = camera(12, 12, **kw)
         return _settings(cam, **kw), _inputs([[-0.3, 0.0, 3.0], [0.3, 0.1, 3.2]],  # distinct depths: ties swap under FD
