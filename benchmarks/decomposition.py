@@ -28,13 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import device_name, parse_named, split_common_flags  # noqa: E402
 from full_eval import format_table, scaled_schedule, scene_row  # noqa: E402
 
 
 def parse_recipe(text: str):
-    name, _, flags = text.partition("=")
-    if not name:
-        raise SystemExit(f"--recipe {text!r}: write NAME=FLAGS (FLAGS may be empty).")
+    name, flags = parse_named(text, "--recipe")
     return name, shlex.split(flags)
 
 
@@ -74,10 +73,7 @@ def run_recipe(name: str, flags, source: str, out: str, schedule, common, args) 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    common = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, common = argv[:cut], argv[cut + 1:]
+    argv, common = split_common_flags(argv)
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("-s", "--source", default=None, help="scene folder (else --synthetic)")
@@ -102,7 +98,7 @@ def main(argv=None) -> int:
         rows = list(pool.map(lambda r: run_recipe(r[0], r[1], source, args.out, schedule, common, args), recipes))
     result = {"command": "python benchmarks/decomposition.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
               "machine": platform.node(), "python": platform.python_version(),
-              "device": _device_name(), "schedule": schedule, "common_flags": common, "recipes": rows}
+              "device": device_name(), "schedule": schedule, "common_flags": common, "recipes": rows}
     with open(os.path.join(args.out, "decomposition.json"), "w") as f:
         json.dump(result, f, indent=2)
     good = [r for r in rows if "error" not in r]
@@ -111,14 +107,6 @@ def main(argv=None) -> int:
         if "error" in r:
             print(f"{r['recipe']}: {r['error']}")
     return 0 if len(good) == len(rows) else 1
-
-
-def _device_name() -> str:
-    try:
-        import torch
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -26,16 +26,10 @@ from argparse import ArgumentParser
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import device_name, parse_named, split_common_flags  # noqa: E402
 from full_eval import scaled_schedule  # noqa: E402
 
 DEFAULT_VARIANTS = ["baseline=--speed_baseline", "default="]
-
-
-def parse_named(text: str, what: str):
-    name, sep, value = text.partition("=")
-    if not name or not sep:
-        raise SystemExit(f"{what} {text!r}: write NAME=VALUE.")
-    return name, value
 
 
 def make_synthetic(out: str, frames: int, width: int, height: int) -> str:
@@ -89,10 +83,7 @@ def add_ratios(rows, baseline: str) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    common = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, common = argv[:cut], argv[cut + 1:]
+    argv, common = split_common_flags(argv)
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--scene", action="append", default=[],
@@ -125,7 +116,7 @@ def main(argv=None) -> int:
     add_ratios(rows, baseline="baseline")
     result = {"command": "python benchmarks/training_speed.py " + " ".join(shlex.quote(a) for a in argv)
               + ((" -- " + " ".join(shlex.quote(a) for a in common)) if common else ""),
-              "machine": platform.node(), "python": platform.python_version(), "device": _device_name(),
+              "machine": platform.node(), "python": platform.python_version(), "device": device_name(),
               "schedule": schedule, "common_flags": common, "runs": rows}
     with open(os.path.join(args.out, "training_speed.json"), "w") as f:
         json.dump(result, f, indent=2)
@@ -137,14 +128,6 @@ def main(argv=None) -> int:
                   f"({row['speedup_deformation']:.2f}x), test PSNR {row['test_psnr']:.2f} "
                   f"({row['psnr_change_db']:+.2f} dB), peak {row['peak_memory_mb']:.0f} MB, {row['gaussians']} Gaussians")
     return 0 if all("error" not in r for r in rows) else 1
-
-
-def _device_name() -> str:
-    try:
-        import torch
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -175,3 +175,20 @@ def test_the_page_shows_the_scene_in_a_browser_and_the_time_slider_changes_it(lo
     finally:
         browser.close()
         page.close()
+
+
+def test_a_page_without_browsers_draws_nothing_when_ticked(loaded):
+    pytest.importorskip("viser")
+    live, scene, _ = loaded
+
+    class Untouchable(view.LiveModel):
+        def frame(self, *args, **kwargs):
+            raise AssertionError("no browser is connected: nothing should be drawn")
+    quiet = Untouchable(live.gaussians, live.deform, live.pipe, live.background, live.is_6dof, live.deform_on, live.gate)
+    page = view.ViewerPage(quiet, view.named_cameras(scene), "127.0.0.1", free_port(), max_width=64, own_thread=False)
+    try:
+        assert page.thread is None and not page.watched
+        page.refresh()
+        assert not any(page.tick() for _ in range(100))   # what train.py --viewer does after each step
+    finally:
+        page.close()

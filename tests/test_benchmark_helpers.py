@@ -1,0 +1,38 @@
+"""The benchmark scripts' own arithmetic: ratios per phase, deformation-phase speed, flag splits."""
+import pytest
+
+from benchmarks.common import parse_named, split_common_flags
+from benchmarks.training_speed import add_ratios, deformation_speed
+
+
+def phases(warm, deform):
+    return {"warm-up": {"steps": 100, "seconds": 100 / warm, "it_per_s": warm, "peak_memory_mb": 10.0},
+            "depth": {"steps": 300, "seconds": 300 / deform, "it_per_s": deform, "peak_memory_mb": 20.0}}
+
+
+def test_deformation_speed_pools_the_phases_after_the_warm_up():
+    mixed = {**phases(100.0, 30.0), "mask": {"steps": 100, "seconds": 100 / 60.0, "it_per_s": 60.0}}
+    assert deformation_speed(mixed) == pytest.approx(400 / (10.0 + 100 / 60.0))
+
+
+def test_ratios_are_against_the_baseline_of_the_same_scene():
+    rows = [{"scene": "a", "variant": "baseline", "phases": phases(100, 20), "deformation_it_per_s": 20.0,
+             "test_psnr": 25.0, "peak_memory_mb": 20.0},
+            {"scene": "a", "variant": "default", "phases": phases(110, 70), "deformation_it_per_s": 70.0,
+             "test_psnr": 24.9, "peak_memory_mb": 10.0},
+            {"scene": "b", "variant": "default", "error": "train.py exited 2"}]
+    add_ratios(rows, baseline="baseline")
+    fast = rows[1]
+    assert fast["speedup_deformation"] == pytest.approx(3.5)
+    assert fast["speedup_per_phase"] == {"warm-up": pytest.approx(1.1), "depth": pytest.approx(3.5)}
+    assert fast["psnr_change_db"] == pytest.approx(-0.1) and fast["peak_memory_ratio"] == pytest.approx(0.5)
+    assert "speedup_deformation" not in rows[2]
+
+
+def test_flags_after_a_lone_double_dash_go_to_train_py_and_names_need_a_value():
+    assert split_common_flags(["--out", "o", "--", "--deform_depth", "4"]) == (["--out", "o"], ["--deform_depth", "4"])
+    assert split_common_flags(["--out", "o"]) == (["--out", "o"], [])
+    assert parse_named("tf4=--time_frequencies 4", "--variant") == ("tf4", "--time_frequencies 4")
+    assert parse_named("default=", "--recipe") == ("default", "")
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        parse_named("glass", "--scene")
