@@ -292,7 +292,8 @@ def start_viewer(run: Namespace, scene: Scene, gaussians, deform, pipe, opt, bac
     except (view.ViewerError, OSError) as err:
         print(f"Note: no viewer ({' '.join(str(err).split())}); training goes on.")
         return None
-    print(f"Viewer at http://localhost:{run.viewer_port} (refreshed every {VIEWER_REFRESH_STEPS} steps).")
+    moved = f" (port {run.viewer_port} was taken)" if page.port != run.viewer_port else ""
+    print(f"Viewer at http://localhost:{page.port}{moved} (refreshed every {VIEWER_REFRESH_STEPS} steps).")
     return page
 
 

@@ -293,6 +293,11 @@ class ViewerPage:
             state.dirty = True
 
     @property
+    def port(self) -> int:
+        """The port served: viser moves to the next free one when the one asked for is taken."""
+        return int(self.server.get_port())
+
+    @property
     def watched(self) -> bool:
         return bool(self.clients)
 
@@ -415,8 +420,9 @@ def main(argv=None) -> int:
     except (ViewerError, RenderError, DatasetError, OSError) as err:
         print(f"Error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    moved = f" (port {args.port} was taken)" if page.port != args.port else ""
     print(f"Viewer of {args.model_path} (iteration {iteration}, {live.gaussians.get_xyz.shape[0]} Gaussians) at "
-          f"http://localhost:{args.port} — Ctrl-C to stop.")
+          f"http://localhost:{page.port}{moved} — Ctrl-C to stop.")
     try:
         while True:
             time.sleep(1.0)

@@ -383,7 +383,7 @@ def test_viewer_page_is_drawn_between_steps_and_closed(tiny_scene, tmp_path, mon
     class RecordingPage:
         def __init__(self, live, cameras, host, port, max_width, **kwargs):
             calls.append(("open", port, kwargs["own_thread"], sorted(cameras)[0]))
-            self.live = live
+            self.live, self.port = live, port
 
         def refresh(self):
             calls.append(("refresh",))
