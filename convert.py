@@ -33,6 +33,7 @@ from tqdm import tqdm
 from scene.dataset_types import DatasetError
 from utils import sfm
 from utils.frames import check_frame_sizes, extract_video_frames, list_frames
+from utils.atomic import write_json_atomic
 
 MIN_REGISTERED = 3           # fewer registered frames cannot make a scene
 MAPPER_FALLBACK_SHARE = 0.8   # below this share of frames registered, the other mapper is tried too
@@ -156,10 +157,7 @@ def _load_json(path: str) -> dict:
 
 
 def _save_json(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(path, data, sort_keys=True)
 
 
 def folder_fingerprint(folder: str, names: List[str]) -> list:

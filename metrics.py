@@ -36,6 +36,7 @@ from scene.dataset_types import DatasetError
 from utils.image_io import read_image, to_gray, to_rgb
 from utils.image_utils import dilate, mask_iou, masked_psnr, psnr
 from utils.loss_utils import ssim
+from utils.atomic import write_json_atomic
 
 # torchvision's ImageNet weights that lpips loads for its backbone (file names in the hub cache)
 BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
@@ -238,9 +239,7 @@ def json_safe(value):
 
 
 def write_json(path: str, data: dict) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(json_safe(data), f, indent=2, allow_nan=False)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(path, json_safe(data), allow_nan=False)
 
 
 def result_file_names(split: str):

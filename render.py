@@ -18,7 +18,6 @@ plus <folder>.mp4 (or .gif) per sequence (not gt_masks) and fps.json (deformatio
 view, timed over --fps_renders renders after --fps_warmup, the views repeated; Gaussian count).
 Which Gaussians are hands is decided by scene/decomposition.py (--hand_rule, --hand_threshold, ...).
 """
-import json
 import os
 import sys
 import time
@@ -36,6 +35,7 @@ from scene.decomposition import (Decomposition, add_decomposition_args, decompos
                                  segment_hand_map)
 from scene.deform_model import DeformModel
 from scene.gaussian_model import GaussianModel
+from utils.atomic import write_json_atomic
 from utils.image_io import read_rgb, write_image
 from utils.image_utils import depth_for_viewing, to_uint8
 from utils.video import write_video
@@ -268,12 +268,6 @@ def write_videos(out_dir: str, names: List[str], fps: float) -> List[str]:
     return written
 
 
-def write_json(path: str, data: dict) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
 def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str]:
     """Render the requested splits; returns {split: output folder}."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -306,7 +300,7 @@ def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str
         out_dir = os.path.join(dataset.model_path, split, f"ours_{iteration}")
         speed = render_split(split, cameras, fix_cam, renderer, split_info, out_dir, args)
         speed["num_hand_gaussians"] = split_info.num_hands
-        write_json(os.path.join(out_dir, "fps.json"), speed)
+        write_json_atomic(os.path.join(out_dir, "fps.json"), speed)
         print(f"[{split}] {speed['fps']:.2f} FPS over {speed['frames_timed']} views, "
               f"{speed['num_gaussians']} Gaussians -> {out_dir}")
         if not args.no_video:

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from argparse import SUPPRESS, ArgumentParser, Namespace
+from utils.atomic import write_json_atomic
 
 CONFIG_FILE = "cfg_args.json"
 
@@ -257,17 +258,7 @@ def add_run_arguments(parser: ArgumentParser) -> None:
 
 def save_config(args: Namespace, model_path: str) -> str:
     """Write the resolved configuration as JSON; returns its path."""
-    path = os.path.join(model_path, CONFIG_FILE)
-    os.makedirs(model_path, exist_ok=True)
-    try:
-        with open(path + ".tmp", "w") as f:
-            json.dump(vars(args), f, indent=2, sort_keys=True, default=str)
-        os.replace(path + ".tmp", path)
-    except OSError:
-        if os.path.exists(path + ".tmp"):   # a full disk: leave no half-written file behind
-            os.remove(path + ".tmp")
-        raise
-    return path
+    return write_json_atomic(os.path.join(model_path, CONFIG_FILE), vars(args), sort_keys=True, default=str)
 
 
 def load_config(model_path: str) -> dict:

@@ -1,5 +1,4 @@
 """Scene: reads a dataset once, builds its cameras, and saves/loads the Gaussians of a model folder."""
-import json
 import os
 from typing import List, Optional
 
@@ -8,6 +7,7 @@ import numpy as np
 from scene.dataset_types import SceneInfo
 from utils.graphics_utils import BasicPointCloud
 from utils.system_utils import print_once, saved_iterations
+from utils.atomic import write_atomically, write_json_atomic
 
 PLY_FILE = "point_cloud.ply"
 
@@ -22,9 +22,7 @@ def write_point_cloud_ply(path: str, pcd: BasicPointCloud) -> None:
         rows["n" + k] = pcd.normals[:, i]
     for i, k in enumerate(("red", "green", "blue")):
         rows[k] = np.clip(np.round(pcd.colors[:, i] * 255), 0, 255)
-    tmp = path + ".tmp"
-    PlyData([PlyElement.describe(rows, "vertex")]).write(tmp)
-    os.replace(tmp, path)
+    write_atomically(path, PlyData([PlyElement.describe(rows, "vertex")]).write)
 
 
 class Scene:
@@ -70,10 +68,8 @@ class Scene:
         if self.scene_info.point_cloud is not None:
             write_point_cloud_ply(os.path.join(self.model_path, "input.ply"), self.scene_info.point_cloud)
         all_infos = self.scene_info.train_cameras + self.scene_info.test_cameras
-        path = os.path.join(self.model_path, "cameras.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump([camera_to_json(i, info) for i, info in enumerate(all_infos)], f)
-        os.replace(path + ".tmp", path)
+        write_json_atomic(os.path.join(self.model_path, "cameras.json"),
+                          [camera_to_json(i, info) for i, info in enumerate(all_infos)], indent=None)
 
     def _resolve_iteration(self, load_iteration: Optional[int]) -> Optional[int]:
         if load_iteration is None:

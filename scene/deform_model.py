@@ -16,6 +16,7 @@ import torch
 from utils.general_utils import get_expon_lr_func
 from utils.system_utils import saved_iterations
 from utils.time_utils import DeformNetwork
+from utils.atomic import write_atomically
 
 SPATIAL_LR_SCALE = 5  # upstream "spatial_lr_scale" of the deformation network (a constant there)
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -146,11 +147,8 @@ class DeformModel:
         """Write deform/iteration_N/deform.pth atomically (temporary file + rename); returns its path."""
         folder = os.path.join(model_path, WEIGHTS_DIR, f"iteration_{iteration}")
         os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, WEIGHTS_FILE)
-        tmp = f"{path}.tmp{os.getpid()}"
-        torch.save(self.deform.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        state = self.deform.state_dict()
+        return write_atomically(os.path.join(folder, WEIGHTS_FILE), lambda temporary: torch.save(state, temporary))
 
     def load_weights(self, model_path: str, iteration: int = -1) -> int:
         """Load deform/iteration_N/deform.pth (-1: the highest N); returns the iteration loaded."""

@@ -26,6 +26,7 @@ from utils.general_utils import (build_covariance, get_expon_lr_func, inverse_si
                                  strip_symmetric)
 from utils.graphics_utils import BasicPointCloud
 from utils.sh_utils import RGB2SH
+from utils.atomic import write_atomically
 
 TENSOR_NAMES = ("xyz", "f_dc", "f_rest", "opacity", "scaling", "rotation", "mask")
 INITIAL_OPACITY = 0.1
@@ -416,14 +417,4 @@ def _read_vertex_element(path: str):
 
 
 def _write_atomically(path: str, ply: PlyData) -> None:
-    """Write beside the target, then rename: readers never see a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(temporary, "wb") as f:
-            ply.write(f)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_atomically(path, ply.write)

@@ -5,6 +5,7 @@ from typing import Any, Dict
 
 import numpy as np
 import torch
+from utils.atomic import write_atomically
 
 CHECKPOINT_VERSION = 1
 
@@ -31,11 +32,8 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
 def save_checkpoint(path: str, state: Dict[str, Any]) -> str:
     """Write ``state`` (plus a format version) to ``path`` via a temporary file and a rename,
     so an interruption never leaves a half-written checkpoint under the final name."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
-    os.replace(tmp, path)
-    return path
+    payload = {"version": CHECKPOINT_VERSION, **state}
+    return write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
 def load_checkpoint(path: str, map_location="cpu") -> Dict[str, Any]:
