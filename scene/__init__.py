@@ -4,7 +4,9 @@ from typing import List, Optional
 
 import numpy as np
 
+from scene.camera_loading import camera_to_json, cameras_from_infos
 from scene.dataset_types import SceneInfo
+from scene.readers import read_scene
 from utils.graphics_utils import BasicPointCloud
 from utils.system_utils import print_once, saved_iterations
 from utils.atomic import write_atomically, write_json_atomic
@@ -34,9 +36,6 @@ class Scene:
     """
 
     def __init__(self, args, gaussians, load_iteration: Optional[int] = None, shuffle: bool = True):
-        from scene.camera_loading import cameras_from_infos
-        from scene.readers import read_scene
-
         self.model_path = args.model_path
         self.gaussians = gaussians
         self.loaded_iter = self._resolve_iteration(load_iteration)
@@ -63,7 +62,6 @@ class Scene:
     def save_inputs(self) -> None:
         """input.ply (the initial points) and cameras.json into the model folder, atomically.
         Not done on construction: train.py writes its folder only once every input was read."""
-        from scene.camera_loading import camera_to_json
         os.makedirs(self.model_path, exist_ok=True)
         if self.scene_info.point_cloud is not None:
             write_point_cloud_ply(os.path.join(self.model_path, "input.ply"), self.scene_info.point_cloud)

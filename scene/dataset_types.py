@@ -5,10 +5,7 @@ from typing import List, Optional
 import numpy as np
 
 from utils.graphics_utils import BasicPointCloud
-
-
-class DatasetError(Exception):
-    """A problem with the user's data. The message names the file and says what to do."""
+from utils.errors import DatasetError  # noqa: F401  (re-exported: readers raise it)
 
 
 @dataclass

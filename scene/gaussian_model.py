@@ -417,4 +417,7 @@ def _read_vertex_element(path: str):
 
 
 def _write_atomically(path: str, ply: PlyData) -> None:
-    write_atomically(path, ply.write)
+    def write(temporary: str) -> None:
+        with open(temporary, "wb") as f:
+            ply.write(f)
+    write_atomically(path, write)

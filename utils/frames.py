@@ -12,7 +12,7 @@ from typing import Callable, List, Optional, Tuple
 import cv2
 from PIL import Image
 
-from scene.dataset_types import DatasetError
+from utils.errors import DatasetError
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 

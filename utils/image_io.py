@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from scene.dataset_types import DatasetError
+from utils.errors import DatasetError
 
 _INTEGER_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from scene.dataset_types import DatasetError
+from utils.errors import DatasetError
 
 CAMERA_MODELS = ("OPENCV", "SIMPLE_RADIAL", "PINHOLE")
 MATCHERS = ("sequential", "exhaustive")
