@@ -12,6 +12,6 @@ constexpr float COV2D_BLUR = 0.3f;             // added to the 2D covariance dia
 constexpr float ALPHA_MAX = 0.99f;             // alpha = min(ALPHA_MAX, o exp(power))
 constexpr float ALPHA_MIN = 1.0f / 255.0f;     // alphas below this are skipped
 constexpr float T_MIN = 1e-4f;                 // a pixel stops when T (1 - alpha) would fall below
-constexpr int MAX_FEATURES = 64;               // largest feature-map channel count supported
+constexpr int MAX_FEATURES = 32;               // largest feature-map channel count compiled (feature_capacity)
 
 }  // namespace egorast

@@ -246,7 +246,7 @@ template void launch_tile_ranges<uint32_t>(int, const uint32_t*, int2*, cudaStre
 template void launch_tile_ranges<uint64_t>(int, const uint64_t*, int2*, cudaStream_t);
 
 int feature_capacity(int k) {
-    for (int cap : {0, 1, 3, 8, 16, 32})
+    for (int cap : {0, 1, 3, 8, 16, MAX_FEATURES})  // the channel counts the render kernel is compiled for
         if (k <= cap) return cap;
     return -1;
 }
