@@ -96,7 +96,7 @@ def load_model(args: Namespace, model_params, device: torch.device):
     if dataset.data_device == "cuda" and device.type != "cuda":
         dataset.data_device = "cpu"  # a config saved on a GPU machine, rendered on a CPU one
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension, device=device)
-    scene = Scene(dataset, gaussians, load_iteration=args.iteration, shuffle=False)
+    scene = Scene(dataset, gaussians, load_iteration=args.iteration)
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies,
                          precision=getattr(args, "deform_precision", "fp32"), device=device)

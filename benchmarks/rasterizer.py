@@ -206,8 +206,7 @@ def deformed_gaussians(gaussians, deform, fid: torch.Tensor, is_6dof: bool, devi
     from gaussian_renderer import _deformed_means
 
     xyz = gaussians.get_xyz
-    n = xyz.shape[0]
-    d_xyz, d_rotation, d_scaling = deform.step(xyz.detach(), fid.to(xyz.device).reshape(1, 1).expand(n, 1))
+    d_xyz, d_rotation, d_scaling = deform.offsets(xyz, fid)
     quats = gaussians.get_rotation + d_rotation
     values = dict(
         means=_deformed_means(xyz, d_xyz, is_6dof),

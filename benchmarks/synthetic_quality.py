@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import time
-from argparse import ArgumentParser
+from argparse import ArgumentParser, Namespace
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from arguments import ModelParams, PipelineParams, load_config  # noqa: E402
 from full_eval import scaled_schedule  # noqa: E402
 from gaussian_renderer import render  # noqa: E402
 from scene import Scene  # noqa: E402
+from scene.decomposition import deformation_gate  # noqa: E402
 from scene.deform_model import DeformModel  # noqa: E402
 from scene.gaussian_model import GaussianModel  # noqa: E402
 from scene.synthetic import generate  # noqa: E402
@@ -44,6 +45,7 @@ def load_model(model_path: str, iteration: int):
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies, device=gaussians.get_xyz.device)
     deform.load_weights(model_path, iteration)
+    deform.gate = deformation_gate(gaussians, Namespace(**cfg))   # the run's --deform_gate, as render.py
     return dataset, pipe, scene, gaussians, deform
 
 
@@ -54,9 +56,8 @@ def score(model_path: str, source: str, iteration: int, deformed: bool = True) -
     background = torch.zeros(3, device=gaussians.get_xyz.device)
     psnrs, ious, depth_errors = [], [], []
     for camera in scene.getTestCameras():
-        n = gaussians.get_xyz.shape[0]
         if deformed:
-            d = deform.step(gaussians.get_xyz, camera.fid.to(background.device).reshape(1, 1).expand(n, 1))
+            d = deform.offsets(gaussians.get_xyz, camera.fid, gate=deform.gate)
         else:
             d = (0.0, 0.0, 0.0)
         out = render(camera, gaussians, pipe, background, *d, is_6dof=dataset.is_6dof)

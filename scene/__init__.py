@@ -35,7 +35,7 @@ class Scene:
     Cameras are kept in time order; training picks them at random anyway.
     """
 
-    def __init__(self, args, gaussians, load_iteration: Optional[int] = None, shuffle: bool = True):
+    def __init__(self, args, gaussians, load_iteration: Optional[int] = None):
         self.model_path = args.model_path
         self.gaussians = gaussians
         self.loaded_iter = self._resolve_iteration(load_iteration)

@@ -46,10 +46,10 @@ def read_blender_scene(args) -> SceneInfo:
     if os.path.isfile(ply_path):
         point_cloud = read_ply_points(ply_path)
     else:
-        point_cloud, ply_path = random_point_cloud(RANDOM_POINTS, RANDOM_CUBE_SIDE), None
+        point_cloud = random_point_cloud(RANDOM_POINTS, RANDOM_CUBE_SIDE)
         notices.append(f"No points3d.ply in {source}: starting from {RANDOM_POINTS} random points.")
     return SceneInfo(point_cloud=point_cloud, train_cameras=train, test_cameras=test,
-                     nerf_normalization=get_nerfpp_norm(train), ply_path=ply_path, notices=notices)
+                     nerf_normalization=get_nerfpp_norm(train), notices=notices)
 
 
 def read_transforms(source: str, filename: str, background, first_uid: int = 0) -> List[CameraInfo]:

@@ -40,7 +40,6 @@ class SceneInfo:
     train_cameras: List[CameraInfo]
     test_cameras: List[CameraInfo]
     nerf_normalization: dict                 # {"translate": np.ndarray[3], "radius": float}
-    ply_path: Optional[str] = None
     has_masks: bool = False
     has_depth: bool = False
     notices: List[str] = field(default_factory=list)  # one-line messages the caller prints once

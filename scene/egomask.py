@@ -64,7 +64,7 @@ def read_egomask_scene(args) -> SceneInfo:
     return SceneInfo(point_cloud=point_cloud_from_points3D(points3D, model_dir),
                      train_cameras=train, test_cameras=test,
                      nerf_normalization=get_nerfpp_norm(train),
-                     ply_path=None, has_masks=has_masks, has_depth=has_depth, notices=notices)
+                     has_masks=has_masks, has_depth=has_depth, notices=notices)
 
 
 # ----------------------------------------------------------------------------- frames and time

@@ -61,7 +61,7 @@ def read_nerfies_scene(args) -> SceneInfo:
         train, test = train + test, []
     notices.append(f"Nerfies layout in {source}: no hand masks or depth priors, those losses are off.")
     return SceneInfo(point_cloud=_point_cloud(source, center, scale, notices), train_cameras=train,
-                     test_cameras=test, nerf_normalization=get_nerfpp_norm(train), ply_path=None, notices=notices)
+                     test_cameras=test, nerf_normalization=get_nerfpp_norm(train), notices=notices)
 
 
 def split_ids(dataset: dict, path: str) -> Tuple[List[str], List[str]]:

@@ -70,7 +70,7 @@ def test_colmap_scene_poses_intrinsics_images_and_points(tmp_path, ext):
     before = all_files(tmp_path)
     info = read_scene(model_args(tmp_path))
     assert all_files(tmp_path) == before  # nothing written into the dataset
-    assert info.ply_path is None and info.test_cameras == []
+    assert info.test_cameras == []
     assert stems(info.train_cameras) == ["0", "1", "2"]
     for i, cam in enumerate(info.train_cameras):
         source = images[100 - i]
@@ -306,7 +306,7 @@ def test_blender_poses_time_split_and_random_points(tmp_path):
     make_blender_scene(tmp_path)
     before = all_files(tmp_path)
     info = read_scene(model_args(tmp_path, "--eval"))
-    assert all_files(tmp_path) == before and info.ply_path is None
+    assert all_files(tmp_path) == before
     assert stems(info.train_cameras) == ["r_000", "r_001"] and stems(info.test_cameras) == ["r_002"]
     assert [c.fid for c in info.train_cameras + info.test_cameras] == [0.0, 0.5, 1.0]
     cam = info.train_cameras[1]
