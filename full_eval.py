@@ -24,19 +24,11 @@ import time
 from argparse import ArgumentParser, Namespace
 from typing import Dict, List, Optional
 
+from utils.schedule import scaled_schedule
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
-PAPER_ITERATIONS = 40_000
-# The EgoMask schedule at 40k iterations; the demo keeps these proportions at --iterations.
-PAPER_SCHEDULE = {"warm_up": 3_000, "mask_start": 30_000, "mask_stop": 40_000, "stop_MLP": 40_000,
-                  "densify_from_iter": 500, "densify_until_iter": 15_000, "opacity_reset_interval": 3_000,
-                  "position_lr_max_steps": 30_000, "deform_lr_max_steps": 40_000, "time_noise_steps": 20_000}
 # About 1-2 CPU-seconds per iteration at 64x48 with the reference rasterizer (2 cores): minutes.
 DEMO_ITERATIONS = 300
-PAPER_MASK_LR = 0.0025
-MIN_WARM_UP = 100
-MIN_RESET_RECOVERY = 1000
-MIN_DENSIFICATION_INTERVAL = 50
-MAX_DEMO_MASK_LR = 0.05
 EXIT_BAD_INPUT = 2
 
 
@@ -66,26 +58,6 @@ def build_parser() -> ArgumentParser:
     demo.add_argument("--points", type=int, default=1000, help="initial sparse points of the synthetic scene")
     demo.add_argument("--llffhold", type=int, default=4, help="every n-th frame is a test view")
     return parser
-
-
-def scaled_schedule(iterations: int) -> List[str]:
-    """train.py flags that keep the EgoMask phase proportions at a shorter run, with floors where
-    plain scaling breaks training (measured on the synthetic scene at 300 iterations: scaled as is,
-    the deformation starts at 22 and opacity resets every 22 iterations collapse the model to black)."""
-    values = {name: max(1, round(value * iterations / PAPER_ITERATIONS)) for name, value in PAPER_SCHEDULE.items()}
-    # the deformation starts once the canonical Gaussians have settled
-    values["warm_up"] = max(values["warm_up"], min(MIN_WARM_UP, iterations // 3))
-    if values["opacity_reset_interval"] < MIN_RESET_RECOVERY:
-        values["opacity_reset_interval"] = iterations + 1   # too short to recover from a reset: none
-    values["densification_interval"] = max(MIN_DENSIFICATION_INTERVAL, round(100 * iterations / PAPER_ITERATIONS))
-    # Adam moves a parameter by about lr per step: keep the mask feature able to reach 1 within
-    # the (shorter) mask phase, without exceeding a rate where it oscillates.
-    values["mask_lr"] = PAPER_MASK_LR if iterations >= PAPER_ITERATIONS else \
-        min(MAX_DEMO_MASK_LR, PAPER_MASK_LR * PAPER_ITERATIONS / iterations)
-    flags = ["--iterations", str(iterations)]
-    for name, value in values.items():
-        flags += [f"--{name}", f"{value:g}" if isinstance(value, float) else str(value)]
-    return flags + ["--test_iterations", str(iterations), "--save_iterations", str(iterations)]
 
 
 def run_step(step: str, command: List[str], log_path: str) -> float:

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from argparse import SUPPRESS, ArgumentParser, Namespace
+
 from utils.atomic import write_json_atomic
 
 CONFIG_FILE = "cfg_args.json"

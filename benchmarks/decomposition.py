@@ -29,7 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks.common import device_name, parse_named, split_common_flags  # noqa: E402
-from full_eval import format_table, scaled_schedule, scene_row  # noqa: E402
+from full_eval import format_table, scene_row  # noqa: E402
+from utils.schedule import scaled_schedule  # noqa: E402
 
 
 def parse_recipe(text: str):

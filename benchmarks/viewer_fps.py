@@ -13,7 +13,6 @@ import os
 import platform
 import sys
 import time
-from argparse import ArgumentParser
 
 import numpy as np
 import torch

@@ -4,6 +4,7 @@ import json
 import pytest
 
 import full_eval
+from utils.schedule import scaled_schedule
 
 
 def train_parser():
@@ -14,11 +15,14 @@ def train_parser():
 
 def test_scaled_schedule_keeps_paper_values_at_full_length_and_is_understood_by_train():
     parser = train_parser()
-    full = parser.parse_args(["-s", "scene"] + full_eval.scaled_schedule(40_000))
-    for name, value in full_eval.PAPER_SCHEDULE.items():
+    full = parser.parse_args(["-s", "scene"] + scaled_schedule(40_000))
+    paper = {"warm_up": 3_000, "mask_start": 30_000, "mask_stop": 40_000, "stop_MLP": 40_000,
+             "densify_from_iter": 500, "densify_until_iter": 15_000, "opacity_reset_interval": 3_000,
+             "position_lr_max_steps": 30_000, "deform_lr_max_steps": 40_000, "time_noise_steps": 20_000}
+    for name, value in paper.items():   # EgoMask's values: train.py's defaults, given back at 40k
         assert getattr(full, name) == value
     assert full.densification_interval == 100 and full.mask_lr == pytest.approx(0.0025)
-    short = parser.parse_args(["-s", "scene"] + full_eval.scaled_schedule(2_000))
+    short = parser.parse_args(["-s", "scene"] + scaled_schedule(2_000))
     assert short.iterations == 2_000 and short.warm_up == 150
     assert (short.mask_start, short.mask_stop, short.stop_MLP) == (1_500, 2_000, 2_000)
     assert short.densify_until_iter == 750 and short.save_iterations == [2_000]
@@ -26,7 +30,7 @@ def test_scaled_schedule_keeps_paper_values_at_full_length_and_is_understood_by_
     # the mask feature can still travel from 0 to 1 within the shorter mask phase
     assert short.mask_lr * (short.mask_stop - short.mask_start) >= 1.0
     # floors where plain scaling collapses training: late enough warm-up, no opacity reset
-    demo = parser.parse_args(["-s", "scene"] + full_eval.scaled_schedule(300))
+    demo = parser.parse_args(["-s", "scene"] + scaled_schedule(300))
     assert demo.warm_up == 100 and demo.opacity_reset_interval > demo.iterations
     assert demo.densification_interval >= 50
 

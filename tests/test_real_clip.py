@@ -35,7 +35,7 @@ def test_real_clip_trains_renders_and_scores_its_decomposition(converted_clip, t
     import metrics
     import render
     import train
-    from full_eval import scaled_schedule
+    from utils.schedule import scaled_schedule
 
     registered = len(os.listdir(converted_clip / "images"))
     assert registered >= 55, f"only {registered} of 61 frames registered"

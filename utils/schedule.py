@@ -22,10 +22,13 @@ iterations >= 1, time_noise_steps >= 1, mask_start <= mask_stop, loss_reduce >= 
 (otherwise the network would be applied without ever learning). Boundaries beyond the last
 iteration are allowed (a short test run simply never reaches those phases) and get a notice.
 """
+from argparse import ArgumentParser
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
+
+from arguments import OptimizationParams
 
 DEPTH_PHASE_FACTOR = 0.5
 MASK_PHASE_MASK_FACTOR = 0.8
@@ -177,3 +180,45 @@ class TrainingSchedule:
         """'a–b' for the iterations first..last clipped to the run, '' when none is run."""
         first, last = max(first, 1), min(last, self.iterations)
         return f"{first}–{last}" if first <= last else ""
+
+
+# ---- shorter runs ---------------------------------------------------------------------------------
+# The iteration counts of the schedule, scaled with --iterations by scaled_schedule(); their full
+# length values are train.py's defaults (arguments.OptimizationParams), read from there.
+SCALED_ITERATION_FLAGS = ("warm_up", "mask_start", "mask_stop", "stop_MLP", "densify_from_iter",
+                          "densify_until_iter", "opacity_reset_interval", "position_lr_max_steps",
+                          "deform_lr_max_steps", "time_noise_steps")
+MIN_WARM_UP = 100            # the deformation starts once the canonical Gaussians have settled
+MIN_RESET_RECOVERY = 1000    # opacity resets closer than this collapse a short run: none then
+MIN_DENSIFICATION_INTERVAL = 50
+MAX_SHORT_RUN_MASK_LR = 0.05
+
+
+def default_schedule() -> Dict[str, float]:
+    """train.py's default values of the schedule flags (the paper's 40k-iteration recipe)."""
+    parser = ArgumentParser()
+    OptimizationParams(parser)
+    defaults = parser.parse_args([])
+    names = SCALED_ITERATION_FLAGS + ("iterations", "densification_interval", "mask_lr")
+    return {name: getattr(defaults, name) for name in names}
+
+
+def scaled_schedule(iterations: int) -> List[str]:
+    """train.py flags that keep the default phase proportions at another run length, with floors
+    where plain scaling breaks training (measured on the synthetic scene at 300 iterations: scaled
+    as is, the deformation starts at 22 and opacity resets every 22 iterations collapse the model
+    to black). At the default length it gives the defaults back."""
+    full = default_schedule()
+    ratio = iterations / full["iterations"]
+    values = {name: max(1, round(full[name] * ratio)) for name in SCALED_ITERATION_FLAGS}
+    values["warm_up"] = max(values["warm_up"], min(MIN_WARM_UP, iterations // 3))
+    if values["opacity_reset_interval"] < MIN_RESET_RECOVERY:
+        values["opacity_reset_interval"] = iterations + 1
+    values["densification_interval"] = max(MIN_DENSIFICATION_INTERVAL, round(full["densification_interval"] * ratio))
+    # Adam moves a parameter by about lr per step: keep the mask feature able to reach 1 within
+    # the (shorter) mask phase, without exceeding a rate where it oscillates.
+    values["mask_lr"] = full["mask_lr"] if ratio >= 1 else min(MAX_SHORT_RUN_MASK_LR, full["mask_lr"] / ratio)
+    flags = ["--iterations", str(iterations)]
+    for name, value in values.items():
+        flags += [f"--{name}", f"{value:g}" if isinstance(value, float) else str(value)]
+    return flags + ["--test_iterations", str(iterations), "--save_iterations", str(iterations)]
