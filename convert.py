@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from scene.dataset_types import DatasetError
+from scene.readers.dataset_types import DatasetError
 from utils import sfm
 from utils.frames import check_frame_sizes, extract_video_frames, list_frames
 from utils.atomic import write_json_atomic

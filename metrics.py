@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scene.dataset_types import DatasetError
+from scene.readers.dataset_types import DatasetError
 from utils.image_io import read_image, to_gray, to_rgb
 from utils.image_utils import dilate, mask_iou, masked_psnr, psnr
 from utils.loss_utils import ssim

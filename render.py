@@ -30,7 +30,7 @@ from arguments import ModelParams, PipelineParams, get_combined_args
 from gaussian_renderer import render
 from gaussian_renderer.backend import get_rasterizer
 from scene import Scene
-from scene.dataset_types import DatasetError
+from scene.readers.dataset_types import DatasetError
 from scene.decomposition import (Decomposition, add_decomposition_args, decompose_model, deformation_gate,
                                  segment_hand_map)
 from scene.deform_model import DeformModel

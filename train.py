@@ -25,7 +25,7 @@ from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_
 from gaussian_renderer import render
 from scene import Scene
 from scene.decomposition import deformation_gate
-from scene.dataset_types import DatasetError
+from scene.readers.dataset_types import DatasetError
 from scene.deform_model import DeformModel
 from scene.densify import DensificationStrategy
 from scene.gaussian_model import GaussianModel

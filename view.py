@@ -400,7 +400,7 @@ def build_parser():
 
 def main(argv=None) -> int:
     from render import RenderError, resolve_args
-    from scene.dataset_types import DatasetError
+    from scene.readers.dataset_types import DatasetError
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         require_viser()

@@ -7,12 +7,17 @@ deviation of each precision's outputs from fp32 on the same inputs.
 """
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import torch
 
-from scene.deform_model import DeformModel
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)   # run as a script from anywhere
+
+from scene.deform_model import DeformModel  # noqa: E402
 
 
 def time_iteration(model: DeformModel, xyz: torch.Tensor, t: torch.Tensor) -> float:

@@ -430,7 +430,7 @@ def main(argv=None):
 
     trained = None
     if args.model is not None:
-        from scene.dataset_types import DatasetError
+        from scene.readers.dataset_types import DatasetError
         try:
             trained = benchmark_trained_scene(args.model, args.iteration, args.device, args.cameras, args.repeats,
                                               args.warmup, peer_modes)

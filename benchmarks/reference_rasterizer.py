@@ -20,7 +20,10 @@ import time
 
 import torch
 
-from gaussian_renderer.reference import GaussianRasterizationSettings, rasterize_gaussians
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)   # run as a script from anywhere
+
+from gaussian_renderer.reference import GaussianRasterizationSettings, rasterize_gaussians  # noqa: E402
 from utils.graphics_utils import getProjectionMatrix
 
 CONFIGS = {  # name: (gaussians, width, height, dense compositing?)

@@ -4,14 +4,20 @@ from typing import List, Optional
 
 import numpy as np
 
-from scene.camera_loading import camera_to_json, cameras_from_infos
-from scene.dataset_types import SceneInfo
+from scene.deform_model import DeformModel
+from scene.gaussian_model import GaussianModel
 from scene.readers import read_scene
+from scene.readers.camera_loading import camera_to_json, cameras_from_infos
+from scene.readers.dataset_types import SceneInfo
+from utils.atomic import write_atomically, write_json_atomic
 from utils.graphics_utils import BasicPointCloud
 from utils.system_utils import print_once, saved_iterations
-from utils.atomic import write_atomically, write_json_atomic
+
+# As in the 3DGS codebases: from scene import Scene, GaussianModel (and DeformModel).
+__all__ = ["Scene", "GaussianModel", "DeformModel", "write_point_cloud_ply"]
 
 PLY_FILE = "point_cloud.ply"
+
 
 def write_point_cloud_ply(path: str, pcd: BasicPointCloud) -> None:
     """The initial point cloud as a standard PLY (x, y, z, nx, ny, nz, red, green, blue)."""

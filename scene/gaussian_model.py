@@ -20,7 +20,7 @@ import torch
 from plyfile import PlyData, PlyElement
 from torch import nn
 
-from scene.dataset_types import DatasetError
+from scene.readers.dataset_types import DatasetError
 from scene.knn import dist2_knn3
 from utils.general_utils import (build_covariance, get_expon_lr_func, inverse_sigmoid,
                                  strip_symmetric)

@@ -16,7 +16,7 @@ pycolmap = pytest.importorskip("pycolmap")
 
 import convert  # noqa: E402
 from utils import sfm  # noqa: E402
-from scene.colmap import qvec2rotmat, read_model  # noqa: E402
+from scene.readers.colmap import qvec2rotmat, read_model  # noqa: E402
 from utils.frames import extract_video_frames, list_frames  # noqa: E402
 from utils.sfm import (apply_similarity, estimate_focal, feature_mask, focal_disagreement,  # noqa: E402
                        keyframe_pairs, self_calibration_cost, umeyama_alignment)  # noqa: E402

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from arguments import ModelParams
-from scene.camera_loading import camera_to_json, cameras_from_infos, target_size
-from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, qvec2rotmat, rotmat2qvec, write_model
-from scene.dataset_types import CameraInfo, DatasetError
+from scene.readers.camera_loading import camera_to_json, cameras_from_infos, target_size
+from scene.readers.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, qvec2rotmat, rotmat2qvec, write_model
+from scene.readers.dataset_types import CameraInfo, DatasetError
 from scene.readers import read_scene
 from utils import system_utils
 from utils.graphics_utils import focal2fov, geom_transform_points, ndc_to_pixel
@@ -83,7 +83,7 @@ def test_target_sizes(resolution, expected):
 
 @pytest.mark.parametrize("resolution", [3, 5, 63])
 def test_a_target_width_below_64_px_is_an_error(resolution):
-    from scene.dataset_types import DatasetError
+    from scene.readers.dataset_types import DatasetError
     with pytest.raises(DatasetError, match=f"-r/--resolution {resolution} would train at {resolution} px wide"):
         target_size(640, 480, resolution)
 

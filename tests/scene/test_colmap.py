@@ -5,10 +5,10 @@ import struct
 import numpy as np
 import pytest
 
-from scene.colmap import (CAMERA_MODELS, ColmapCamera, ColmapImage, ColmapPoint3D, qvec2rotmat, read_cameras_binary,
+from scene.readers.colmap import (CAMERA_MODELS, ColmapCamera, ColmapImage, ColmapPoint3D, qvec2rotmat, read_cameras_binary,
                           read_images_binary, read_images_text, read_model, read_points3D_binary, rotmat2qvec,
                           write_model)
-from scene.dataset_types import DatasetError
+from scene.readers.dataset_types import DatasetError
 
 
 def random_rotation(rng) -> np.ndarray:

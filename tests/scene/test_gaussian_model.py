@@ -10,7 +10,7 @@ import torch
 from plyfile import PlyData, PlyElement
 
 from arguments import OptimizationParams
-from scene.dataset_types import DatasetError
+from scene.readers.dataset_types import DatasetError
 from scene.gaussian_model import TENSOR_NAMES, GaussianModel
 from utils.graphics_utils import BasicPointCloud
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from arguments import ModelParams
-from scene.camera_loading import cameras_from_infos
-from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, write_model
+from scene.readers.camera_loading import cameras_from_infos
+from scene.readers.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, write_model
 from scene.readers import read_scene
 
 W, H = 16, 12

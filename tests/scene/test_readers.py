@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from arguments import ModelParams
-from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, qvec2rotmat, rotmat2qvec, write_model
-from scene.dataset_types import DatasetError
+from scene.readers.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, qvec2rotmat, rotmat2qvec, write_model
+from scene.readers.dataset_types import DatasetError
 from scene.readers import detect_layout, read_scene
 from utils.graphics_utils import focal2fov
 from utils.image_io import normalize_pixels, read_image, write_image

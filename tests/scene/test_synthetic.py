@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from scene import synthetic as syn
-from scene import synthetic_geometry as geo
+from scene.synthetic import generator as syn
+from scene.synthetic import geometry as geo
 from scene.cameras import Camera
-from scene.colmap import qvec2rotmat, read_model
+from scene.readers.colmap import qvec2rotmat, read_model
 from utils.graphics_utils import focal2fov, geom_transform_points, ndc_to_pixel
 
 FRAMES, WIDTH, HEIGHT = 6, 48, 36

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from scene.cameras import Camera
-from scene.dataset_types import CameraInfo, DatasetError
+from scene.readers.dataset_types import CameraInfo, DatasetError
 from utils.graphics_utils import fov2focal
 from utils.image_io import normalize_pixels, resize
 from utils.system_utils import print_once

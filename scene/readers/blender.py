@@ -15,7 +15,7 @@ from typing import List
 
 import numpy as np
 
-from scene.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
+from scene.readers.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
 from utils.graphics_utils import BasicPointCloud, focal2fov, fov2focal
 from utils.image_io import read_rgb_compact
 from utils.system_utils import print_once

@@ -25,8 +25,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from scene.blender import random_point_cloud
-from scene.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
+from scene.readers.blender import random_point_cloud
+from scene.readers.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
 from utils.graphics_utils import BasicPointCloud, focal2fov
 from utils.image_io import read_rgb_compact
 

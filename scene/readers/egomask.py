@@ -24,8 +24,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, detect_model_format, qvec2rotmat, read_model
-from scene.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
+from scene.readers.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, detect_model_format, qvec2rotmat, read_model
+from scene.readers.dataset_types import CameraInfo, DatasetError, SceneInfo, get_nerfpp_norm
 from utils.graphics_utils import BasicPointCloud, focal2fov
 from utils.image_io import (check_same_aspect, normalize_pixels, read_mask, read_raw, read_rgb_compact,
                             resize)

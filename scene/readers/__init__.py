@@ -1,10 +1,10 @@
 """``read_scene(args)``: the one place that decides which dataset layout a folder holds."""
 import os
 
-from scene.blender import read_blender_scene
-from scene.dataset_types import DatasetError, SceneInfo
-from scene.egomask import read_egomask_scene
-from scene.nerfies import read_nerfies_scene
+from scene.readers.blender import read_blender_scene
+from scene.readers.dataset_types import DatasetError, SceneInfo
+from scene.readers.egomask import read_egomask_scene
+from scene.readers.nerfies import read_nerfies_scene
 
 # (marker inside the source folder, layout name, reader), checked in this order as upstream.
 LAYOUTS = (

@@ -2,8 +2,8 @@
 
 ``python -m scene.synthetic OUT_DIR [--frames N] [--width W] [--height H] [--seed S] [--depth_noise F]``
 writes the EgoMask layout (see ``generate``). Everything is rendered by a small analytic ray
-caster in numpy (``scene.synthetic_geometry``) with Lambertian + ambient shading and procedural
-solid textures (``scene.synthetic_textures``); nothing here uses the Gaussian renderer, so the
+caster in numpy (``scene.synthetic.geometry``) with Lambertian + ambient shading and procedural
+solid textures (``scene.synthetic.textures``); nothing here uses the Gaussian renderer, so the
 frames are an independent ground truth.
 
 World frame: metres, z up, the workbench top is the plane z = 0, the back wall faces -y at
@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from scene import synthetic_textures as tex
-from scene.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat2qvec, write_model
-from scene.synthetic_geometry import (intersect_box, intersect_capsule, intersect_cylinder, intersect_ellipsoid,
+from scene.synthetic import textures as tex
+from scene.readers.colmap import ColmapCamera, ColmapImage, ColmapPoint3D, rotmat2qvec, write_model
+from scene.synthetic.geometry import (intersect_box, intersect_capsule, intersect_cylinder, intersect_ellipsoid,
                                       look_at_c2w, mul, ray_hits_sphere, rotation_about)
 
 GENERATOR_VERSION = "1.0"
@@ -493,7 +493,7 @@ def visible_tracks(scene: "SyntheticScene", points: np.ndarray, poses, fids, k: 
 
 
 def build_colmap_model(scene, frames, poses, fids, k, width, height, num_points, point_noise, rng, hand_points=0.0):
-    """(cameras, images, points3D) of the scene.colmap types: exact poses, a noisy sparse cloud."""
+    """(cameras, images, points3D) of the scene.readers.colmap types: exact poses, a noisy sparse cloud."""
     truth, noisy, colours = sample_surface_points(frames, poses, k, num_points, point_noise, rng, hand_points)
     tracks = visible_tracks(scene, truth, poses, fids, k, width, height)
     cameras = {1: ColmapCamera(1, "PINHOLE", width, height, np.array([k["fx"], k["fy"], k["cx"], k["cy"]]))}

@@ -10,7 +10,7 @@ from utils.errors import DatasetError  # noqa: F401  (re-exported: readers raise
 
 @dataclass
 class CameraInfo:
-    """One frame at full resolution. Pixel arrays stay compact until ``scene.camera_loading`` builds
+    """One frame at full resolution. Pixel arrays stay compact until ``scene.readers.camera_loading`` builds
     the Camera: uint8 / uint16 mean value / 255 / 65535 (``utils.image_io.normalize_pixels``),
     float32 is already the value; the Camera gets float32 in [0, 1] after resizing."""
     uid: int

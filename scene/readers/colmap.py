@@ -10,7 +10,7 @@ from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
 
-from scene.dataset_types import DatasetError
+from scene.readers.dataset_types import DatasetError
 
 
 class ColmapCamera(NamedTuple):
