@@ -32,9 +32,6 @@ def get_rasterizer(name: str, device) -> ModuleType:
     return _cache[key]
 
 
-get_rasterizer_module = get_rasterizer  # the name used in docs/ARCHITECTURE.md
-
-
 def _choose(name: str, device: torch.device) -> ModuleType:
     if name == "torch":
         return reference
