@@ -39,9 +39,6 @@ from utils.system_utils import print_once
 from utils.atomic import write_json_atomic
 from utils.speed import PhaseSpeedMeter
 
-SH_UP_INTERVAL = 1000
-MIN_OPACITY = 0.005
-SCREEN_SIZE_LIMIT = 20  # px, pruned after the first opacity reset
 NUM_TRAIN_EVAL_VIEWS = 5
 # each term of layer_losses and the flag that weighs it
 LAYER_LOSS_WEIGHTS = {"hands_alpha": "hands_layer_weight", "hands_color": "hands_layer_weight",
@@ -192,18 +189,6 @@ def check_finite(terms: Dict[str, torch.Tensor], iteration: int) -> None:
             raise NonFiniteLoss(f"The {name} loss is {value} at iteration {iteration}.")
 
 
-def densify(strategy: DensificationStrategy, gaussians: GaussianModel, render_pkg: Dict, opt, iteration: int,
-            extent: float, white_background: bool) -> None:
-    if iteration >= opt.densify_until_iter:
-        return
-    strategy.add_stats(render_pkg["viewspace_points"], render_pkg["visibility_filter"], render_pkg["radii"])
-    if iteration > opt.densify_from_iter and iteration % opt.densification_interval == 0:
-        size_threshold = SCREEN_SIZE_LIMIT if iteration > opt.opacity_reset_interval else None
-        strategy.densify_and_prune(gaussians, opt.densify_grad_threshold, MIN_OPACITY, extent, size_threshold)
-    if iteration % opt.opacity_reset_interval == 0 or (white_background and iteration == opt.densify_from_iter):
-        strategy.reset_opacity(gaussians)
-
-
 def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.Random,
                      config: Optional[Dict] = None) -> Dict:
     return {
@@ -341,7 +326,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
                          init=dataset.deform_init)
     gaussians.training_setup(opt)
     deform.train_setting(opt)
-    strategy = DensificationStrategy(opt.percent_dense, prune_by_screen_size=opt.prune_by_screen_size)
+    strategy = DensificationStrategy.from_options(opt, dataset.white_background)
     strategy.reset(gaussians.get_xyz.shape[0], device)
     schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth,
                                 is_blender=dataset.is_blender)
@@ -378,7 +363,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         deform.update_learning_rate(iteration)
         gaussians.set_mask_trainable(phase.train_mask_feature)
         deform.set_trainable(phase.train_deform)
-        if iteration % SH_UP_INTERVAL == 0:
+        if schedule.raises_sh_degree(iteration):
             gaussians.oneupSHdegree()
 
         camera = pick_camera(state, train_cameras, rng)
@@ -416,7 +401,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             eval_seconds = time.perf_counter() - eval_start
 
         with torch.no_grad():
-            densify(strategy, gaussians, render_pkg, opt, iteration, scene.cameras_extent, dataset.white_background)
+            strategy.step(gaussians, render_pkg, iteration, scene.cameras_extent)
             gaussians.optimizer.step()
             gaussians.optimizer.zero_grad(set_to_none=True)
             deform.optimizer_step()

@@ -30,6 +30,7 @@ import numpy as np
 
 from arguments import OptimizationParams
 
+SH_UP_INTERVAL = 1000        # the SH degree goes up by one every this many iterations (3DGS)
 DEPTH_PHASE_FACTOR = 0.5
 MASK_PHASE_MASK_FACTOR = 0.8
 MASK_PHASE_DEPTH_FACTOR = 0.2
@@ -92,6 +93,10 @@ class TrainingSchedule:
             train_mask_feature=learns_hands,
             train_deform=deform and iteration < self.stop_MLP,
             time_noise=deform and not self.is_blender)
+
+    def raises_sh_degree(self, iteration: int) -> bool:
+        """Whether the SH degree goes up by one at this iteration (up to the model's maximum)."""
+        return iteration % SH_UP_INTERVAL == 0
 
     def time_noise_scale(self, iteration: int) -> float:
         """Upstream get_linear_noise_func(0.1, 1e-15, max_steps=time_noise_steps): a linear ramp

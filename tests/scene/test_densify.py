@@ -255,3 +255,26 @@ def test_model_size_mismatch_is_reported():
     strategy.reset(3, "cpu")
     with pytest.raises(ValueError, match="reset"):
         strategy.densify_and_prune(model, THRESHOLD, 0.005, EXTENT, None)
+
+
+def test_step_decides_when_statistics_densification_and_resets_happen():
+    calls = []
+
+    class Recording(DensificationStrategy):
+        def add_stats(self, *args):
+            calls.append(("stats", self._it))
+
+        def densify_and_prune(self, model, max_grad, min_opacity, extent, size_threshold):
+            calls.append(("densify", self._it, size_threshold, max_grad))
+
+        def reset_opacity(self, model, ceiling=0.01):
+            calls.append(("reset", self._it))
+    strategy = Recording(densify_from_iter=2, densify_until_iter=9, densification_interval=3,
+                         opacity_reset_interval=4, densify_grad_threshold=0.5, white_background=True)
+    pkg = {"viewspace_points": None, "visibility_filter": None, "radii": None}
+    for it in range(1, 13):
+        strategy._it = it
+        strategy.step(None, pkg, it, extent=1.0)
+    assert [c[1] for c in calls if c[0] == "stats"] == list(range(1, 9))       # inside the window only
+    assert [c[1:] for c in calls if c[0] == "densify"] == [(3, None, 0.5), (6, 20, 0.5)]  # screen limit after a reset
+    assert [c[1] for c in calls if c[0] == "reset"] == [2, 4, 8]             # white background: also at densify_from_iter

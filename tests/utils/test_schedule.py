@@ -166,3 +166,9 @@ def test_early_mask_weight_teaches_the_hand_feature_from_the_first_iteration(o, 
 def test_a_negative_early_mask_weight_is_refused():
     with pytest.raises(ValueError, match="--early_mask_weight"):
         TrainingSchedule(opt(early_mask_weight=-0.1), has_masks=True, has_depth=True)
+
+
+def test_the_sh_degree_rises_every_thousand_iterations():
+    from utils.schedule import SH_UP_INTERVAL
+    schedule = TrainingSchedule(opt(), has_masks=True, has_depth=True)
+    assert [i for i in range(1, 3001) if schedule.raises_sh_degree(i)] == [1000, 2000, 3000] and SH_UP_INTERVAL == 1000
