@@ -36,6 +36,7 @@ from scene.decomposition import (Decomposition, add_decomposition_args, decompos
 from scene.deform_model import DeformModel
 from scene.gaussian_model import GaussianModel
 from utils.atomic import write_json_atomic
+from utils.schedule import deformation_applied
 from utils.image_io import read_rgb, write_image
 from utils.image_utils import depth_for_viewing, to_uint8
 from utils.video import write_video
@@ -111,7 +112,7 @@ def load_model(args: Namespace, model_params, device: torch.device):
 
 def deformation_active(args: Namespace, iteration: int) -> bool:
     """Training deforms from iteration warm_up on; an earlier snapshot is rendered undeformed."""
-    return iteration >= int(getattr(args, "warm_up", 0) or 0)
+    return deformation_applied(iteration, int(getattr(args, "warm_up", 0) or 0))
 
 
 def fixed_camera(train_cameras: List, fix_view: Optional[int]):

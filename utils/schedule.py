@@ -38,6 +38,12 @@ TIME_NOISE_START = 0.1
 TIME_NOISE_END = 1e-15
 
 
+def deformation_applied(iteration: int, warm_up: int) -> bool:
+    """Whether the deformation network moves the Gaussians at (or in a model saved after) this
+    iteration: from warm_up on. The one rule train.py (through the phases) and render.py use."""
+    return iteration >= int(warm_up)
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str                  # "warm-up", "depth", "mask" or "colour"
@@ -77,7 +83,7 @@ class TrainingSchedule:
     def phase(self, iteration: int) -> Phase:
         in_mask = self.mask_start <= iteration <= self.mask_stop
         in_depth = self.warm_up <= iteration < self.mask_start
-        deform = iteration >= self.warm_up
+        deform = deformation_applied(iteration, self.warm_up)
         if in_mask:
             name = "mask"
             depth_factor, mask_factor = MASK_PHASE_DEPTH_FACTOR, MASK_PHASE_MASK_FACTOR
