@@ -387,3 +387,34 @@ def test_gradcheck_full_jacobian_two_gaussians():
 
     values = tuple(inputs[n].detach().clone().requires_grad_(True) for n in names)
     assert torch.autograd.gradcheck(fn, values, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_both_backends_take_the_same_settings_type():
+    # The CUDA package installs on its own and so defines its own copy; the fields must agree.
+    import importlib.util
+    import os
+    from gaussian_renderer import reference
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "submodules", "diff-gaussian-rasterization",
+                        "diff_gaussian_rasterization", "__init__.py")
+    spec = importlib.util.spec_from_file_location("cuda_package_python_part", path)
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)   # the Python part only: the compiled _C is loaded on first use
+    ours, theirs = reference.GaussianRasterizationSettings, package.GaussianRasterizationSettings
+    assert ours._fields == theirs._fields and ours._field_defaults == theirs._field_defaults
+
+
+def test_the_rule_constants_of_config_h_and_the_reference_agree():
+    # csrc/config.h says "change them together or not at all": this is what holds them together.
+    import os
+    import re
+    from gaussian_renderer import compositing, projection, tiling
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "submodules", "diff-gaussian-rasterization",
+                        "csrc", "config.h")
+    with open(path) as f:
+        cuda = dict(re.findall(r"constexpr (?:int|float) (\w+) = ([^;]+);", f.read()))
+    pairs = {"TILE": projection.TILE_SIZE, "NEAR_CULL_Z": projection.NEAR_PLANE,
+             "FRUSTUM_GUARD": projection.JACOBIAN_TAN_CLAMP, "COV2D_BLUR": projection.COV2D_DILATION,
+             "ALPHA_MAX": compositing.ALPHA_MAX, "ALPHA_MIN": tiling.ALPHA_MIN, "T_MIN": compositing.T_MIN}
+    for name, value in pairs.items():
+        number = eval(re.sub(r"(\d)f\b", r"\1", cuda[name]))   # "1.0f / 255.0f" -> 1.0 / 255.0
+        assert number == pytest.approx(value, rel=1e-6), name

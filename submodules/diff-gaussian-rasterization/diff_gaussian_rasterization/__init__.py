@@ -54,6 +54,8 @@ def _extension():
     return _extension_module
 
 
+# The same fields as gaussian_renderer.reference.GaussianRasterizationSettings (a test keeps them
+# equal): this package installs on its own, so it carries its own copy of the type.
 class GaussianRasterizationSettings(NamedTuple):
     image_height: int
     image_width: int
@@ -66,7 +68,7 @@ class GaussianRasterizationSettings(NamedTuple):
     sh_degree: int
     campos: torch.Tensor       # [3]
     prefiltered: bool
-    debug: bool
+    debug: bool = False
 
 
 # Order of the tensors the forward hands to the backward (after the 4 images).
