@@ -31,8 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 from scene.readers.dataset_types import DatasetError
-from utils import sfm
-from utils.frames import check_frame_sizes, extract_video_frames, list_frames
+from utils.video_to_scene import sfm
+from utils.video_to_scene.frames import check_frame_sizes, extract_video_frames, list_frames
 from utils.atomic import write_json_atomic
 
 MIN_REGISTERED = 3           # fewer registered frames cannot make a scene

@@ -15,10 +15,10 @@ import pytest
 pycolmap = pytest.importorskip("pycolmap")
 
 import convert  # noqa: E402
-from utils import sfm  # noqa: E402
+from utils.video_to_scene import sfm  # noqa: E402
 from scene.readers.colmap import qvec2rotmat, read_model  # noqa: E402
-from utils.frames import extract_video_frames, list_frames  # noqa: E402
-from utils.sfm import (apply_similarity, estimate_focal, feature_mask, focal_disagreement,  # noqa: E402
+from utils.video_to_scene.frames import extract_video_frames, list_frames  # noqa: E402
+from utils.video_to_scene.sfm import (apply_similarity, estimate_focal, feature_mask, focal_disagreement,  # noqa: E402
                        keyframe_pairs, self_calibration_cost, umeyama_alignment)  # noqa: E402
 
 FRAMES, WIDTH, HEIGHT = 20, 320, 240
