@@ -240,6 +240,7 @@ class ViewerPage:
         self.frames = gui.add_number("Frames in the clip", initial_value=max(2, len(self.cameras)), min=2, step=1)
         names = ["free"] + list(self.cameras)
         self.snap = gui.add_dropdown("Camera", options=names, initial_value="free")
+        self.go_to = gui.add_button("Back to this camera")   # after flying away from it
         self.follow = gui.add_checkbox("Follow the camera's time", initial_value=True)
         self.layer = gui.add_dropdown("Layer", options=LAYERS, initial_value="full")
         self.rule = gui.add_dropdown("Hand rule", options=("threshold", "percentile"), initial_value="threshold")
@@ -251,6 +252,7 @@ class ViewerPage:
         for control in (self.time, self.layer, self.rule, self.threshold, self.percentile, self.width):
             control.on_update(lambda _: self.refresh())
         self.snap.on_update(lambda _: self._snap_all())
+        self.go_to.on_click(lambda _: self._snap_all())
 
     def settings(self) -> LayerSettings:
         return LayerSettings(self.layer.value, self.rule.value, float(self.threshold.value), float(self.percentile.value))

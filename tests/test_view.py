@@ -172,6 +172,14 @@ def test_the_page_shows_the_scene_in_a_browser_and_the_time_slider_changes_it(lo
         page.layer.value = "depth"
         depth = settled_screenshot(browser, page)
         assert np.abs(depth - moved)[200:, :600].mean() > 5.0
+        # Snapping: the browser's camera jumps to the scene camera, and the time follows it.
+        name, target = next((n, c) for n, c in page.cameras.items() if n.startswith("test"))
+        page.snap.value = name
+        settled_screenshot(browser, page, pause=0.5)
+        client = next(iter(page.clients.values())).client
+        c2w, _ = view.camera_pose(target)
+        assert wait_for(lambda: np.allclose(client.camera.position, c2w[:3, 3], atol=1e-4), timeout=10)
+        assert abs(page.time.value - float(target.fid)) < 1e-3
     finally:
         browser.close()
         page.close()
