@@ -389,18 +389,25 @@ def test_gradcheck_full_jacobian_two_gaussians():
     assert torch.autograd.gradcheck(fn, values, eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
-def test_both_backends_take_the_same_settings_type():
-    # The CUDA package installs on its own and so defines its own copy; the fields must agree.
+def test_both_backends_take_the_one_settings_type_of_the_cuda_package(monkeypatch):
     import importlib.util
+    import sys
     import os
+    import pickle
     from gaussian_renderer import reference
     path = os.path.join(os.path.dirname(__file__), "..", "..", "submodules", "diff-gaussian-rasterization",
                         "diff_gaussian_rasterization", "__init__.py")
-    spec = importlib.util.spec_from_file_location("cuda_package_python_part", path)
+    spec = importlib.util.spec_from_file_location("cuda_package_python_part", path,
+                                                  submodule_search_locations=[os.path.dirname(path)])
     package = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "cuda_package_python_part", package)   # for its relative import
     spec.loader.exec_module(package)   # the Python part only: the compiled _C is loaded on first use
     ours, theirs = reference.GaussianRasterizationSettings, package.GaussianRasterizationSettings
+    assert ours.__module__ == "egomask_rasterizer_settings" and theirs.__module__.endswith(".settings")
     assert ours._fields == theirs._fields and ours._field_defaults == theirs._field_defaults
+    settings, _ = make_case("single", dtype=F64)
+    rebuilt = pickle.loads(pickle.dumps(reference.GaussianRasterizationSettings(**settings)))
+    assert rebuilt.image_width == settings["image_width"]
 
 
 def test_the_rule_constants_of_config_h_and_the_reference_agree():

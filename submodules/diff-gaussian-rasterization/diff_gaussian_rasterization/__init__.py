@@ -12,10 +12,12 @@ module built just in time by ``utils.cuda_ext.load_rasterizer`` and registered w
 """
 import importlib
 import os
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
+
+from .settings import GaussianRasterizationSettings  # the one settings type (see settings.py)
 
 _extension_module = None
 MAX_FEATURE_CHANNELS = 32  # the largest feature template compiled into the kernels
@@ -54,21 +56,6 @@ def _extension():
     return _extension_module
 
 
-# The same fields as gaussian_renderer.reference.GaussianRasterizationSettings (a test keeps them
-# equal): this package installs on its own, so it carries its own copy of the type.
-class GaussianRasterizationSettings(NamedTuple):
-    image_height: int
-    image_width: int
-    tanfovx: float
-    tanfovy: float
-    bg: torch.Tensor           # [3]
-    scale_modifier: float
-    viewmatrix: torch.Tensor   # [4,4] world_view_transform (row-vector convention)
-    projmatrix: torch.Tensor   # [4,4] full_proj_transform
-    sh_degree: int
-    campos: torch.Tensor       # [3]
-    prefiltered: bool
-    debug: bool = False
 
 
 # Order of the tensors the forward hands to the backward (after the 4 images).
