@@ -28,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.common import device_name, parse_named, split_common_flags  # noqa: E402
+from benchmarks.common import (add_run_size_arguments, device_name, parse_named, split_common_flags,  # noqa: E402
+                               synthetic_scene)
 from full_eval import format_table, scene_row  # noqa: E402
 from utils.schedule import scaled_schedule  # noqa: E402
 
@@ -36,15 +37,6 @@ from utils.schedule import scaled_schedule  # noqa: E402
 def parse_recipe(text: str):
     name, flags = parse_named(text, "--recipe")
     return name, shlex.split(flags)
-
-
-def make_synthetic(out: str, args) -> str:
-    data = os.path.join(out, "data")
-    if not os.path.isfile(os.path.join(data, "scene_meta.json")):
-        subprocess.run([sys.executable, "-m", "scene.synthetic", data, "--frames", str(args.frames),
-                        "--width", str(args.width), "--height", str(args.height), "--points", str(args.points)],
-                       cwd=ROOT, check=True)
-    return data
 
 
 def run_recipe(name: str, flags, source: str, out: str, schedule, common, args) -> dict:
@@ -76,22 +68,18 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     argv, common = split_common_flags(argv)
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
+    add_run_size_arguments(parser, frames=24, width=128, height=96, llffhold=4)
     parser.add_argument("-s", "--source", default=None, help="scene folder (else --synthetic)")
     parser.add_argument("--synthetic", action="store_true")
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--height", type=int, default=96)
     parser.add_argument("--points", type=int, default=1000)
-    parser.add_argument("--llffhold", type=int, default=4)
-    parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--full_schedule", action="store_true",
                         help="train.py's own schedule with --iterations (no scaling)")
     parser.add_argument("--recipe", action="append", required=True, help="NAME=FLAGS, repeatable")
     parser.add_argument("--parallel", type=int, default=1)
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    source = make_synthetic(args.out, args) if args.synthetic else os.path.abspath(args.source)
+    source = (synthetic_scene(os.path.join(args.out, "data"), args.frames, args.width, args.height, args.points)
+              if args.synthetic else os.path.abspath(args.source))
     schedule = (["--iterations", str(args.iterations)] if args.full_schedule else scaled_schedule(args.iterations))
     schedule += ["--llffhold", str(args.llffhold)]
     recipes = [parse_recipe(r) for r in args.recipe]

@@ -26,18 +26,11 @@ from argparse import ArgumentParser
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.common import device_name, parse_named, split_common_flags  # noqa: E402
+from benchmarks.common import (add_run_size_arguments, device_name, parse_named, split_common_flags,  # noqa: E402
+                               synthetic_scene)
 from utils.schedule import scaled_schedule  # noqa: E402
 
 DEFAULT_VARIANTS = ["baseline=--speed_baseline", "default="]
-
-
-def make_synthetic(out: str, frames: int, width: int, height: int) -> str:
-    data = os.path.join(out, f"synthetic_{width}x{height}_{frames}f")
-    if not os.path.isfile(os.path.join(data, "scene_meta.json")):
-        subprocess.run([sys.executable, "-m", "scene.synthetic", data, "--frames", str(frames),
-                        "--width", str(width), "--height", str(height), "--overwrite"], cwd=ROOT, check=True)
-    return data
 
 
 def train_once(scene: str, source: str, variant: str, flags, schedule, common, out: str) -> dict:
@@ -85,20 +78,18 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     argv, common = split_common_flags(argv)
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
+    add_run_size_arguments(parser, frames=40, width=640, height=360, llffhold=8)
     parser.add_argument("--scene", action="append", default=[],
                         help="NAME=FOLDER of a converted scene, repeatable (the synthetic scene is always run)")
     parser.add_argument("--no_synthetic", action="store_true")
-    parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=360)
-    parser.add_argument("--iterations", type=int, default=3000)
-    parser.add_argument("--llffhold", type=int, default=8)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME=FLAGS, repeatable; baseline and default are always run first")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    scenes = [] if args.no_synthetic else [("synthetic", make_synthetic(args.out, args.frames, args.width, args.height))]
+    scenes = []
+    if not args.no_synthetic:
+        folder = os.path.join(args.out, f"synthetic_{args.width}x{args.height}_{args.frames}f")
+        scenes.append(("synthetic", synthetic_scene(folder, args.frames, args.width, args.height)))
     for text in args.scene:
         name, folder = parse_named(text, "--scene")
         if not os.path.isdir(folder):
