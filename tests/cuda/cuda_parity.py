@@ -5,14 +5,10 @@ The reference (gaussian_renderer/reference.py) runs in float64 on the GPU as gro
 rasterizer in float32 on the same values. Scenes are seeded, so a pass is reproducible.
 """
 import math
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gaussian_renderer"))
-
-from rasterizer_cases import camera, make_case  # noqa: E402  (tests/gaussian_renderer)
+from rasterizer_cases import camera, make_case  # tests/gaussian_renderer, on pytest.ini's pythonpath
 
 INPUT_NAMES = ("means3D", "means2D", "opacities", "shs", "colors_precomp", "mask_feature", "scales",
                "rotations", "cov3D_precomp")

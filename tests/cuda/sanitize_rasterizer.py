@@ -10,8 +10,10 @@ import sys
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# A plain script (run under compute-sanitizer, not pytest): it sets the paths pytest.ini gives tests.
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "gaussian_renderer"))
 
 from cuda_parity import random_scene, run_backend  # noqa: E402
 from utils.cuda_ext import load_knn, load_rasterizer  # noqa: E402
