@@ -151,11 +151,11 @@ class ViewRenderer:
         return "torch" if module.__name__.endswith("reference") else "cuda"
 
 
-def hand_map_image(hands_map: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def hand_map_image(hand_map: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Rendered hand map [K, H, W] -> [1, H, W] in [0, 1] (mean over channels; zeros when K = 0)."""
-    if hands_map.shape[0] == 0:
+    if hand_map.shape[0] == 0:
         return torch.zeros_like(like[:1])
-    return hands_map.mean(dim=0, keepdim=True).clamp(0.0, 1.0)
+    return hand_map.mean(dim=0, keepdim=True).clamp(0.0, 1.0)
 
 
 def hands_segment(image: torch.Tensor, hand_pixels: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
@@ -182,7 +182,7 @@ def view_outputs(camera, fix_cam, offsets, full: Dict, renderer: ViewRenderer, s
                  kernel: int) -> Dict[str, torch.Tensor]:
     """Every image of one view, by output folder. full: the render of all Gaussians at this view."""
     image = full["render"].clamp(0.0, 1.0)
-    hand_map = hand_map_image(full["hands_map"], image)
+    hand_map = hand_map_image(full["hand_map"], image)
     hand_pixels = segment_hand_map(hand_map, kernel)
     fixed = renderer(fix_cam.to(camera.data_device), offsets)  # the fixed camera at this view's time
     fix_image = fixed["render"].clamp(0.0, 1.0)
@@ -201,7 +201,7 @@ def view_outputs(camera, fix_cam, offsets, full: Dict, renderer: ViewRenderer, s
         "hands_alpha": hands["alpha"].clamp(0.0, 1.0),
         "hands_segment": hands_segment(image, hand_pixels, renderer.background),
         "fix": fix_image,
-        "fix_mask": hand_map_image(fixed["hands_map"], fix_image),
+        "fix_mask": hand_map_image(fixed["hand_map"], fix_image),
         "strip": side_by_side([gt, image, static, hands_image]),
     }
     if camera.mask is not None:

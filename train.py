@@ -171,8 +171,8 @@ def compute_losses(render_pkg: Dict, camera, phase, opt, depth_kind_default: str
         surface_depth = render_pkg["depth"] / render_pkg["alpha"].clamp_min(1e-6)
         terms["depth"] = fn(surface_depth, prior, kind, valid)
         total = total + phase.depth_weight * terms["depth"]
-    if phase.mask_weight > 0 and camera.mask is not None and render_pkg["hands_map"].shape[0] > 0:
-        terms["mask"] = mask_loss(render_pkg["hands_map"], camera.mask.to(image.device))
+    if phase.mask_weight > 0 and camera.mask is not None and render_pkg["hand_map"].shape[0] > 0:
+        terms["mask"] = mask_loss(render_pkg["hand_map"], camera.mask.to(image.device))
         total = total + phase.mask_weight * terms["mask"]
     terms["total"] = total
     return terms

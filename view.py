@@ -156,7 +156,7 @@ class LiveModel:
             if settings.layer == "depth":
                 image = depth_for_viewing(out["depth"], out["alpha"]).expand(3, -1, -1)
             elif settings.layer == "hand map":
-                maps = out["hands_map"]
+                maps = out["hand_map"]
                 grey = maps.mean(dim=0, keepdim=True) if maps.shape[0] else torch.zeros_like(out["alpha"])
                 image = grey.clamp(0.0, 1.0).expand(3, -1, -1)
             else:

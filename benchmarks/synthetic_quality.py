@@ -63,8 +63,8 @@ def score(model_path: str, source: str, iteration: int, deformed: bool = True) -
         out = render(camera, gaussians, pipe, background, *d, is_6dof=dataset.is_6dof)
         gt = camera.original_image.to(background.device)
         psnrs.append(psnr(out["render"].clamp(0, 1), gt).mean().item())
-        if camera.mask is not None and out["hands_map"].shape[0] > 0:
-            ious.append(mask_iou(out["hands_map"].mean(0, keepdim=True) > 0.5, camera.mask.to(background.device) > 0.5))
+        if camera.mask is not None and out["hand_map"].shape[0] > 0:
+            ious.append(mask_iou(out["hand_map"].mean(0, keepdim=True) > 0.5, camera.mask.to(background.device) > 0.5))
         truth = torch.from_numpy(np.load(os.path.join(source, "depth_metric", camera.image_name + ".npy")))
         surface = (out["depth"] / out["alpha"].clamp_min(1e-6)).cpu()[0]
         valid = torch.isfinite(truth) & (out["alpha"].cpu()[0] > 0.5)

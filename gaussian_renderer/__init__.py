@@ -22,7 +22,7 @@ def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, i
     1 - gate). The SH colour is seen from the camera centre towards the *deformed* position, as
     the rasterizer does.
 
-    Returns render [3,H,W], depth [1,H,W], hands_map [K,H,W], alpha [1,H,W],
+    Returns render [3,H,W], depth [1,H,W], hand_map [K,H,W], alpha [1,H,W],
     viewspace_points [N,3] (after backward, .grad[:, :2] = dL/d NDC centre), visibility_filter [N]
     bool, radii [N] int (0 outside the subset or not drawn).
     """
@@ -67,13 +67,13 @@ def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, i
         viewmatrix=viewpoint_camera.world_view_transform, projmatrix=viewpoint_camera.full_proj_transform,
         sh_degree=pc.active_sh_degree, campos=viewpoint_camera.camera_center, prefiltered=False,
         debug=bool(getattr(pipe, "debug", False)))
-    color, depth, hands_map, radii, alpha = module.GaussianRasterizer(raster_settings=settings)(**inputs)
+    color, depth, hand_map, radii, alpha = module.GaussianRasterizer(raster_settings=settings)(**inputs)
 
     if subset_ids is not None:
         full = torch.zeros(N, dtype=radii.dtype, device=radii.device)
         full[subset_ids] = radii
         radii = full
-    return {"render": color, "depth": depth, "hands_map": hands_map, "alpha": alpha,
+    return {"render": color, "depth": depth, "hand_map": hand_map, "alpha": alpha,
             "viewspace_points": screenspace_points, "visibility_filter": radii > 0, "radii": radii}
 
 

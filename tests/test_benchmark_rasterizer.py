@@ -74,7 +74,7 @@ def test_deformed_inputs_match_render(tiny_model):
         expected = render(camera, gaussians, pipe, torch.zeros(3), *d, is_6dof=dataset.is_6dof)
     assert torch.allclose(color, expected["render"], atol=1e-5)
     assert torch.allclose(depth, expected["depth"], atol=1e-5)
-    assert torch.allclose(features, expected["hands_map"], atol=1e-5)
+    assert torch.allclose(features, expected["hand_map"], atol=1e-5)
 
 
 def test_cpu_needs_a_model():

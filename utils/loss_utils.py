@@ -168,12 +168,12 @@ def depth_loss_ssi(rendered_depth: torch.Tensor, prior: torch.Tensor, prior_kind
 
 
 # ---- hand mask -------------------------------------------------------------------------------
-def mask_loss(hands_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def mask_loss(hand_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """L1 between the rendered K-channel hand map [K, H, W] and the mask [1, H, W] on every channel."""
-    if hands_map.dim() != 3 or hands_map.shape[0] == 0:
-        raise ValueError(f"mask_loss expects a rendered hand map [K, H, W] with K >= 1, got {list(hands_map.shape)} "
+    if hand_map.dim() != 3 or hand_map.shape[0] == 0:
+        raise ValueError(f"mask_loss expects a rendered hand map [K, H, W] with K >= 1, got {list(hand_map.shape)} "
                          "(is --mask_dimension 0?).")
-    if mask.dim() != 3 or mask.shape[0] != 1 or mask.shape[1:] != hands_map.shape[1:]:
-        raise ValueError(f"mask_loss expects a mask [1, {hands_map.shape[1]}, {hands_map.shape[2]}] "
+    if mask.dim() != 3 or mask.shape[0] != 1 or mask.shape[1:] != hand_map.shape[1:]:
+        raise ValueError(f"mask_loss expects a mask [1, {hand_map.shape[1]}, {hand_map.shape[2]}] "
                          f"matching the render, got {list(mask.shape)}.")
-    return (hands_map - mask).abs().mean()
+    return (hand_map - mask).abs().mean()

@@ -48,11 +48,11 @@ class ValueNoise:
 
 
 def _mix(a, b, t):
-    """Blend colours a, b ([3] or [N, 3]) by weights t [N]."""
+    """Blend colors a, b ([3] or [N, 3]) by weights t [N]."""
     return a + (b - a) * t[:, None]
 
 
-def _random_colour(rng: np.random.Generator, saturation=(0.4, 0.9), value=(0.35, 0.95)) -> np.ndarray:
+def _random_color(rng: np.random.Generator, saturation=(0.4, 0.9), value=(0.35, 0.95)) -> np.ndarray:
     hue = rng.random()
     s, v = rng.uniform(*saturation), rng.uniform(*value)
     k = (np.array([5.0, 3.0, 1.0]) + hue * 6) % 6  # HSV -> RGB without a library
@@ -75,7 +75,7 @@ class Decals:
                 kind=rng.choice(["disc", "rect", "ring", "stripes"]),
                 centre=np.array([rng.uniform(u0, u1), rng.uniform(v0, v1)]),
                 size=rng.uniform(*size), aspect=rng.uniform(0.5, 1.6), angle=rng.uniform(0, np.pi),
-                colour=_random_colour(rng), second=_random_colour(rng)))
+                color=_random_color(rng), second=_random_color(rng)))
 
     def apply(self, points: np.ndarray, albedo: np.ndarray) -> np.ndarray:
         albedo = albedo.copy()
@@ -87,13 +87,13 @@ class Decals:
             if len(rows) == 0:
                 continue
             inside, second = self._shape_masks(s, uv[rows])
-            albedo[rows[inside]] = s["colour"]
+            albedo[rows[inside]] = s["color"]
             albedo[rows[second]] = s["second"]
         return albedo
 
     @staticmethod
     def _shape_masks(s, uv):
-        """(inside the shape, inside its second colour) for points uv [M, 2]."""
+        """(inside the shape, inside its second color) for points uv [M, 2]."""
         c, sn = np.cos(s["angle"]), np.sin(s["angle"])
         rel = uv - s["centre"]
         local = np.stack([rel[:, 0] * c + rel[:, 1] * sn, rel[:, 1] * c - rel[:, 0] * sn], axis=1)
@@ -124,50 +124,50 @@ def wood(rng: np.random.Generator, decals: Decals = None) -> Material:
         fibres = noise(p * np.array([6.0, 180.0, 180.0]))
         blotches = noise.fbm(p * 12.0 + 5.0, 3)
         t = np.clip(0.55 * rings + 0.25 * fibres + 0.4 * blotches - 0.1, 0, 1)
-        colour = _mix(light + tint, dark, t)
-        colour *= (0.85 + 0.3 * noise(p * 60.0 + 9.0))[:, None]  # fine speckle for matching
+        color = _mix(light + tint, dark, t)
+        color *= (0.85 + 0.3 * noise(p * 60.0 + 9.0))[:, None]  # fine speckle for matching
         if decals is not None:
-            colour = decals.apply(p, colour)
-        return np.clip(colour, 0, 1)
+            color = decals.apply(p, color)
+        return np.clip(color, 0, 1)
 
     return albedo
 
 
 def plaster_with_posters(rng: np.random.Generator, posters: Decals) -> Material:
-    """A painted wall: colour-varying plaster, faint tiles, and printed posters."""
+    """A painted wall: color-varying plaster, faint tiles, and printed posters."""
     noise = ValueNoise(rng)
-    base = _random_colour(rng, saturation=(0.1, 0.3), value=(0.7, 0.85))
-    accent = _random_colour(rng, saturation=(0.3, 0.6), value=(0.5, 0.8))
+    base = _random_color(rng, saturation=(0.1, 0.3), value=(0.7, 0.85))
+    accent = _random_color(rng, saturation=(0.3, 0.6), value=(0.5, 0.8))
 
     def albedo(p):
         t = noise.fbm(p * 5.0, 5)
-        colour = _mix(base, accent, np.clip(1.6 * t - 0.4, 0, 1))
+        color = _mix(base, accent, np.clip(1.6 * t - 0.4, 0, 1))
         grout = (np.abs(((p[:, 0] / 0.15) % 1) - 0.5) > 0.47) | (np.abs(((p[:, 2] / 0.1) % 1) - 0.5) > 0.46)
-        colour = np.where(grout[:, None], colour * 0.7, colour)
-        colour *= (0.85 + 0.3 * noise(p * 80.0))[:, None]
-        return np.clip(posters.apply(p, colour), 0, 1)
+        color = np.where(grout[:, None], color * 0.7, color)
+        color *= (0.85 + 0.3 * noise(p * 80.0))[:, None]
+        return np.clip(posters.apply(p, color), 0, 1)
 
     return albedo
 
 
 def checker_print(rng: np.random.Generator, cell: float) -> Material:
-    """Two seeded colours in a 3D checker of ``cell`` metres, broken up by noise (boxes)."""
+    """Two seeded colors in a 3D checker of ``cell`` metres, broken up by noise (boxes)."""
     noise = ValueNoise(rng)
-    a, b = _random_colour(rng), _random_colour(rng)
+    a, b = _random_color(rng), _random_color(rng)
 
     def albedo(p):
         checker = (np.floor(p / cell).sum(axis=1) % 2).astype(float)
         t = np.clip(0.7 * checker + 0.5 * noise.fbm(p * 30.0, 4) - 0.1, 0, 1)
-        colour = _mix(a, b, t) * (0.8 + 0.4 * noise(p * 120.0))[:, None]
-        return np.clip(colour, 0, 1)
+        color = _mix(a, b, t) * (0.8 + 0.4 * noise(p * 120.0))[:, None]
+        return np.clip(color, 0, 1)
 
     return albedo
 
 
 def spotted(rng: np.random.Generator) -> Material:
-    """Base colour with irregular dark spots (balls)."""
+    """Base color with irregular dark spots (balls)."""
     noise = ValueNoise(rng)
-    base, spot = _random_colour(rng, value=(0.7, 0.95)), _random_colour(rng, value=(0.2, 0.45))
+    base, spot = _random_color(rng, value=(0.7, 0.95)), _random_color(rng, value=(0.2, 0.45))
 
     def albedo(p):
         spots = np.clip((noise.fbm(p * 40.0, 3) - 0.55) * 8, 0, 1)
@@ -177,13 +177,13 @@ def spotted(rng: np.random.Generator) -> Material:
 
 
 def banded(rng: np.random.Generator, axis: int = 2) -> Material:
-    """Horizontal colour bands with a noisy edge and speckle (cans, mugs)."""
+    """Horizontal color bands with a noisy edge and speckle (cans, mugs)."""
     noise = ValueNoise(rng)
-    colours = np.stack([_random_colour(rng) for _ in range(4)])
+    colors = np.stack([_random_color(rng) for _ in range(4)])
 
     def albedo(p):
-        band = np.floor((p[:, axis] + 0.01 * noise(p * 50.0)) / 0.025).astype(np.int64) % len(colours)
-        return np.clip(colours[band] * (0.8 + 0.4 * noise.fbm(p * 90.0, 2))[:, None], 0, 1)
+        band = np.floor((p[:, axis] + 0.01 * noise(p * 50.0)) / 0.025).astype(np.int64) % len(colors)
+        return np.clip(colors[band] * (0.8 + 0.4 * noise.fbm(p * 90.0, 2))[:, None], 0, 1)
 
     return albedo
 

@@ -50,7 +50,7 @@ def make_camera(width=40, height=30):
 
 PIPE = SimpleNamespace(convert_SHs_python=False, compute_cov3D_python=False, debug=False, rasterizer="torch")
 BG = torch.tensor([0.1, 0.2, 0.3])
-IMAGE_KEYS = ("render", "depth", "hands_map", "alpha")
+IMAGE_KEYS = ("render", "depth", "hand_map", "alpha")
 
 
 def assert_same_images(a, b, atol=1e-6):
@@ -62,7 +62,7 @@ def test_outputs_and_viewspace_gradient():
     pc, cam = TinyModel(), make_camera()
     out = render(cam, pc, PIPE, BG, 0.0, 0.0, 0.0)
     assert out["render"].shape == (3, 30, 40) and out["depth"].shape == (1, 30, 40)
-    assert out["hands_map"].shape == (3, 30, 40) and out["alpha"].shape == (1, 30, 40)
+    assert out["hand_map"].shape == (3, 30, 40) and out["alpha"].shape == (1, 30, 40)
     assert out["radii"].shape == (12,) and torch.equal(out["visibility_filter"], out["radii"] > 0)
     out["render"].sum().backward()
     grad = out["viewspace_points"].grad
@@ -72,14 +72,14 @@ def test_outputs_and_viewspace_gradient():
 def test_offsets_equal_a_moved_model():
     pc, cam = TinyModel(), make_camera()
     d_xyz = 0.05 * torch.randn(12, 3)
-    d_rot = 0.1 * torch.randn(12, 4)
-    d_scale = 0.02 * torch.rand(12, 3)
+    d_rotation = 0.1 * torch.randn(12, 4)
+    d_scaling = 0.02 * torch.rand(12, 3)
     moved = pc.only(slice(None))
     moved.get_xyz = pc.get_xyz + d_xyz
-    moved.get_rotation = pc.get_rotation + d_rot
-    moved.get_scaling = pc.get_scaling + d_scale
-    assert_same_images(render(cam, pc, PIPE, BG, d_xyz, d_rot, d_scale), render(cam, moved, PIPE, BG, 0.0, 0.0, 0.0))
-    assert not torch.allclose(render(cam, pc, PIPE, BG, d_xyz, d_rot, d_scale)["render"],
+    moved.get_rotation = pc.get_rotation + d_rotation
+    moved.get_scaling = pc.get_scaling + d_scaling
+    assert_same_images(render(cam, pc, PIPE, BG, d_xyz, d_rotation, d_scaling), render(cam, moved, PIPE, BG, 0.0, 0.0, 0.0))
+    assert not torch.allclose(render(cam, pc, PIPE, BG, d_xyz, d_rotation, d_scaling)["render"],
                               render(cam, pc, PIPE, BG, 0.0, 0.0, 0.0)["render"])
 
 
@@ -114,10 +114,10 @@ def test_subset_render_equals_a_smaller_model():
 
 def test_python_sh_and_covariance_paths_match_the_rasterizer():
     pc, cam = TinyModel(sh_degree=2), make_camera()
-    d_rot, d_scale = 0.1 * torch.randn(12, 4), 0.02 * torch.rand(12, 3)
-    base = render(cam, pc, PIPE, BG, 0.0, d_rot, d_scale, scaling_modifier=0.8)
+    d_rotation, d_scaling = 0.1 * torch.randn(12, 4), 0.02 * torch.rand(12, 3)
+    base = render(cam, pc, PIPE, BG, 0.0, d_rotation, d_scaling, scaling_modifier=0.8)
     python_pipe = SimpleNamespace(**dict(vars(PIPE), convert_SHs_python=True, compute_cov3D_python=True))
-    assert_same_images(base, render(cam, pc, python_pipe, BG, 0.0, d_rot, d_scale, scaling_modifier=0.8), atol=1e-5)
+    assert_same_images(base, render(cam, pc, python_pipe, BG, 0.0, d_rotation, d_scaling, scaling_modifier=0.8), atol=1e-5)
 
 
 def test_override_color_and_no_mask():
@@ -125,7 +125,7 @@ def test_override_color_and_no_mask():
     pc.get_mask = torch.zeros(12, 0)
     white = torch.ones(12, 3)
     out = render(cam, pc, PIPE, torch.zeros(3), 0.0, 0.0, 0.0, override_color=white)
-    assert out["hands_map"].shape == (0, 30, 40)
+    assert out["hand_map"].shape == (0, 30, 40)
     torch.testing.assert_close(out["render"], out["alpha"].expand(3, -1, -1), atol=1e-6, rtol=0)
 
 

@@ -87,10 +87,10 @@ def test_skip_connection_feeds_the_encoded_inputs_again():
 @pytest.mark.parametrize("is_6dof", [False, True])
 def test_step_shapes_and_dtype(is_blender, is_6dof):
     model = DeformModel(is_blender, is_6dof, **SMALL)
-    d_xyz, d_rot, d_scale = model.step(*inputs(10))
+    d_xyz, d_rotation, d_scaling = model.step(*inputs(10))
     assert d_xyz.shape == ((10, 4, 4) if is_6dof else (10, 3))
-    assert d_rot.shape == (10, 4) and d_scale.shape == (10, 3)
-    assert {d_xyz.dtype, d_rot.dtype, d_scale.dtype} == {torch.float32}
+    assert d_rotation.shape == (10, 4) and d_scaling.shape == (10, 3)
+    assert {d_xyz.dtype, d_rotation.dtype, d_scaling.dtype} == {torch.float32}
 
 
 def test_6dof_output_is_a_rigid_transform():
@@ -297,10 +297,10 @@ def test_truncated_weights_file_is_reported(tmp_path):
 def test_zero_init_starts_as_the_identity_and_then_learns(is_6dof):
     model = DeformModel(depth=4, width=32, device="cpu", is_6dof=is_6dof)  # init="zero" by default
     x, t = inputs(16)
-    d_xyz, d_rot, d_scale = model.step(x, t)
+    d_xyz, d_rotation, d_scaling = model.step(x, t)
     identity = torch.eye(4).expand(16, 4, 4) if is_6dof else torch.zeros(16, 3)
     assert torch.allclose(d_xyz, identity, atol=1e-7)
-    assert torch.count_nonzero(d_rot) == 0 and torch.count_nonzero(d_scale) == 0
+    assert torch.count_nonzero(d_rotation) == 0 and torch.count_nonzero(d_scaling) == 0
     model.train_setting(opt_params())
     first_layer = model.deform.linear[0].weight
     before = first_layer.detach().clone()
@@ -330,11 +330,11 @@ def test_gated_offsets_move_only_the_gated_gaussians_and_by_their_share(is_6dof)
     seen = []
     original = model.deform.forward
     model.deform.forward = lambda x, t, g=None: seen.append(x.shape[0]) or original(x, t, g)
-    d_xyz, d_rot, d_scale = model.offsets(xyz, 0.3, gate=gate)
+    d_xyz, d_rotation, d_scaling = model.offsets(xyz, 0.3, gate=gate)
     assert seen == [30]                              # the network ran on the gated rows only
-    full_xyz, full_rot, full_scale = model.offsets(xyz, 0.3)  # no gate: every Gaussian, full motion
+    full_xyz, full_rotation, full_scaling = model.offsets(xyz, 0.3)  # no gate: every Gaussian, full motion
     assert seen == [30, 50]
-    for gated, full in ((d_rot, full_rot), (d_scale, full_scale)):
+    for gated, full in ((d_rotation, full_rotation), (d_scaling, full_scaling)):
         assert torch.equal(gated[30:], torch.zeros_like(gated[30:]))   # static rows: exactly no motion
         assert torch.allclose(gated[:20], full[:20], atol=1e-6)
         assert torch.allclose(gated[20:30], 0.5 * full[20:30], atol=1e-6)
@@ -353,8 +353,8 @@ def test_gated_offsets_pass_gradients_to_the_network_and_not_to_the_centres():
     model = DeformModel(**SMALL)
     xyz = torch.randn(10, 3, requires_grad=True)
     gate = torch.tensor([1.0] * 5 + [0.0] * 5)
-    d_xyz, d_rot, d_scale = model.offsets(xyz, torch.tensor(0.5), gate=gate)
-    (d_xyz.sum() + d_rot.sum() + d_scale.sum()).backward()
+    d_xyz, d_rotation, d_scaling = model.offsets(xyz, torch.tensor(0.5), gate=gate)
+    (d_xyz.sum() + d_rotation.sum() + d_scaling.sum()).backward()
     assert xyz.grad is None                          # the canonical centres are detached
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.deform.parameters())
 
