@@ -79,7 +79,8 @@ def resolve_args(argv, parser: Optional[ArgumentParser] = None) -> Namespace:
     if not given.model_path:
         raise RenderError("-m/--model_path is required: the output folder of train.py.")
     if not os.path.isdir(given.model_path):
-        raise RenderError(f"Model folder {given.model_path!r} does not exist: pass the -m folder of train.py.")
+        what = "is a file, not a folder" if os.path.exists(given.model_path) else "does not exist"
+        raise RenderError(f"Model folder {given.model_path!r} {what}: pass the -m folder of train.py.")
     if not os.path.isfile(os.path.join(given.model_path, "cfg_args.json")) and not given.source_path:
         raise RenderError(f"No cfg_args.json in {given.model_path!r}: pass -s SCENE and the training flags.")
     if getattr(given, "mask_kernel", 1) < 1 or getattr(given, "mask_kernel", 1) % 2 == 0:

@@ -505,6 +505,12 @@ def validate_run(args: Namespace, opt) -> None:
     TrainingSchedule(opt, has_masks=True, has_depth=True)  # raises ValueError on an impossible schedule
     if args.rasterizer == "cuda" and not torch.cuda.is_available():
         raise RunError("--rasterizer cuda needs a CUDA GPU, but PyTorch sees none: use --rasterizer auto or torch.")
+    if args.log_interval < 1:
+        raise RunError(f"--log_interval must be at least 1 (steps between reads of the loss), got {args.log_interval}.")
+    if args.time_frequencies < -1:
+        raise RunError(f"--time_frequencies must be -1 (upstream's choice) or a count >= 0, got {args.time_frequencies}.")
+    if not 1 <= args.viewer_port <= 65535:
+        raise RunError(f"--viewer_port must be in 1..65535, got {args.viewer_port}.")
     existing = trained_outputs(args.model_path)
     if existing and not args.start_checkpoint and not args.overwrite:
         latest = latest_checkpoint(args.model_path)

@@ -410,6 +410,10 @@ def main(argv=None) -> int:
         given = parser.parse_args(argv)
         if not 1 <= given.port <= 65535:
             raise ViewerError(f"--port must be in 1..65535, got {given.port}.")
+        if given.max_width is not None and given.max_width < 16:
+            raise ViewerError(f"--max_width must be at least 16 pixels, got {given.max_width}.")
+        if not given.frame_rate > 0:
+            raise ViewerError(f"--frame_rate must be positive, got {given.frame_rate}.")
         args = resolve_args(argv, parser)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         live, scene, iteration = load_live_model(args, model_params, pipeline_params, device)

@@ -409,3 +409,17 @@ def test_viewer_without_viser_is_a_notice_and_training_goes_on(tiny_scene, tmp_p
     summary = run(tiny_scene, str(tmp_path / "unwatched"), "--viewer")
     out = capsys.readouterr().out
     assert summary["iterations"] == 12 and "pip install viser" in out and "training goes on" in out
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--log_interval", "0"], "--log_interval must be at least 1"),
+    (["--time_frequencies", "-3"], "--time_frequencies must be -1"),
+    (["--viewer", "--viewer_port", "70000"], "--viewer_port must be in 1..65535"),
+])
+def test_new_flags_are_checked_before_anything_is_written(tiny_scene, tmp_path, capsys, flags, expected):
+    model = tmp_path / "never"
+    with pytest.raises(SystemExit) as exit_info:
+        run(tiny_scene, str(model), *flags)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and expected in err and err.count("\n") == 1
+    assert not model.exists()

@@ -200,3 +200,23 @@ def test_a_page_without_browsers_draws_nothing_when_ticked(loaded):
         assert not any(page.tick() for _ in range(100))   # what train.py --viewer does after each step
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--port", "0"], "--port must be in 1..65535"),
+    (["--max_width", "3"], "--max_width must be at least 16"),
+    (["--frame_rate", "0"], "--frame_rate must be positive"),
+])
+def test_bad_viewer_flags_are_one_line(trained, capsys, flags, expected):
+    pytest.importorskip("viser")
+    assert view.main(["-m", trained, *flags]) == view.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
+
+
+def test_a_file_given_as_the_model_folder_is_named_as_such(tmp_path, capsys):
+    pytest.importorskip("viser")
+    path = tmp_path / "model.ply"
+    path.write_text("not a folder")
+    assert view.main(["-m", str(path)]) == view.EXIT_BAD_INPUT
+    assert "is a file, not a folder" in capsys.readouterr().err
