@@ -17,14 +17,14 @@ FOLDERS = ("renders", "gt", "depth", "hands_mask", "hands_mask_binary", "static"
            "hands_segment", "fix", "fix_mask", "strip", "gt_masks")
 
 
-def model_args(scene_dir, model_dir, warm_up, mask_dimension=3):
+def model_args(scene_dir, model_dir, warm_up, mask_dimension=3, time_frequencies=-1):
     from argparse import ArgumentParser
     parser = ArgumentParser()
     ModelParams(parser), OptimizationParams(parser), PipelineParams(parser)
     return parser.parse_args(["-s", str(scene_dir), "-m", str(model_dir), "--eval", "--llffhold", "3",
                               "--sh_degree", "1", "--deform_depth", "2", "--deform_width", "16",
                               "--data_device", "cpu", "--rasterizer", "torch", "--warm_up", str(warm_up),
-                              "--mask_dimension", str(mask_dimension)])
+                              "--mask_dimension", str(mask_dimension), "--time_frequencies", str(time_frequencies)])
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,14 @@ def tiny_scene(tmp_path_factory):
     return root
 
 
-def build_model(scene_dir, model_dir, warm_up=0, mask_dimension=3):
+def build_model(scene_dir, model_dir, warm_up=0, mask_dimension=3, time_frequencies=-1):
     """A few hundred Gaussians from the scene's points, those on one side (x below the median) marked
     as hands, and a tiny deformation network, saved at ITERATION as train.py would."""
     from scene import Scene
     from scene.deform_model import DeformModel
     from scene.gaussian_model import GaussianModel
 
-    args = model_args(scene_dir, model_dir, warm_up, mask_dimension)
+    args = model_args(scene_dir, model_dir, warm_up, mask_dimension, time_frequencies)
     save_config(args, str(model_dir))
     gaussians = GaussianModel(1, mask_dimension, device="cpu")
     dataset = type("Dataset", (), {})()
@@ -57,8 +57,8 @@ def build_model(scene_dir, model_dir, warm_up=0, mask_dimension=3):
             gaussians.tensors["mask"][hands] = 1.0
     scene.save(ITERATION)
     # random heads, so the deformation visibly moves things (a zero init would be the identity)
-    DeformModel(is_blender=False, is_6dof=False, depth=2, width=16, device="cpu",
-                init="pytorch").save_weights(str(model_dir), ITERATION)
+    DeformModel(is_blender=False, is_6dof=False, depth=2, width=16, device="cpu", init="pytorch",
+                time_frequencies=time_frequencies).save_weights(str(model_dir), ITERATION)
     return scene, int(hands.sum())
 
 
@@ -191,6 +191,12 @@ def test_deformed_model_without_hand_features(tiny_scene, tmp_path, capsys):
         assert np.array_equal(read_rgb(str(out / "static" / f"{name}.png")), read_rgb(str(out / "renders" / f"{name}.png")))
         assert read_rgb(str(out / "hands" / f"{name}.png")).max() == 0.0        # black background only
         assert read_image(str(out / "hands_mask" / f"{name}.png")).max() == 0.0
+
+
+def test_a_model_with_its_own_time_encoding_renders_from_its_saved_config(tiny_scene, tmp_path):
+    build_model(tiny_scene, tmp_path / "tf", warm_up=0, time_frequencies=3)   # weights fit 3 frequencies only
+    assert render_cli.main(["-m", str(tmp_path / "tf"), "--skip_test", "--quiet", "--no_video"]) == 0
+    assert names_in(tmp_path / "tf" / "train" / f"ours_{ITERATION}" / "renders")
 
 
 # ---------------------------------------------------------------- bad inputs
