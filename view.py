@@ -30,6 +30,12 @@ import numpy as np
 import torch
 
 LAYERS = ("full", "static", "hands", "hand map", "depth")
+# While the view changes, frames are drawn smaller when they take longer than this (the reference
+# rasterizer on a CPU), down to MIN_RENDER_SCALE of the width; once the view has been still for
+# REFINE_AFTER_SECONDS, one frame at the full width follows.
+TARGET_FRAME_SECONDS = 0.1
+MIN_RENDER_SCALE = 0.25
+REFINE_AFTER_SECONDS = 0.3
 EXIT_BAD_INPUT = 2
 INSTALL_HINT = "pip install viser"
 
@@ -327,27 +333,36 @@ class ViewerPage:
         for state in list(self.clients.values()):
             if state.dirty:
                 state.dirty = False
-                self.draw(state)
+                self.draw(state, state.scale)
+                drew = True
+            elif state.scale < 1.0 and not state.refined and now - state.changed_at > REFINE_AFTER_SECONDS:
+                self.draw(state, 1.0)   # the view is still: the full width, once
+                state.refined = True
                 drew = True
         if drew:
             self._last_draw = now
         return drew
 
-    def draw(self, state: "ClientState") -> None:
+    def draw(self, state: "ClientState", scale: float = 1.0) -> None:
+        """One frame for one browser at scale x the render width; a frame drawn while the view
+        changes adapts the client's scale to TARGET_FRAME_SECONDS."""
         camera = state.client.camera
         try:
             if state.pending_snap is not None:
                 self._apply_snap(state)
             c2w = np.eye(4)
             c2w[:3, :3], c2w[:3, 3] = wxyz_to_rotation(camera.wxyz), camera.position
-            width, height = render_size(camera.aspect, int(self.width.value))
+            width, height = render_size(camera.aspect, int(self.width.value * scale))
             view = ViewerCamera.from_pose(c2w, camera.fov, width, height, self.live.device)
             start = time.perf_counter()
             image = self.live.frame(view, float(self.time.value), self.settings())
             if self.live.device.type == "cuda":
                 torch.cuda.synchronize(self.live.device)
-            ms = (time.perf_counter() - start) * 1000.0
+            seconds = time.perf_counter() - start
+            ms = seconds * 1000.0
             state.client.scene.set_background_image(image, format="jpeg", jpeg_quality=90)
+            if scale == state.scale:
+                state.adapt_scale(seconds)
         except AssertionError:   # the browser has not sent its camera yet
             state.dirty = True
             time.sleep(0.02)
@@ -370,9 +385,33 @@ class ClientState:
         self.dirty = True
         self.frames_drawn = 0
         self.pending_snap = None   # a scene camera to jump to once the browser's camera is known
+        self.scale = 1.0           # share of the render width while the view changes
+        self.refined = True        # the last frame was drawn at the full width
+        self.changed_at = time.perf_counter()
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        """Setting it marks a change of view (camera, time, layer...): a full-width frame follows
+        once the view has been still for a moment."""
+        self._dirty = bool(value)
+        if value:
+            self.changed_at = time.perf_counter()
+            self.refined = False
 
     def moved(self) -> None:
         self.dirty = True
+
+    def adapt_scale(self, seconds: float) -> None:
+        """Smaller frames when they were too slow, larger again when there is room (width ~ the
+        square root of the time, since time ~ pixels)."""
+        if seconds > TARGET_FRAME_SECONDS:
+            self.scale = max(MIN_RENDER_SCALE, self.scale * max(0.5, (TARGET_FRAME_SECONDS / seconds) ** 0.5))
+        elif seconds < 0.5 * TARGET_FRAME_SECONDS:
+            self.scale = min(1.0, self.scale * 1.25)
 
 
 # ---------------------------------------------------------------- command line

@@ -220,3 +220,40 @@ def test_a_file_given_as_the_model_folder_is_named_as_such(tmp_path, capsys):
     path.write_text("not a folder")
     assert view.main(["-m", str(path)]) == view.EXIT_BAD_INPUT
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_slow_frames_are_drawn_smaller_while_the_view_changes_and_in_full_once_it_is_still(loaded, monkeypatch):
+    pytest.importorskip("viser")
+    from types import SimpleNamespace
+    live, scene, _ = loaded
+    widths = []
+
+    class SlowModel(view.LiveModel):   # the reference rasterizer on a big model: time ~ pixels
+        def frame(self, camera, time_value, settings):
+            widths.append(camera.image_width)
+            time.sleep(camera.image_width * camera.image_height * 1e-6)
+            return np.zeros((camera.image_height, camera.image_width, 3), np.uint8)
+    slow = SlowModel(live.gaussians, live.deform, live.pipe, live.background, live.is_6dof, live.deform_on, live.gate)
+    page = view.ViewerPage(slow, view.named_cameras(scene), "127.0.0.1", free_port(), max_width=640, own_thread=False)
+    c2w, fov = view.camera_pose(next(iter(page.cameras.values())))
+    fake = SimpleNamespace(camera=SimpleNamespace(wxyz=view.rotation_to_wxyz(c2w[:3, :3]), position=c2w[:3, 3],
+                                                  fov=fov, aspect=16 / 9),
+                           scene=SimpleNamespace(set_background_image=lambda *a, **k: None))
+    state = view.ClientState(fake)
+    page.clients[0] = state
+    try:
+        for _ in range(6):                 # the user drags: every frame is a new view
+            state.moved()
+            page.tick()
+        # 640x360 took ~0.23 s: the width shrinks until a frame takes about TARGET_FRAME_SECONDS
+        last = widths[-1] * round(widths[-1] * 9 / 16) * 1e-6
+        assert widths[0] == 640 and widths[-1] < 480 and last < 1.3 * view.TARGET_FRAME_SECONDS
+        assert state.scale >= view.MIN_RENDER_SCALE
+        moving = len(widths)
+        time.sleep(view.REFINE_AFTER_SECONDS + 0.05)          # the view is still
+        page.tick()
+        assert len(widths) == moving + 1 and widths[-1] == 640 and state.refined
+        page.tick()
+        assert len(widths) == moving + 1                       # and only once
+    finally:
+        page.close()
