@@ -3,19 +3,20 @@
     python view.py -m OUT [--iteration N] [--port 8080] [--host 0.0.0.0] [--max_width 960]
 
 then open http://localhost:8080 (through SSH: ssh -L 8080:localhost:8080 HOST, then the same
-address on your machine). The page is served by viser; each browser gets its own camera, time
-and layer. Frames come from our renderer (the CUDA rasterizer where it is available, the PyTorch
-reference otherwise) at up to --max_width pixels wide (the page's aspect ratio), so the reference
-rasterizer on a CPU stays interactive at a small width.
+address on your machine). The page is served by viser; each browser flies its own camera, and
+the controls (time, layer, hand rule) are shared by all. Frames come from our renderer (the CUDA
+rasterizer where it is available, the PyTorch reference otherwise) at up to --max_width pixels
+wide (the page's aspect ratio), drawn smaller while the view changes when a frame is slow
+(TARGET_FRAME_SECONDS), so the reference rasterizer on a CPU stays interactive.
 
 The page offers: a time slider over [0, 1] with play/pause at a frame rate of your choice; a
-list of the training and test cameras to snap to (their own time is followed while "follow the
-camera's time" is on, until the camera is moved); the layer: full render, static, hands, hand map
-(the rendered hand feature) or depth; render.py's decomposition rule and threshold, applied live;
-and the Gaussian count and frame time. train.py --viewer serves the same page while training.
+list of the training and test cameras to snap to (with "follow the camera's time" on, snapping
+also sets the time to that camera's own); the layer: full render, static, hands, hand map (the
+rendered hand feature) or depth; render.py's decomposition rule and threshold, applied live; and
+the Gaussian count and frame time. train.py --viewer serves the same page while training.
 
 The pieces that do not need a browser (camera conversion, the frame of a layer at a time) are
-plain functions and classes here, tested in tests/test_view.py; the viser wiring is ``serve``.
+plain functions and classes here, tested in tests/test_view.py; the viser wiring is ``ViewerPage``.
 """
 import math
 import os
