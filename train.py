@@ -178,13 +178,16 @@ def compute_losses(render_pkg: Dict, camera, phase, opt, depth_kind_default: str
     return terms
 
 
-def check_finite(terms: Dict[str, torch.Tensor], iteration: int) -> None:
-    """Raise NonFiniteLoss naming the first non-finite term. One host read for all terms: each
-    read waits for the GPU, and this one is needed every step (a bad step must not be applied)."""
-    values = torch.stack([value.detach().float().reshape(()) for value in terms.values()])
-    if bool(torch.isfinite(values).all()):
-        return
-    for name, value in zip(terms, values.tolist()):
+def loss_values(terms: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    """Every loss term on the host in one read: each read waits for the GPU, and this one is
+    needed every step (a bad step must not be applied), so the log reuses it."""
+    values = torch.stack([value.detach().float().reshape(()) for value in terms.values()]).tolist()
+    return dict(zip(terms, values))
+
+
+def check_finite(values: Dict[str, float], iteration: int) -> None:
+    """Raise NonFiniteLoss naming the first non-finite term of loss_values()."""
+    for name, value in values.items():
         if not math.isfinite(value):
             raise NonFiniteLoss(f"The {name} loss is {value} at iteration {iteration}.")
 
@@ -291,11 +294,10 @@ def make_writer(model_path: str):
     return SummaryWriter(model_path)
 
 
-def log_scalars(writer, terms: Dict[str, torch.Tensor], gaussians, deform, iteration: int, iter_ms: float):
+def log_scalars(writer, values: Dict[str, float], gaussians, deform, iteration: int, iter_ms: float):
     if writer is None:
         return
-    values = torch.stack([value.detach().float().reshape(()) for value in terms.values()]).tolist()  # one read
-    for name, value in zip(terms, values):
+    for name, value in values.items():
         writer.add_scalar(f"train/loss_{name}", value, iteration)
     writer.add_scalar("train/num_gaussians", gaussians.get_xyz.shape[0], iteration)
     writer.add_scalar("train/iter_time_ms", iter_ms, iteration)
@@ -348,7 +350,6 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     torch.autograd.set_detect_anomaly(run.detect_anomaly)
     meter = PhaseSpeedMeter(device)  # training steps alone (no tests, saving or start-up): the it/s figures
     log_interval = 1 if pipe.speed_baseline else max(1, pipe.log_interval)
-    ema_loss = torch.tensor(state.ema_loss, device=device)  # on the device: read every log_interval steps
 
     interrupt = interrupt or InterruptRequest()   # main() installs it as the Ctrl-C handler
     phase_now = {"deform": False}
@@ -358,7 +359,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         before_step = step_snapshot(state, rng, gaussians)
         phase = schedule.phase(iteration)
         meter.start_step(phase.name)
-        start, eval_seconds = time.perf_counter(), 0.0
+        eval_seconds = 0.0
         gaussians.update_learning_rate(iteration)
         deform.update_learning_rate(iteration)
         gaussians.set_mask_trainable(phase.train_mask_feature)
@@ -380,7 +381,8 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             for name, value in layers.items():
                 terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value
         try:
-            check_finite(terms, iteration)
+            values = loss_values(terms)
+            check_finite(values, iteration)
         except NonFiniteLoss as err:
             # Parameters are still those after iteration - 1: rewind the rest and save them.
             rewind(before_step, state, rng, gaussians)
@@ -409,22 +411,18 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             camera.to("cpu")
 
         state.iteration = iteration
-        ema_loss = 0.4 * terms["total"].detach() + 0.6 * ema_loss
-        iter_ms = (time.perf_counter() - start - eval_seconds) * 1000.0
-        meter.end_step(eval_seconds)
+        state.ema_loss = 0.4 * values["total"] + 0.6 * state.ema_loss
+        iter_ms = meter.end_step(eval_seconds) * 1000.0
         if viewer is not None:   # between steps, so no frame sees a half-updated model
             phase_now["deform"] = phase.deform
             if iteration % VIEWER_REFRESH_STEPS == 0:
                 viewer.refresh()
             viewer.tick()
-        if iteration % log_interval == 0:  # each host read waits for the GPU: not every step
-            state.ema_loss = float(ema_loss)
+        if iteration % log_interval == 0:  # TensorBoard and the progress bar: host work, not every step
             progress.set_postfix({"loss": f"{state.ema_loss:.5f}", "gaussians": gaussians.get_xyz.shape[0]})
-            log_scalars(writer, terms, gaussians, deform, iteration, iter_ms)
-        saving = iteration in run.save_iterations or iteration in run.checkpoint_iterations or interrupt.requested
-        if saving:
-            meter.flush()
-            state.ema_loss = float(ema_loss)
+            log_scalars(writer, values, gaussians, deform, iteration, iter_ms)
+        if iteration in run.save_iterations or iteration in run.checkpoint_iterations or interrupt.requested:
+            meter.flush()   # the GPU's pending work belongs to the steps, not to the save
 
         if iteration in run.save_iterations:
             print(f"\n[ITER {iteration}] Saving Gaussians and deformation")
@@ -506,7 +504,7 @@ def validate_run(args: Namespace, opt) -> None:
     if args.rasterizer == "cuda" and not torch.cuda.is_available():
         raise RunError("--rasterizer cuda needs a CUDA GPU, but PyTorch sees none: use --rasterizer auto or torch.")
     if args.log_interval < 1:
-        raise RunError(f"--log_interval must be at least 1 (steps between reads of the loss), got {args.log_interval}.")
+        raise RunError(f"--log_interval must be at least 1 (steps between TensorBoard logs), got {args.log_interval}.")
     if args.time_frequencies < -1:
         raise RunError(f"--time_frequencies must be -1 (upstream's choice) or a count >= 0, got {args.time_frequencies}.")
     if not 1 <= args.viewer_port <= 65535:

@@ -115,10 +115,9 @@ class PipelineParams(ParamGroup):
         "debug": "check the rasterizer's inputs and dump them when a kernel fails",
         "rasterizer": "auto: CUDA where it builds, else the PyTorch reference",
         "deform_precision": "number format of the deformation MLP",
-        "log_interval": "steps between reads of the loss on the host (progress bar, TensorBoard): "
-                        "each read makes the host wait for the GPU",
+        "log_interval": "steps between TensorBoard scalars and progress-bar updates",
         "speed_baseline": "train as before the speed work, for benchmarks: the deformation network "
-                          "on every Gaussian (static ones get its output times 0), fp32, losses read every step",
+                          "on every Gaussian (static ones get its output times 0), fp32, logged every step",
     }
 
     def __init__(self, parser):

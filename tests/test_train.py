@@ -366,7 +366,7 @@ def test_speed_baseline_trains_the_same_model_and_the_summary_counts_every_step(
     assert summary["speed_baseline"] is False
 
 
-def test_losses_are_read_on_the_host_every_log_interval_steps(tiny_scene, tmp_path, monkeypatch):
+def test_tensorboard_is_written_every_log_interval_steps(tiny_scene, tmp_path, monkeypatch):
     logged = []
     monkeypatch.setattr(train, "log_scalars", lambda writer, terms, g, d, iteration, ms: logged.append(iteration))
     run(tiny_scene, str(tmp_path / "every4"), "--log_interval", "4")

@@ -30,11 +30,14 @@ class PhaseSpeedMeter:
                 torch.cuda.reset_peak_memory_stats(self.device)
         self._started = time.perf_counter()
 
-    def end_step(self, excluded_seconds: float = 0.0) -> None:
-        """The step ends; excluded_seconds (an evaluation inside it, say) do not count."""
+    def end_step(self, excluded_seconds: float = 0.0) -> float:
+        """The step ends; excluded_seconds (an evaluation inside it, say) do not count. Returns
+        the step's seconds as the host saw them."""
         entry = self.phases.setdefault(self._current, {"steps": 0, "seconds": 0.0, "peak_memory_mb": 0.0})
+        seconds = time.perf_counter() - self._started - excluded_seconds
         entry["steps"] += 1
-        entry["seconds"] += time.perf_counter() - self._started - excluded_seconds
+        entry["seconds"] += seconds
+        return seconds
 
     def timed_pause(self) -> float:
         """Wait for the GPU (its pending work belongs to the steps) and return the clock, so the
