@@ -25,28 +25,24 @@ SCREEN_SIZE_LIMIT = 20                        # px, pruned after the first opaci
 
 
 class DensificationStrategy:
-    def __init__(self, percent_dense: float = 0.01, prune_by_screen_size: bool = True,
-                 densify_from_iter: int = 500, densify_until_iter: int = 15_000, densification_interval: int = 100,
-                 opacity_reset_interval: int = 3000, densify_grad_threshold: float = 0.0002,
+    def __init__(self, percent_dense: float = 0.01, prune_by_screen_size: bool = True, timing=None,
                  white_background: bool = False):
         """``prune_by_screen_size``: upstream 3DGS zeroes max_radii2D just before its screen-size
         test, so there that test never fires. True applies it as documented; False matches
         upstream's effective behaviour (prune by world size and opacity only), which is what
         train.py uses unless --prune_by_screen_size is given, so results compare with the papers'.
-        The other arguments are the densification flags of train.py (``from_options``)."""
+        ``timing``: train.py's OptimizationParams (or any object with its densify_from_iter,
+        densify_until_iter, densification_interval, opacity_reset_interval and
+        densify_grad_threshold), which ``step`` follows; the operations below do not need it."""
         self.percent_dense = percent_dense
         self.prune_by_screen_size = prune_by_screen_size
-        self.densify_from_iter, self.densify_until_iter = densify_from_iter, densify_until_iter
-        self.densification_interval, self.opacity_reset_interval = densification_interval, opacity_reset_interval
-        self.densify_grad_threshold, self.white_background = densify_grad_threshold, white_background
+        self.timing, self.white_background = timing, white_background
         self.reset(0, "cpu")
 
     @classmethod
     def from_options(cls, opt, white_background: bool) -> "DensificationStrategy":
         """The strategy of train.py's OptimizationParams."""
-        return cls(opt.percent_dense, opt.prune_by_screen_size, opt.densify_from_iter, opt.densify_until_iter,
-                   opt.densification_interval, opt.opacity_reset_interval, opt.densify_grad_threshold,
-                   white_background)
+        return cls(opt.percent_dense, opt.prune_by_screen_size, timing=opt, white_background=white_background)
 
     # --- when ---------------------------------------------------------------------------------
     def step(self, model, render_pkg: dict, iteration: int, extent: float) -> None:
@@ -54,14 +50,14 @@ class DensificationStrategy:
         statistics, densify and prune every densification_interval iterations in the window
         (densify_from_iter, densify_until_iter), and reset opacities every opacity_reset_interval
         (and once at densify_from_iter on a white background), as 3DGS."""
-        if iteration >= self.densify_until_iter:
+        t = self.timing
+        if iteration >= t.densify_until_iter:
             return
         self.add_stats(render_pkg["viewspace_points"], render_pkg["visibility_filter"], render_pkg["radii"])
-        if iteration > self.densify_from_iter and iteration % self.densification_interval == 0:
-            size_threshold = SCREEN_SIZE_LIMIT if iteration > self.opacity_reset_interval else None
-            self.densify_and_prune(model, self.densify_grad_threshold, MIN_OPACITY, extent, size_threshold)
-        if iteration % self.opacity_reset_interval == 0 or \
-                (self.white_background and iteration == self.densify_from_iter):
+        if iteration > t.densify_from_iter and iteration % t.densification_interval == 0:
+            size_threshold = SCREEN_SIZE_LIMIT if iteration > t.opacity_reset_interval else None
+            self.densify_and_prune(model, t.densify_grad_threshold, MIN_OPACITY, extent, size_threshold)
+        if iteration % t.opacity_reset_interval == 0 or (self.white_background and iteration == t.densify_from_iter):
             self.reset_opacity(model)
 
     # --- statistics -------------------------------------------------------------------------

@@ -269,8 +269,10 @@ def test_step_decides_when_statistics_densification_and_resets_happen():
 
         def reset_opacity(self, model, ceiling=0.01):
             calls.append(("reset", self._it))
-    strategy = Recording(densify_from_iter=2, densify_until_iter=9, densification_interval=3,
-                         opacity_reset_interval=4, densify_grad_threshold=0.5, white_background=True)
+    from types import SimpleNamespace
+    opt = SimpleNamespace(percent_dense=0.01, prune_by_screen_size=False, densify_from_iter=2, densify_until_iter=9,
+                          densification_interval=3, opacity_reset_interval=4, densify_grad_threshold=0.5)
+    strategy = Recording.from_options(opt, white_background=True)
     pkg = {"viewspace_points": None, "visibility_filter": None, "radii": None}
     for it in range(1, 13):
         strategy._it = it
