@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 import torch
 
 from arguments import ModelParams, PipelineParams, get_combined_args
-from gaussian_renderer import render
+from gaussian_renderer import background_color, render
 from gaussian_renderer.backend import get_rasterizer
 from scene import Scene
 from scene.readers.dataset_types import DatasetError
@@ -284,7 +284,7 @@ def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str
     deform_on = deformation_active(args, iteration)
     if not deform_on:
         print(f"Iteration {iteration} is before the deformation warm-up ({args.warm_up}): rendering undeformed.")
-    background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+    background = background_color(dataset.white_background, device)
     renderer = ViewRenderer(gaussians, deform, pipe, background, dataset.is_6dof, deform_on,
                             deformation_gate(gaussians, args))
     try:

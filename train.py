@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_arguments, apply_recipe,
                        explicit_arguments, save_config)
-from gaussian_renderer import render
+from gaussian_renderer import background_color, render
 from scene import Scene
 from scene.decomposition import deformation_gate
 from scene.readers.dataset_types import DatasetError
@@ -274,7 +274,7 @@ def start_viewer(run: Namespace, scene: Scene, gaussians, deform, pipe, opt, bac
         live = view.LiveModel(gaussians, deform, pipe, background, is_6dof,
                               deform_on=lambda: phase_now["deform"], gate=lambda: deformation_gate(gaussians, opt))
         page = view.ViewerPage(live, view.named_cameras(scene), "0.0.0.0", run.viewer_port,
-                               max_width=960 if gaussians.get_xyz.is_cuda else 320, own_thread=False,
+                               max_width=view.default_render_width(gaussians.get_xyz.device), own_thread=False,
                                min_frame_seconds=VIEWER_MIN_FRAME_SECONDS,
                                title=f"{os.path.basename(os.path.normpath(run.model_path))} · training")
     except (view.ViewerError, OSError) as err:
@@ -342,7 +342,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         print(f"Resuming from {run.start_checkpoint} at iteration {state.iteration}.")
     write_model_folder(run, scene)
 
-    background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+    background = background_color(dataset.white_background, device)
     train_cameras = scene.getTrainCameras()
     writer = make_writer(dataset.model_path)
     progress = tqdm(range(state.iteration + 1, opt.iterations + 1), initial=state.iteration, total=opt.iterations,

@@ -108,6 +108,11 @@ def camera_pose(camera) -> Tuple[np.ndarray, float]:
     return np.linalg.inv(w2c), float(camera.FoVy)
 
 
+def default_render_width(device: torch.device) -> int:
+    """Render width when none is asked for: 960 with a GPU, 320 for the reference on a CPU."""
+    return 960 if device.type == "cuda" else 320
+
+
 def render_size(aspect: float, max_width: int) -> Tuple[int, int]:
     """(width, height) of a frame for a canvas of this aspect (width / height), at most max_width wide."""
     width = max(16, int(max_width))
@@ -146,7 +151,8 @@ class LiveModel:
     def frame(self, camera: ViewerCamera, time_value: float, settings: LayerSettings) -> np.ndarray:
         """uint8 [H, W, 3] image of settings.layer seen by camera at time_value in [0, 1]."""
         from gaussian_renderer import render
-        from utils.image_utils import depth_for_viewing
+        from render import hand_map_image
+        from utils.image_utils import depth_for_viewing, to_uint8
         if settings.layer not in LAYERS:
             raise ValueError(f"Unknown layer {settings.layer!r}: use one of {', '.join(LAYERS)}.")
         with self.lock, torch.no_grad():
@@ -163,16 +169,15 @@ class LiveModel:
             if settings.layer == "depth":
                 image = depth_for_viewing(out["depth"], out["alpha"]).expand(3, -1, -1)
             elif settings.layer == "hand map":
-                maps = out["hand_map"]
-                grey = maps.mean(dim=0, keepdim=True) if maps.shape[0] else torch.zeros_like(out["alpha"])
-                image = grey.clamp(0.0, 1.0).expand(3, -1, -1)
+                image = hand_map_image(out["hand_map"], out["alpha"]).expand(3, -1, -1)
             else:
                 image = out["render"]
-            return (image.clamp(0.0, 1.0) * 255.0 + 0.5).byte().permute(1, 2, 0).cpu().numpy()
+            return to_uint8(image)
 
 
 def load_live_model(args: Namespace, model_params, pipeline_params, device: torch.device):
     """(LiveModel, scene, iteration) of the model folder args.model_path, as render.py loads it."""
+    from gaussian_renderer import background_color
     from render import RenderError, deformation_active, load_model
     from scene.decomposition import deformation_gate
     try:
@@ -180,7 +185,7 @@ def load_live_model(args: Namespace, model_params, pipeline_params, device: torc
     except RenderError as err:
         raise ViewerError(str(err)) from err
     pipe = pipeline_params.extract(args)
-    background = torch.tensor([1.0, 1.0, 1.0] if dataset.white_background else [0.0, 0.0, 0.0], device=device)
+    background = background_color(dataset.white_background, device)
     deform_on = deformation_active(args, scene.loaded_iter)
     gate = deformation_gate(gaussians, args)
     live = LiveModel(gaussians, deform, pipe, background, dataset.is_6dof, lambda: deform_on, lambda: gate)
@@ -457,7 +462,7 @@ def main(argv=None) -> int:
         args = resolve_args(argv, parser)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         live, scene, iteration = load_live_model(args, model_params, pipeline_params, device)
-        max_width = args.max_width or (960 if device.type == "cuda" else 320)
+        max_width = args.max_width or default_render_width(device)
         try:
             page = ViewerPage(live, named_cameras(scene), args.host, args.port, max_width, args.frame_rate,
                               title=f"{os.path.basename(os.path.normpath(args.model_path))} · iteration {iteration}")

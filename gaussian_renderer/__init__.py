@@ -9,6 +9,11 @@ from gaussian_renderer.projection import covariance_from_scale_rotation
 from utils.sh_utils import sh_to_color
 
 
+def background_color(white: bool, device) -> torch.Tensor:
+    """[3] background of a scene: white for --white_background, else black."""
+    return torch.tensor([1.0, 1.0, 1.0] if white else [0.0, 0.0, 0.0], device=device)
+
+
 def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, is_6dof: bool = False,
            scaling_modifier: float = 1.0, override_color: Optional[torch.Tensor] = None,
            gaussian_subset: Optional[torch.Tensor] = None, opacity_weight: Optional[torch.Tensor] = None) -> dict:
