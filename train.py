@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_arguments, apply_recipe,
                        explicit_arguments, save_config)
-from gaussian_renderer import background_color, render
+from gaussian_renderer import DeformedGaussians, background_color, deform_gaussians, render, render_deformed
 from scene import Scene
 from scene.decomposition import deformation_gate
 from scene.readers.dataset_types import DatasetError
@@ -131,9 +131,9 @@ def gate_without_labels(opt, run: Namespace, scene: Scene, gaussians: GaussianMo
     return ["No hand masks to label the hands: every Gaussian deforms (--deform_gate none for this run)."]
 
 
-def layer_losses(camera, gaussians: GaussianModel, pipe, offsets, gate: torch.Tensor, opt,
-                 is_6dof: bool) -> Dict[str, torch.Tensor]:
-    """Losses on the two layers of the decomposition, each rendered alone on black.
+def layer_losses(camera, gaussians: DeformedGaussians, pipe, gate: torch.Tensor, opt) -> Dict[str, torch.Tensor]:
+    """Losses on the two layers of the decomposition, each rendered alone on black (the step's
+    deformed Gaussians, shared with its main render).
 
     hands layer (opacity x gate, the Gaussians that move): its opacity is the hand mask
     (``hands_alpha``, L1) and its colour the image inside the mask (``hands_color``);
@@ -146,12 +146,11 @@ def layer_losses(camera, gaussians: GaussianModel, pipe, offsets, gate: torch.Te
     if opt.hands_layer_weight > 0:
         moving = gate > 0
         if bool(moving.any()):
-            hands = render(camera, gaussians, pipe, black, *offsets, is_6dof=is_6dof, gaussian_subset=moving,
-                           opacity_weight=gate)
+            hands = render_deformed(camera, gaussians, pipe, black, gaussian_subset=moving, opacity_weight=gate)
             terms["hands_alpha"] = (hands["alpha"] - mask).abs().mean()
             terms["hands_color"] = (mask * (hands["render"] - gt).abs()).mean()
     if opt.static_layer_weight > 0:
-        static = render(camera, gaussians, pipe, black, *offsets, is_6dof=is_6dof, opacity_weight=1.0 - gate)
+        static = render_deformed(camera, gaussians, pipe, black, opacity_weight=1.0 - gate)
         terms["static_color"] = ((1.0 - mask) * (static["render"] - gt).abs()).mean()
     return terms
 
@@ -326,8 +325,9 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies, precision=precision, device=device,
                          init=dataset.deform_init)
-    gaussians.training_setup(opt)
-    deform.train_setting(opt)
+    fused_adam = device.type == "cuda" and not pipe.speed_baseline  # one kernel per group, not ~10
+    gaussians.training_setup(opt, fused=fused_adam)
+    deform.train_setting(opt, fused=fused_adam)
     strategy = DensificationStrategy.from_options(opt, dataset.white_background)
     strategy.reset(gaussians.get_xyz.shape[0], device)
     schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth,
@@ -373,10 +373,11 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         noise_std = schedule.time_noise_std(iteration, len(train_cameras))
         gate = deformation_gate(gaussians, opt) if phase.deform else None
         offsets = deform_for(camera, gaussians, deform, phase, gate, noise_std, every_row=pipe.speed_baseline)
-        render_pkg = render(camera, gaussians, pipe, background, *offsets, is_6dof=dataset.is_6dof)
+        deformed = deform_gaussians(gaussians, *offsets, is_6dof=dataset.is_6dof)  # shared by the step's renders
+        render_pkg = render_deformed(camera, deformed, pipe, background)
         terms = compute_losses(render_pkg, camera, phase, opt, dataset.depth_prior_kind)
         if gate is not None and phase.uses_mask and camera.mask is not None:
-            layers = layer_losses(camera, gaussians, pipe, offsets, gate, opt, dataset.is_6dof)
+            layers = layer_losses(camera, deformed, pipe, gate, opt)
             terms.update(layers)
             for name, value in layers.items():
                 terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value

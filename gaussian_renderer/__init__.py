@@ -1,5 +1,9 @@
-"""render(): deform the Gaussians (Deformable 3DGS), pick the backend, rasterize one view."""
+"""render(): deform the Gaussians (Deformable 3DGS), pick the backend, rasterize one view.
+
+Training renders one view several times per step (the image and the decomposition layers):
+it deforms once with deform_gaussians and draws each with render_deformed."""
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -12,6 +16,38 @@ from utils.sh_utils import sh_to_color
 def background_color(white: bool, device) -> torch.Tensor:
     """[3] background of a scene: white for --white_background, else black."""
     return torch.tensor([1.0, 1.0, 1.0] if white else [0.0, 0.0, 0.0], device=device)
+
+
+@dataclass
+class DeformedGaussians:
+    """The rasterizer's per-Gaussian inputs at one time: activated parameters plus the deformation.
+
+    Computed once per training step and shared by every render of that step (the full image and
+    the two decomposition layers), so the activations and their backward run once, not per render."""
+    means3D: torch.Tensor                 # [N, 3] deformed centres
+    scales: torch.Tensor                  # [N, 3]
+    rotations: torch.Tensor               # [N, 4]
+    opacities: torch.Tensor               # [N, 1]
+    features: torch.Tensor                # [N, (D+1)^2, 3] SH coefficients
+    mask_feature: Optional[torch.Tensor]  # [N, K] hand feature, None when K = 0
+    active_sh_degree: int
+
+    @property
+    def count(self) -> int:
+        return self.means3D.shape[0]
+
+
+def deform_gaussians(pc, d_xyz, d_rotation, d_scaling, is_6dof: bool = False) -> DeformedGaussians:
+    """pc's activated parameters with the deformation offsets applied (see render)."""
+    xyz = pc.get_xyz
+    n = xyz.shape[0]
+    return DeformedGaussians(
+        means3D=_deformed_means(xyz, d_xyz, is_6dof),
+        scales=pc.get_scaling + _offset("d_scaling", d_scaling, n, 3),
+        rotations=pc.get_rotation + _offset("d_rotation", d_rotation, n, 4),
+        opacities=pc.get_opacity, features=pc.get_features,
+        mask_feature=pc.get_mask if getattr(pc, "mask_dimension", 0) > 0 else None,
+        active_sh_degree=pc.active_sh_degree)
 
 
 def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, is_6dof: bool = False,
@@ -31,15 +67,21 @@ def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, i
     viewspace_points [N,3] (after backward, .grad[:, :2] = dL/d NDC centre), visibility_filter [N]
     bool, radii [N] int (0 outside the subset or not drawn).
     """
-    xyz = pc.get_xyz
-    N, device = xyz.shape[0], xyz.device
-    means3D = _deformed_means(xyz, d_xyz, is_6dof)
-    scales = pc.get_scaling + _offset("d_scaling", d_scaling, N, 3)
-    rotations = pc.get_rotation + _offset("d_rotation", d_rotation, N, 4)
-    opacities = pc.get_opacity
+    gaussians = deform_gaussians(pc, d_xyz, d_rotation, d_scaling, is_6dof)
+    return render_deformed(viewpoint_camera, gaussians, pipe, bg_color, scaling_modifier, override_color,
+                           gaussian_subset, opacity_weight)
+
+
+def render_deformed(viewpoint_camera, gaussians: DeformedGaussians, pipe, bg_color, scaling_modifier: float = 1.0,
+                    override_color: Optional[torch.Tensor] = None, gaussian_subset: Optional[torch.Tensor] = None,
+                    opacity_weight: Optional[torch.Tensor] = None) -> dict:
+    """render() of Gaussians already deformed by deform_gaussians (same arguments and outputs)."""
+    means3D = gaussians.means3D
+    N, device = gaussians.count, means3D.device
+    scales, rotations, opacities = gaussians.scales, gaussians.rotations, gaussians.opacities
     if opacity_weight is not None:
         opacities = opacities * opacity_weight.reshape(N, 1)
-    screenspace_points = torch.zeros(N, 3, dtype=xyz.dtype, device=device, requires_grad=True)
+    screenspace_points = torch.zeros(N, 3, dtype=means3D.dtype, device=device, requires_grad=True)
 
     cov3D_precomp = None
     if getattr(pipe, "compute_cov3D_python", False):
@@ -51,13 +93,12 @@ def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, i
     if colors_precomp is None:
         if getattr(pipe, "convert_SHs_python", False):
             dirs = torch.nn.functional.normalize(means3D - viewpoint_camera.camera_center[None, :], dim=1)
-            colors_precomp = sh_to_color(pc.active_sh_degree, pc.get_features, dirs)
+            colors_precomp = sh_to_color(gaussians.active_sh_degree, gaussians.features, dirs)
         else:
-            shs = pc.get_features
-    mask_feature = pc.get_mask if getattr(pc, "mask_dimension", 0) > 0 else None
+            shs = gaussians.features
 
     inputs = dict(means3D=means3D, means2D=screenspace_points, opacities=opacities, shs=shs,
-                  colors_precomp=colors_precomp, mask_feature=mask_feature, scales=scales,
+                  colors_precomp=colors_precomp, mask_feature=gaussians.mask_feature, scales=scales,
                   rotations=rotations, cov3D_precomp=cov3D_precomp)
     subset_ids = None
     if gaussian_subset is not None:
@@ -68,9 +109,9 @@ def render(viewpoint_camera, pc, pipe, bg_color, d_xyz, d_rotation, d_scaling, i
     settings = module.GaussianRasterizationSettings(
         image_height=int(viewpoint_camera.image_height), image_width=int(viewpoint_camera.image_width),
         tanfovx=math.tan(viewpoint_camera.FoVx * 0.5), tanfovy=math.tan(viewpoint_camera.FoVy * 0.5),
-        bg=torch.as_tensor(bg_color, dtype=xyz.dtype, device=device), scale_modifier=scaling_modifier,
+        bg=torch.as_tensor(bg_color, dtype=means3D.dtype, device=device), scale_modifier=scaling_modifier,
         viewmatrix=viewpoint_camera.world_view_transform, projmatrix=viewpoint_camera.full_proj_transform,
-        sh_degree=pc.active_sh_degree, campos=viewpoint_camera.camera_center, prefiltered=False,
+        sh_degree=gaussians.active_sh_degree, campos=viewpoint_camera.camera_center, prefiltered=False,
         debug=bool(getattr(pipe, "debug", False)))
     color, depth, hand_map, radii, alpha = module.GaussianRasterizer(raster_settings=settings)(**inputs)
 

@@ -105,11 +105,13 @@ class DeformModel:
         return precision
 
     # ---- optimization --------------------------------------------------------------------
-    def train_setting(self, training_args) -> None:
-        """Adam and the learning-rate schedule from an OptimizationParams group."""
+    def train_setting(self, training_args, fused: bool = False) -> None:
+        """Adam and the learning-rate schedule from an OptimizationParams group (fused: torch's
+        single-kernel Adam, for CUDA)."""
         lr_init = training_args.position_lr_init * SPATIAL_LR_SCALE
         self.optimizer = torch.optim.Adam(
-            [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}], lr=0.0, eps=1e-15)
+            [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}], lr=0.0, eps=1e-15,
+            fused=fused or None)
         self.deform_scheduler_args = get_expon_lr_func(
             lr_init=lr_init, lr_final=training_args.position_lr_final,
             lr_delay_mult=training_args.position_lr_delay_mult, max_steps=training_args.deform_lr_max_steps)

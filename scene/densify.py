@@ -83,12 +83,15 @@ class DensificationStrategy:
             raise RuntimeError("add_stats: viewspace_points has no gradient; call it after "
                                "loss.backward() with the render's 'viewspace_points' tensor.")
         self._check_count(grad.shape[0], "viewspace points")
-        visible = visibility_filter
-        self.xyz_gradient_accum[visible] += grad[visible, :2].norm(dim=-1, keepdim=True)
-        self.denom[visible] += 1
+        # Masked arithmetic, not boolean indexing: indexing by a mask costs a host sync and a
+        # gather/scatter per tensor at every step. Hidden Gaussians get no gradient, and adding
+        # 0.0 leaves a sum unchanged, so the sums are the same.
+        visible = visibility_filter.reshape(-1, 1)
+        self.xyz_gradient_accum += torch.where(visible, grad[:, :2].norm(dim=-1, keepdim=True), 0.0)
+        self.denom += visible
         if radii is not None:
-            seen = radii[visible].to(self.max_radii2D.dtype)
-            self.max_radii2D[visible] = torch.max(self.max_radii2D[visible], seen)
+            seen = radii.to(self.max_radii2D.dtype)
+            self.max_radii2D = torch.where(visible.squeeze(1), torch.maximum(self.max_radii2D, seen), self.max_radii2D)
 
     def mean_grads(self) -> torch.Tensor:
         """[N] mean screen-space gradient norm per Gaussian (0 where never visible)."""

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import train
+from gaussian_renderer import deform_gaussians
 from utils.checkpoint import load_checkpoint
 
 TINY = ["--iterations", "12", "--warm_up", "4", "--mask_start", "8", "--mask_stop", "12", "--stop_MLP", "10",
@@ -179,13 +180,13 @@ def test_layer_losses_reach_only_the_gaussians_of_their_layer(tiny_scene, tmp_pa
     assert torch.equal(gate > 0, hands)
     opacity = gaussians.tensors["opacity"]
     opacity.requires_grad_(True)
-    terms = train.layer_losses(camera, gaussians, pipe, (0.0, 0.0, 0.0), gate, opt, is_6dof=False)
+    terms = train.layer_losses(camera, deform_gaussians(gaussians, 0.0, 0.0, 0.0), pipe, gate, opt)
     assert set(terms) == {"hands_alpha", "hands_color", "static_color"}
     (terms["hands_alpha"] + terms["hands_color"]).backward()
     hand_grad = opacity.grad.clone()
     assert hand_grad[~hands].abs().max() == 0 and hand_grad[hands].abs().max() > 0
     opacity.grad = None
-    terms = train.layer_losses(camera, gaussians, pipe, (0.0, 0.0, 0.0), gate, opt, is_6dof=False)
+    terms = train.layer_losses(camera, deform_gaussians(gaussians, 0.0, 0.0, 0.0), pipe, gate, opt)
     terms["static_color"].backward()
     assert opacity.grad[hands].abs().max() == 0 and opacity.grad[~hands].abs().max() > 0
     assert gaussians.tensors["mask"].grad is None      # the gate is detached: only the mask loss labels
