@@ -325,6 +325,8 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies, precision=precision, device=device,
                          init=dataset.deform_init)
+    if dataset.time_outside == "clamp":   # test views before the first training frame (evaluate)
+        deform.clamp_time_to(scene.getTrainCameras())
     fused_adam = device.type == "cuda" and not pipe.speed_baseline  # one kernel per group, not ~10
     gaussians.training_setup(opt, fused=fused_adam)
     deform.train_setting(opt, fused=fused_adam)
@@ -413,7 +415,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
 
         state.iteration = iteration
         state.ema_loss = 0.4 * values["total"] + 0.6 * state.ema_loss
-        iter_ms = meter.end_step(eval_seconds) * 1000.0
+        iter_ms = meter.end_step(eval_seconds, deform.last_rows if phase.deform else 0) * 1000.0
         if viewer is not None:   # between steps, so no frame sees a half-updated model
             phase_now["deform"] = phase.deform
             if iteration % VIEWER_REFRESH_STEPS == 0:

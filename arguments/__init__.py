@@ -49,7 +49,7 @@ class ParamGroup:
 
 class ModelParams(ParamGroup):
     choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"],
-               "deform_init": ["zero", "pytorch"]}
+               "deform_init": ["zero", "pytorch"], "time_outside": ["clamp", "extrapolate"]}
     help = {
         "sh_degree": "highest spherical-harmonics degree of the colours",
         "source_path": "scene folder (COLMAP/EgoMask, Blender or Nerfies layout)",
@@ -72,6 +72,8 @@ class ModelParams(ParamGroup):
         "deform_width": "width of the deformation MLP",
         "time_frequencies": "frequencies of the time encoding (-1: upstream's 10, or 6 with --is_blender)",
         "deform_init": "zero: the deformation starts as the identity; pytorch: upstream's random init",
+        "time_outside": "times before the first or after the last training frame: clamp renders them at that "
+                        "frame's time; extrapolate asks the deformation network (upstream)",
     }
 
     def __init__(self, parser, sentinel=False):
@@ -98,6 +100,7 @@ class ModelParams(ParamGroup):
         # "zero": the deformation starts as the identity, so switching it on after warm-up keeps the
         # warm-up's scene; "pytorch": every layer at PyTorch's default init (upstream Deformable-3DGS)
         self.deform_init = "zero"
+        self.time_outside = "clamp"   # DeformModel.clamp_time_to says why
         super().__init__(parser, "Loading Parameters", sentinel)
 
     def extract(self, args):
@@ -217,7 +220,7 @@ class OptimizationParams(ParamGroup):
 RECIPES = {
     "default": {},
     "paper": {"deform_gate": "none", "early_mask_weight": 0.0, "hands_layer_weight": 0.0,
-              "static_layer_weight": 0.0, "deform_init": "pytorch"},
+              "static_layer_weight": 0.0, "deform_init": "pytorch", "time_outside": "extrapolate"},
 }
 
 

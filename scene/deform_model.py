@@ -47,6 +47,8 @@ class DeformModel:
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.deform_scheduler_args = None
         self.trainable = True
+        self.time_range: Optional[Tuple[float, float]] = None   # clamp_time_to: no extrapolation in time
+        self.last_rows = 0   # Gaussians the network ran on in the last offsets() call (its cost)
 
     # ---- forward -------------------------------------------------------------------------
     def step(self, xyz: torch.Tensor, time_input: torch.Tensor,
@@ -72,17 +74,30 @@ class DeformModel:
         xyz = xyz.detach()
         n = xyz.shape[0]
         t = torch.as_tensor(fid, dtype=xyz.dtype).to(xyz.device).reshape(1, 1)
+        if self.time_range is not None:
+            t = t.clamp(*self.time_range)
         if noise_std > 0.0:
             t = t + torch.randn(1, 1, device=xyz.device) * noise_std
+        self.last_rows = n
         if gate is None:
             return self.step(xyz, t.expand(n, 1))
         gate = gate.detach().reshape(-1).to(xyz.device)
         if every_row:
             return self.step(xyz, t.expand(n, 1), gate[:, None])
         moving = torch.nonzero(gate > 0).squeeze(1)
+        self.last_rows = moving.shape[0]
         d_xyz, d_rotation, d_scaling = self.step(xyz[moving], t.expand(moving.shape[0], 1), gate[moving, None])
         return _scatter_rows(d_xyz, moving, n, identity=self.is_6dof), \
             _scatter_rows(d_rotation, moving, n), _scatter_rows(d_scaling, moving, n)
+
+    def clamp_time_to(self, cameras) -> None:
+        """Times outside the cameras' [first, last] time are moved to the nearest end before the
+        network sees them (``--time_outside clamp``). The network never learned those times: with
+        its high time frequencies, a frame held out before the first training frame (llffhold
+        holds out frame 0) got a guessed pose, sometimes far off; the nearest trained pose is off by
+        at most one frame's motion. Training times are inside the range, so training is unchanged."""
+        times = [float(camera.fid) for camera in cameras]
+        self.time_range = (min(times), max(times)) if times else None
 
     def precision_context(self):
         """The numeric mode of the network. bf16 autocast is recorded in the graph, so its backward

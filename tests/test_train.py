@@ -133,11 +133,12 @@ def resolved(argv):
 
 def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
     ours = resolved(["-s", "scene"])
-    assert (ours.deform_gate, ours.deform_init) == ("hand", "zero")
+    assert (ours.deform_gate, ours.deform_init, ours.time_outside) == ("hand", "zero", "clamp")
     assert ours.early_mask_weight > 0 and ours.hands_layer_weight > 0 and ours.static_layer_weight > 0
     paper = resolved(["-s", "scene", "--recipe", "paper"])
     assert (paper.deform_gate, paper.deform_init, paper.early_mask_weight) == ("none", "pytorch", 0.0)
     assert paper.hands_layer_weight == 0.0 and paper.static_layer_weight == 0.0
+    assert paper.time_outside == "extrapolate"
     mixed = resolved(["-s", "scene", "--recipe", "paper", "--deform_init", "zero", "--early_mask_weight", "0.3"])
     assert (mixed.deform_gate, mixed.deform_init, mixed.early_mask_weight) == ("none", "zero", 0.3)
 
@@ -365,6 +366,12 @@ def test_speed_baseline_trains_the_same_model_and_the_summary_counts_every_step(
     assert set(phases) >= {"warm-up", "mask"} and sum(p["steps"] for p in phases.values()) == 12
     assert all(p["seconds"] > 0 and p["it_per_s"] > 0 for p in phases.values())
     assert summary["speed_baseline"] is False
+    with open(os.path.join(baseline, "train_summary.json")) as f:
+        base_phases = json.load(f)["phases"]
+    # The network's cost: no rows before warm-up; the gated default runs it on fewer rows than the baseline.
+    assert phases["warm-up"]["deformed_rows_per_step"] == 0 == base_phases["warm-up"]["deformed_rows_per_step"]
+    assert 0 < base_phases["mask"]["deformed_rows_per_step"]
+    assert phases["mask"]["deformed_rows_per_step"] < base_phases["mask"]["deformed_rows_per_step"]
 
 
 def test_tensorboard_is_written_every_log_interval_steps(tiny_scene, tmp_path, monkeypatch):

@@ -30,13 +30,16 @@ class PhaseSpeedMeter:
                 torch.cuda.reset_peak_memory_stats(self.device)
         self._started = time.perf_counter()
 
-    def end_step(self, excluded_seconds: float = 0.0) -> float:
-        """The step ends; excluded_seconds (an evaluation inside it, say) do not count. Returns
-        the step's seconds as the host saw them."""
-        entry = self.phases.setdefault(self._current, {"steps": 0, "seconds": 0.0, "peak_memory_mb": 0.0})
+    def end_step(self, excluded_seconds: float = 0.0, deformed_rows: int = 0) -> float:
+        """The step ends; excluded_seconds (an evaluation inside it, say) do not count;
+        deformed_rows: Gaussians the deformation network ran on (its cost follows this count).
+        Returns the step's seconds as the host saw them."""
+        entry = self.phases.setdefault(self._current, {"steps": 0, "seconds": 0.0, "peak_memory_mb": 0.0,
+                                                       "deformed_rows": 0})
         seconds = time.perf_counter() - self._started - excluded_seconds
         entry["steps"] += 1
         entry["seconds"] += seconds
+        entry["deformed_rows"] += int(deformed_rows)
         return seconds
 
     def timed_pause(self) -> float:
@@ -53,11 +56,14 @@ class PhaseSpeedMeter:
             self.phases[self._current]["seconds"] += time.perf_counter() - start
 
     def summary(self) -> Dict[str, Dict[str, float]]:
-        """{phase: {steps, seconds, it_per_s, peak_memory_mb}}; closes the current phase."""
+        """{phase: {steps, seconds, it_per_s, peak_memory_mb, deformed_rows_per_step}}; closes the
+        current phase."""
         self._close_phase()
         self._current = None
-        return {name: {**entry, "it_per_s": entry["steps"] / entry["seconds"] if entry["seconds"] > 0 else None}
-                for name, entry in self.phases.items()}
+        return {name: {"steps": e["steps"], "seconds": e["seconds"], "peak_memory_mb": e["peak_memory_mb"],
+                       "it_per_s": e["steps"] / e["seconds"] if e["seconds"] > 0 else None,
+                       "deformed_rows_per_step": e["deformed_rows"] / e["steps"] if e["steps"] else 0.0}
+                for name, e in self.phases.items()}
 
     def _close_phase(self) -> None:
         if self._current is None or self._current not in self.phases:

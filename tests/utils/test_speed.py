@@ -29,3 +29,13 @@ def test_a_phase_seen_again_adds_to_its_entry():
         meter.start_step(name)
         meter.end_step()
     assert meter.summary()["colour"]["steps"] == 2
+
+
+def test_deformed_rows_are_averaged_per_step_of_their_phase():
+    meter = PhaseSpeedMeter(torch.device("cpu"))
+    for name, rows in [("warm-up", 0), ("depth", 10), ("depth", 30)]:
+        meter.start_step(name)
+        meter.end_step(deformed_rows=rows)
+    phases = meter.summary()
+    assert phases["warm-up"]["deformed_rows_per_step"] == 0.0
+    assert phases["depth"]["deformed_rows_per_step"] == 20.0
