@@ -362,8 +362,8 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         phase = schedule.phase(iteration)
         meter.start_step(phase.name)
         eval_seconds = 0.0
-        gaussians.update_learning_rate(iteration)
-        deform.update_learning_rate(iteration)
+        gaussians.set_position_lr(schedule.position_lr(iteration, gaussians.spatial_lr_scale))
+        deform.set_learning_rate(schedule.deform_lr(iteration))
         gaussians.set_mask_trainable(phase.train_mask_feature)
         deform.set_trainable(phase.train_deform)
         if schedule.raises_sh_degree(iteration):

@@ -13,12 +13,11 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from utils.general_utils import get_expon_lr_func
 from utils.system_utils import saved_iterations
+from utils.schedule import DEFORM_LR_SCALE
 from utils.time_utils import DeformNetwork
 from utils.atomic import write_atomically
 
-SPATIAL_LR_SCALE = 5  # upstream "spatial_lr_scale" of the deformation network (a constant there)
 PRECISIONS = ("fp32", "tf32", "bf16")
 INITS = ("zero", "pytorch")
 WEIGHTS_DIR = "deform"
@@ -45,7 +44,6 @@ class DeformModel:
         self.notices: List[str] = []   # one-line messages the caller prints once
         self.precision = self._usable_precision(precision)
         self.optimizer: Optional[torch.optim.Optimizer] = None
-        self.deform_scheduler_args = None
         self.trainable = True
         self.time_range: Optional[Tuple[float, float]] = None   # clamp_time_to: no extrapolation in time
         self.last_rows = 0   # Gaussians the network ran on in the last offsets() call (its cost)
@@ -121,23 +119,18 @@ class DeformModel:
 
     # ---- optimization --------------------------------------------------------------------
     def train_setting(self, training_args, fused: bool = False) -> None:
-        """Adam and the learning-rate schedule from an OptimizationParams group (fused: torch's
-        single-kernel Adam, for CUDA)."""
-        lr_init = training_args.position_lr_init * SPATIAL_LR_SCALE
+        """Adam from an OptimizationParams group, at the schedule's first learning rate
+        (TrainingSchedule.deform_lr; fused: torch's single-kernel Adam, for CUDA)."""
+        lr_init = training_args.position_lr_init * DEFORM_LR_SCALE
         self.optimizer = torch.optim.Adam(
             [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}], lr=0.0, eps=1e-15,
             fused=fused or None)
-        self.deform_scheduler_args = get_expon_lr_func(
-            lr_init=lr_init, lr_final=training_args.position_lr_final,
-            lr_delay_mult=training_args.position_lr_delay_mult, max_steps=training_args.deform_lr_max_steps)
 
-    def update_learning_rate(self, iteration: int) -> float:
-        self._require_optimizer("update_learning_rate")
-        lr = self.deform_scheduler_args(iteration)
+    def set_learning_rate(self, lr: float) -> None:
+        """The network's learning rate for the next step (TrainingSchedule.deform_lr decays it)."""
+        self._require_optimizer("set_learning_rate")
         for group in self.optimizer.param_groups:
-            if group["name"] == "deform":
-                group["lr"] = lr
-        return lr
+            group["lr"] = lr
 
     def set_trainable(self, flag: bool) -> None:
         """Switch learning on or off (stop_MLP). Off drops pending gradients, so a later

@@ -22,7 +22,7 @@ from torch import nn
 
 from scene.readers.dataset_types import DatasetError
 from scene.knn import dist2_knn3
-from utils.general_utils import (build_covariance, get_expon_lr_func, inverse_sigmoid,
+from utils.general_utils import (build_covariance, inverse_sigmoid,
                                  strip_symmetric)
 from utils.graphics_utils import BasicPointCloud
 from utils.sh_utils import RGB2SH
@@ -48,7 +48,6 @@ class GaussianModel:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.spatial_lr_scale: Optional[float] = None
         self.optimizer: Optional[torch.optim.Adam] = None
-        self.xyz_scheduler_args = None
         self.mask_trainable = False  # the mask feature learns only in the mask phase
         self._mask_lr = 0.0
         self.tensors: Dict[str, nn.Parameter] = {}
@@ -130,7 +129,7 @@ class GaussianModel:
 
     # --- optimizer ------------------------------------------------------------------------
     def training_setup(self, opt, fused: bool = False) -> None:
-        """Adam with one group per tensor; position lr decays exponentially (Deformable 3DGS).
+        """Adam with one group per tensor, at the flags' initial learning rates.
         fused: torch's one-kernel-per-group Adam (CUDA), the same update in far fewer launches."""
         if self.spatial_lr_scale is None:
             raise ValueError("training_setup: spatial_lr_scale is unknown; create the model with "
@@ -148,20 +147,12 @@ class GaussianModel:
         groups = [{"params": [self.tensors[name]], "lr": learning_rates[name], "name": name}
                   for name in TENSOR_NAMES]
         self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS, fused=fused or None)
-        # Upstream passes no delay steps, so the delay multiplier has no effect; kept for parity.
-        self.xyz_scheduler_args = get_expon_lr_func(
-            lr_init=opt.position_lr_init * self.spatial_lr_scale,
-            lr_final=opt.position_lr_final * self.spatial_lr_scale,
-            lr_delay_mult=opt.position_lr_delay_mult,
-            max_steps=opt.position_lr_max_steps)
 
-    def update_learning_rate(self, iteration: int) -> float:
-        """Set and return the position learning rate for this iteration."""
+    def set_position_lr(self, lr: float) -> None:
+        """The positions' learning rate for the next step (TrainingSchedule.position_lr decays it)."""
         if self.optimizer is None:
-            raise RuntimeError("update_learning_rate: call training_setup(opt) first.")
-        lr = self.xyz_scheduler_args(iteration)
+            raise RuntimeError("set_position_lr: call training_setup(opt) first.")
         self._group("xyz")["lr"] = lr
-        return lr
 
     def set_mask_trainable(self, trainable: bool) -> None:
         """Outside the mask phase the mask feature gets no gradient and lr 0, so Adam leaves it

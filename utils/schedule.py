@@ -29,7 +29,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from arguments import OptimizationParams
+from utils.general_utils import get_expon_lr_func
 
+DEFORM_LR_SCALE = 5          # upstream's "spatial_lr_scale" of the deformation network (a constant there)
 SH_UP_INTERVAL = 1000        # the SH degree goes up by one every this many iterations (3DGS)
 DEPTH_PHASE_FACTOR = 0.5
 MASK_PHASE_MASK_FACTOR = 0.8
@@ -76,6 +78,13 @@ class TrainingSchedule:
         self.time_noise_steps = int(getattr(opt, "time_noise_steps", 20_000))
         self.early_mask_weight = float(getattr(opt, "early_mask_weight", 0.0))
         self.has_masks, self.has_depth, self.is_blender = bool(has_masks), bool(has_depth), bool(is_blender)
+        # Position learning rates decay log-linearly (3DGS); the deformation network's starts
+        # DEFORM_LR_SCALE times higher and ends at the plain final rate (Deformable 3DGS).
+        self._position = (opt.position_lr_init, opt.position_lr_final, opt.position_lr_delay_mult,
+                          opt.position_lr_max_steps)
+        self._deform_lr = get_expon_lr_func(opt.position_lr_init * DEFORM_LR_SCALE, opt.position_lr_final,
+                                            lr_delay_mult=opt.position_lr_delay_mult,
+                                            max_steps=opt.deform_lr_max_steps)
         self._validate()
         self.notices: List[str] = self._notices()
 
@@ -99,6 +108,17 @@ class TrainingSchedule:
             train_mask_feature=learns_hands,
             train_deform=deform and iteration < self.stop_MLP,
             time_noise=deform and not self.is_blender)
+
+    def position_lr(self, iteration: int, spatial_scale: float) -> float:
+        """Learning rate of the Gaussians' positions (the scene's extent scales it, as 3DGS)."""
+        init, final, delay_mult, max_steps = self._position
+        # Scaled before the interpolation, as upstream, so the rates match its to the last bit.
+        return get_expon_lr_func(init * spatial_scale, final * spatial_scale, lr_delay_mult=delay_mult,
+                                 max_steps=max_steps)(iteration)
+
+    def deform_lr(self, iteration: int) -> float:
+        """Learning rate of the deformation network."""
+        return self._deform_lr(iteration)
 
     def raises_sh_degree(self, iteration: int) -> bool:
         """Whether the SH degree goes up by one at this iteration (up to the model's maximum)."""

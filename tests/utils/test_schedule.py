@@ -1,4 +1,5 @@
 """TrainingSchedule over whole runs: phase boundaries, weights, what learns, notices, validation."""
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -6,7 +7,9 @@ import pytest
 from utils.schedule import TrainingSchedule
 
 DEFAULTS = dict(iterations=40_000, warm_up=3_000, mask_start=30_000, mask_stop=40_000, stop_MLP=40_000,
-                loss_reduce=0.5, lambda_dssim=0.2, time_noise_steps=20_000)
+                loss_reduce=0.5, lambda_dssim=0.2, time_noise_steps=20_000, position_lr_init=0.00016,
+                position_lr_final=0.0000016, position_lr_delay_mult=0.01, position_lr_max_steps=30_000,
+                deform_lr_max_steps=40_000)
 
 
 def opt(**overrides):
@@ -172,3 +175,17 @@ def test_the_sh_degree_rises_every_thousand_iterations():
     from utils.schedule import SH_UP_INTERVAL
     schedule = TrainingSchedule(opt(), has_masks=True, has_depth=True)
     assert [i for i in range(1, 3001) if schedule.raises_sh_degree(i)] == [1000, 2000, 3000] and SH_UP_INTERVAL == 1000
+
+
+def test_learning_rates_decay_as_upstream():
+    schedule = TrainingSchedule(opt(), has_masks=True, has_depth=True)   # train.py's defaults
+    init, final = 0.00016 * 1.5, 0.0000016 * 1.5                         # scene extent 1.5
+    assert schedule.position_lr(0, 1.5) == pytest.approx(init, rel=1e-12)
+    assert schedule.position_lr(15_000, 1.5) == pytest.approx(math.sqrt(init * final), rel=1e-12)  # log-linear
+    assert schedule.position_lr(30_000, 1.5) == pytest.approx(final, rel=1e-12)   # position_lr_max_steps
+    assert schedule.position_lr(40_000, 1.5) == pytest.approx(final, rel=1e-12)
+    # The deformation network: 5x the initial rate, down to the plain final one over deform_lr_max_steps.
+    assert schedule.deform_lr(0) == pytest.approx(0.00016 * 5)
+    assert schedule.deform_lr(20_000) == pytest.approx((0.0008 * 0.0000016) ** 0.5)
+    assert schedule.deform_lr(40_000) == pytest.approx(0.0000016)
+    assert schedule.deform_lr(80_000) == pytest.approx(0.0000016)
