@@ -431,3 +431,16 @@ def test_new_flags_are_checked_before_anything_is_written(tiny_scene, tmp_path, 
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and expected in err and err.count("\n") == 1
     assert not model.exists()
+
+
+def test_profile_training_labels_each_stage_per_phase_and_leaves_train_as_it_was(tiny_scene, tmp_path):
+    from benchmarks import profile_training
+    out = tmp_path / "profile.txt"
+    before = (train.render_deformed, train.GaussianModel, torch.Tensor.backward)
+    argv = ["--out", str(out), "--steps", "1", "--offset", "1", "--",
+            "-s", tiny_scene, "-m", str(tmp_path / "m"), "--eval", "--llffhold", "3", *TINY]
+    assert profile_training.main(argv) == 0
+    text = out.read_text()
+    assert "===== phase warm-up" in text and "===== phase mask" in text
+    assert "##render_deformed" in text and "##layer_losses" in text and "##backward" in text
+    assert (train.render_deformed, train.GaussianModel, torch.Tensor.backward) == before
