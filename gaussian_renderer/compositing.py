@@ -22,11 +22,9 @@ from typing import List, NamedTuple
 
 import torch
 
-from gaussian_renderer.tiling import (ALPHA_MIN, COMPUTE_TILE, PIXELS_PER_TILE, TileBins,
-                                      local_pixel_offsets)
+from gaussian_renderer.rules import ALPHA_MAX, ALPHA_MIN, T_MIN
+from gaussian_renderer.tiling import COMPUTE_TILE, PIXELS_PER_TILE, TileBins, local_pixel_offsets
 
-ALPHA_MAX = 0.99
-T_MIN = 1e-4
 LIST_CHUNK = 16  # measured fastest on a 2-core CPU (benchmarks/reference_rasterizer.py)
 # Elements (blocks x pixels x slice) of one step: bounds the working memory (~15 live arrays).
 MAX_STEP_ELEMENTS = 1 << 22

@@ -6,8 +6,7 @@ hand-written backward, and as the benchmark's baseline; use it on small scenes o
 """
 import torch
 
-from gaussian_renderer.compositing import ALPHA_MAX, ALPHA_MIN, T_MIN
-from gaussian_renderer.projection import TILE_SIZE
+from gaussian_renderer.rules import ALPHA_MAX, ALPHA_MIN, T_MIN, TILE
 
 
 def dense_composite(pixel_means, conics, opacities, features, view_depths, tile_rects, radii,
@@ -25,8 +24,8 @@ def dense_composite(pixel_means, conics, opacities, features, view_depths, tile_
     dy = ys.to(m.dtype) - m[None, :, 1]
     power = -0.5 * (q[None, :, 0] * dx ** 2 + q[None, :, 2] * dy ** 2) - q[None, :, 1] * dx * dy
     raw = o[None, :] * torch.exp(power)
-    in_rect = ((xs // TILE_SIZE >= rect[None, :, 0]) & (xs // TILE_SIZE < rect[None, :, 2]) &
-               (ys // TILE_SIZE >= rect[None, :, 1]) & (ys // TILE_SIZE < rect[None, :, 3]))
+    in_rect = ((xs // TILE >= rect[None, :, 0]) & (xs // TILE < rect[None, :, 2]) &
+               (ys // TILE >= rect[None, :, 1]) & (ys // TILE < rect[None, :, 3]))
     keep = in_rect & (power <= 0) & (raw >= ALPHA_MIN)
     alpha = torch.where(keep, torch.minimum(raw, torch.full_like(raw, ALPHA_MAX)), torch.zeros_like(raw))
 

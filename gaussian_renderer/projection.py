@@ -21,12 +21,8 @@ from typing import NamedTuple
 
 import torch
 
+from gaussian_renderer.rules import COV2D_BLUR, FRUSTUM_GUARD, NEAR_CULL_Z, TILE
 from utils.sh_utils import sh_to_color
-
-TILE_SIZE = 16
-NEAR_PLANE = 0.2
-JACOBIAN_TAN_CLAMP = 1.3
-COV2D_DILATION = 0.3
 
 
 class Projected(NamedTuple):
@@ -77,7 +73,7 @@ def project_gaussians(means3D, means2D, cov3D, viewmatrix, projmatrix, tanfovx, 
     p_clip = hom @ projmatrix
     z, w = p_view[:, 2], p_clip[:, 3]
 
-    in_front = (z > NEAR_PLANE) & (w > 0)
+    in_front = (z > NEAR_CULL_Z) & (w > 0)
     w_safe = torch.where(in_front, w, torch.ones_like(w))
     ndc = p_clip[:, :2] / w_safe[:, None]
     in_frustum = in_front   # no centre test: the tile rectangle decides (footprint culling)
@@ -110,7 +106,7 @@ def project_gaussians(means3D, means2D, cov3D, viewmatrix, projmatrix, tanfovx, 
 
 def _ewa_covariance(view_xy, z, cov3D, viewmatrix, fx, fy, tanfovx, tanfovy):
     """Σ' = J W Σ Wᵀ Jᵀ [N,2,2] + 0.3 I (local affine approximation of the perspective map)."""
-    limx, limy = JACOBIAN_TAN_CLAMP * tanfovx, JACOBIAN_TAN_CLAMP * tanfovy
+    limx, limy = FRUSTUM_GUARD * tanfovx, FRUSTUM_GUARD * tanfovy
     tx = (view_xy[:, 0] / z).clamp(-limx, limx) * z
     ty = (view_xy[:, 1] / z).clamp(-limy, limy) * z
     zeros = torch.zeros_like(z)
@@ -119,7 +115,7 @@ def _ewa_covariance(view_xy, z, cov3D, viewmatrix, fx, fy, tanfovx, tanfovy):
     W = viewmatrix[:3, :3].transpose(0, 1)  # column-vector world-to-view rotation
     T = J @ W
     cov2D = T @ cov3D @ T.transpose(1, 2)
-    return cov2D + COV2D_DILATION * torch.eye(2, dtype=cov2D.dtype, device=cov2D.device)
+    return cov2D + COV2D_BLUR * torch.eye(2, dtype=cov2D.dtype, device=cov2D.device)
 
 
 def _radius(a, c, det, ok):
@@ -133,12 +129,12 @@ def _radius(a, c, det, ok):
 
 def _tile_rect(pixel_means, radii, image_height, image_width):
     """Half-open tile ranges (x0, y0, x1, y1) [N, 4] covered by the square of side 2r."""
-    tiles_x = math.ceil(image_width / TILE_SIZE)
-    tiles_y = math.ceil(image_height / TILE_SIZE)
+    tiles_x = math.ceil(image_width / TILE)
+    tiles_y = math.ceil(image_height / TILE)
     r = radii.to(pixel_means.dtype)
     p = torch.nan_to_num(pixel_means, nan=-1e9, posinf=1e9, neginf=-1e9).clamp(-1e9, 1e9)
-    lo = torch.floor((p - r[:, None]) / TILE_SIZE)
-    hi = torch.floor((p + r[:, None] + TILE_SIZE - 1) / TILE_SIZE)
+    lo = torch.floor((p - r[:, None]) / TILE)
+    hi = torch.floor((p + r[:, None] + TILE - 1) / TILE)
     limit = torch.tensor([tiles_x, tiles_y], dtype=p.dtype, device=p.device)
     lo = torch.minimum(lo.clamp_min(0), limit)
     hi = torch.minimum(hi.clamp_min(0), limit)

@@ -16,9 +16,6 @@ Culling, footprint and tile rules: ``projection.py``; compositing rules: ``compo
 ``prefiltered`` is accepted and ignored (culling always runs); ``debug`` checks inputs and
 outputs for non-finite values and raises with the name of the offending tensor.
 """
-import importlib.util
-import os
-import sys
 from typing import Optional
 
 import torch
@@ -28,27 +25,10 @@ from gaussian_renderer.compositing import composite
 from gaussian_renderer.dense import dense_composite
 from gaussian_renderer.projection import (covariance_from_scale_rotation, covariance_from_upper,
                                           gaussian_colors, project_gaussians)
+from gaussian_renderer.rules import GaussianRasterizationSettings  # the one type both backends take
 from gaussian_renderer.tiling import bin_gaussians
 
 
-SETTINGS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "submodules",
-                             "diff-gaussian-rasterization", "diff_gaussian_rasterization", "settings.py")
-
-
-def _settings_type():
-    """The CUDA package's GaussianRasterizationSettings, loaded from its source file: one
-    definition for both backends, also where that package is not installed (its settings.py has
-    no compiled part)."""
-    name = "egomask_rasterizer_settings"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SETTINGS_FILE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module   # so that settings objects pickle
-        spec.loader.exec_module(module)
-    return sys.modules[name].GaussianRasterizationSettings
-
-
-GaussianRasterizationSettings = _settings_type()
 
 
 def rasterize_gaussians(settings: GaussianRasterizationSettings, means3D, means2D, opacities,

@@ -16,11 +16,10 @@ from typing import NamedTuple
 
 import torch
 
-from gaussian_renderer.projection import TILE_SIZE
+from gaussian_renderer.rules import ALPHA_MIN, TILE
 
 COMPUTE_TILE = 8
 PIXELS_PER_TILE = COMPUTE_TILE * COMPUTE_TILE
-ALPHA_MIN = 1.0 / 255.0
 
 
 class TileBins(NamedTuple):
@@ -92,8 +91,8 @@ def _pixel_range(means, conics, opacities, tile_rects, image_height, image_width
     half = torch.stack([(reach2 * c / det).sqrt(), (reach2 * a / det).sqrt()], dim=1) + 1e-4
     lo = torch.ceil(m - half).clamp(-1e9, 1e9).long()
     hi = torch.floor(m + half).clamp(-1e9, 1e9).long()
-    rect_lo = tile_rects[:, :2] * TILE_SIZE
-    rect_hi = tile_rects[:, 2:] * TILE_SIZE - 1
+    rect_lo = tile_rects[:, :2] * TILE
+    rect_hi = tile_rects[:, 2:] * TILE - 1
     size = torch.tensor([image_width - 1, image_height - 1], device=means.device)
     lo = torch.maximum(torch.maximum(lo, rect_lo), torch.zeros_like(lo))
     hi = torch.minimum(torch.minimum(hi, rect_hi), size)

@@ -389,19 +389,26 @@ def test_gradcheck_full_jacobian_two_gaussians():
     assert torch.autograd.gradcheck(fn, values, eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
-def test_both_backends_take_the_one_settings_type_of_the_cuda_package(monkeypatch):
+@pytest.fixture
+def cuda_package(monkeypatch):
+    """The CUDA package's Python part, loaded from the source tree (its compiled _C loads on first use)."""
     import importlib.util
-    import sys
     import os
-    import pickle
-    from gaussian_renderer import reference
+    import sys
     path = os.path.join(os.path.dirname(__file__), "..", "..", "submodules", "diff-gaussian-rasterization",
                         "diff_gaussian_rasterization", "__init__.py")
     spec = importlib.util.spec_from_file_location("cuda_package_python_part", path,
                                                   submodule_search_locations=[os.path.dirname(path)])
     package = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "cuda_package_python_part", package)   # for its relative import
-    spec.loader.exec_module(package)   # the Python part only: the compiled _C is loaded on first use
+    spec.loader.exec_module(package)
+    return package
+
+
+def test_both_backends_take_the_one_settings_type_of_the_cuda_package(cuda_package):
+    import pickle
+    from gaussian_renderer import reference
+    package = cuda_package
     ours, theirs = reference.GaussianRasterizationSettings, package.GaussianRasterizationSettings
     assert ours.__module__ == "egomask_rasterizer_settings" and theirs.__module__.endswith(".settings")
     assert ours._fields == theirs._fields and ours._field_defaults == theirs._field_defaults
@@ -410,18 +417,24 @@ def test_both_backends_take_the_one_settings_type_of_the_cuda_package(monkeypatc
     assert rebuilt.image_width == settings["image_width"]
 
 
-def test_the_rule_constants_of_config_h_and_the_reference_agree():
+def test_the_rule_constants_of_config_h_and_the_shared_python_ones_agree(cuda_package):
     # csrc/config.h says "change them together or not at all": this is what holds them together.
+    # The Python side is one module (the CUDA package's settings.py) that both backends import.
     import os
     import re
-    from gaussian_renderer import compositing, projection, tiling
+    from gaussian_renderer import compositing, dense, projection, rules, tiling
     path = os.path.join(os.path.dirname(__file__), "..", "..", "submodules", "diff-gaussian-rasterization",
                         "csrc", "config.h")
     with open(path) as f:
         cuda = dict(re.findall(r"constexpr (?:int|float) (\w+) = ([^;]+);", f.read()))
-    pairs = {"TILE": projection.TILE_SIZE, "NEAR_CULL_Z": projection.NEAR_PLANE,
-             "FRUSTUM_GUARD": projection.JACOBIAN_TAN_CLAMP, "COV2D_BLUR": projection.COV2D_DILATION,
-             "ALPHA_MAX": compositing.ALPHA_MAX, "ALPHA_MIN": tiling.ALPHA_MIN, "T_MIN": compositing.T_MIN}
-    for name, value in pairs.items():
+    names = ["TILE", "NEAR_CULL_Z", "FRUSTUM_GUARD", "COV2D_BLUR", "ALPHA_MAX", "ALPHA_MIN", "T_MIN", "MAX_FEATURES"]
+    assert set(names) <= set(cuda)
+    for name in names:
         number = eval(re.sub(r"(\d)f\b", r"\1", cuda[name]))   # "1.0f / 255.0f" -> 1.0 / 255.0
-        assert number == pytest.approx(value, rel=1e-6), name
+        assert number == pytest.approx(getattr(rules, name), rel=1e-6), name
+    assert cuda_package.MAX_FEATURES == rules.MAX_FEATURES
+    # Every user of a constant holds the shared object itself, not a copy of its value.
+    for module in (projection, tiling, compositing, dense):
+        for name in names:
+            if hasattr(module, name):
+                assert getattr(module, name) is getattr(rules, name), (module.__name__, name)

@@ -17,10 +17,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from .settings import GaussianRasterizationSettings  # the one settings type (see settings.py)
+from .settings import MAX_FEATURES, GaussianRasterizationSettings  # shared with the reference (settings.py)
 
 _extension_module = None
-MAX_FEATURE_CHANNELS = 32  # the largest feature template compiled into the kernels
 # From this many Gaussians on, tile lists come from a depth-first pair of 32-bit sorts rather than
 # one 64-bit (tile, depth) sort: fewer passes over the key list, more launches. Same lists either
 # way. H100, 1280x720, same process (benchmarks/results/rasterizer_h100.json): the single sort was
@@ -74,8 +73,8 @@ def _check_inputs(inputs: dict) -> None:
         if value.dtype != torch.float32 and name not in ("saved",):
             raise RuntimeError(f"{name} must be float32, got {value.dtype}.")
     channels = inputs["features"].shape[1] if inputs.get("features") is not None else 0
-    if channels > MAX_FEATURE_CHANNELS:
-        raise RuntimeError(f"mask_feature has {channels} channels; at most {MAX_FEATURE_CHANNELS} are supported.")
+    if channels > MAX_FEATURES:
+        raise RuntimeError(f"mask_feature has {channels} channels; at most {MAX_FEATURES} are supported.")
 
 
 def _camera_tensor(t: torch.Tensor) -> torch.Tensor:
