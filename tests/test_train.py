@@ -193,6 +193,38 @@ def test_layer_losses_reach_only_the_gaussians_of_their_layer(tiny_scene, tmp_pa
     assert gaussians.tensors["mask"].grad is None      # the gate is detached: only the mask loss labels
 
 
+def test_one_deformation_shared_by_the_steps_renders_gives_the_gradients_of_separate_renders(tiny_scene, tmp_path):
+    from gaussian_renderer import render
+    from scene.decomposition import motion_gate
+    gaussians, camera, opt, pipe, hands = layered_setup(tiny_scene, tmp_path)
+    gate = motion_gate(gaussians.get_mask, opt.gate_low, opt.gate_high).detach()
+    torch.manual_seed(0)
+    n = gaussians.get_xyz.shape[0]
+    offsets = (0.01 * torch.randn(n, 3), 0.01 * torch.randn(n, 4), 0.001 * torch.randn(n, 3))
+    black = torch.zeros(3)
+
+    def gradients(total):
+        for t in gaussians.tensors.values():
+            t.grad = None
+        total.backward()
+        return {name: t.grad.clone() for name, t in gaussians.tensors.items() if t.grad is not None}
+
+    shared = deform_gaussians(gaussians, *offsets)
+    image = train.render_deformed(camera, shared, pipe, black)["render"]
+    layers = train.layer_losses(camera, shared, pipe, gate, opt)
+    a = gradients(image.sum() + sum(layers.values()))
+    separate_image = render(camera, gaussians, pipe, black, *offsets)["render"]
+    hands_render = render(camera, gaussians, pipe, black, *offsets, gaussian_subset=gate > 0, opacity_weight=gate)
+    static_render = render(camera, gaussians, pipe, black, *offsets, opacity_weight=1.0 - gate)
+    mask, gt = camera.mask, camera.original_image
+    b = gradients(separate_image.sum() + (hands_render["alpha"] - mask).abs().mean()
+                  + (mask * (hands_render["render"] - gt).abs()).mean()
+                  + ((1.0 - mask) * (static_render["render"] - gt).abs()).mean())
+    assert a.keys() == b.keys() and {"xyz", "opacity", "scaling", "rotation"} <= a.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-7), name
+
+
 def test_default_recipe_learns_the_hand_feature_before_the_mask_phase(tiny_scene, tmp_path):
     model = str(tmp_path / "early")
     run(tiny_scene, model, "--checkpoint_iterations", "7", "--mask_lr", "0.05")
