@@ -439,6 +439,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             path = os.path.join(dataset.model_path, f"chkpnt{iteration}.pth")
             save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng, run_config(run)))
             progress.close()
+            write_summary(dataset.model_path, state, gaussians, opt, pipe, meter)   # the speed so far
             raise TrainingInterrupted(iteration, path)
 
     progress.close()
@@ -446,20 +447,28 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         viewer.close()
     if writer is not None:
         writer.close()
+    summary = write_summary(dataset.model_path, state, gaussians, opt, pipe, meter)
+    if summary["iterations_per_second"]:
+        print(f"{sum(p['steps'] for p in summary['phases'].values())} training steps at "
+              f"{summary['iterations_per_second']:.1f} it/s (steps alone: no tests, saving or start-up).")
+    if state.best_iteration:
+        print(f"Best test PSNR {state.best_psnr:.2f} at iteration {state.best_iteration}.")
+    return summary
+
+
+def write_summary(model_path: str, state: RunState, gaussians, opt, pipe, meter: PhaseSpeedMeter) -> Dict:
+    """train_summary.json: test PSNRs, the Gaussian count and the speed per phase, at the end of
+    a run or when it is interrupted (``last_iteration`` says how far it got)."""
     phases = meter.summary()
     steps_run = sum(p["steps"] for p in phases.values())
     step_seconds = sum(p["seconds"] for p in phases.values())
     summary = {"best_test_psnr": state.best_psnr, "best_iteration": state.best_iteration,
                "test_psnr": dict(state.test_psnr),
                "num_gaussians": int(gaussians.get_xyz.shape[0]), "iterations": opt.iterations,
+               "last_iteration": state.iteration,
                "iterations_per_second": steps_run / step_seconds if step_seconds > 0 else None,
                "phases": phases, "speed_baseline": bool(pipe.speed_baseline)}
-    write_json_atomic(os.path.join(dataset.model_path, "train_summary.json"), summary)
-    if steps_run:
-        print(f"{steps_run} training steps at {summary['iterations_per_second']:.1f} it/s "
-              f"(steps alone: no tests, saving or start-up).")
-    if state.best_iteration:
-        print(f"Best test PSNR {state.best_psnr:.2f} at iteration {state.best_iteration}.")
+    write_json_atomic(os.path.join(model_path, "train_summary.json"), summary)
     return summary
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from benchmarks.common import parse_named, split_common_flags
-from benchmarks.training_speed import add_ratios, deformation_speed
+from benchmarks.training_speed import add_ratios, deformation_speed, stop_gently, summary_line
 
 
 def phases(warm, deform):
@@ -36,3 +36,30 @@ def test_flags_after_a_lone_double_dash_go_to_train_py_and_names_need_a_value():
     assert parse_named("default=", "--recipe") == ("default", "")
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         parse_named("glass", "--scene")
+
+
+def test_a_run_stopped_in_its_warm_up_gets_no_deformation_ratio_and_prints_dashes():
+    rows = [{"scene": "a", "variant": "baseline", "phases": phases(100, 20), "deformation_it_per_s": 20.0,
+             "test_psnr": 25.0, "peak_memory_mb": 20.0, "gaussians": 10},
+            {"scene": "a", "variant": "default", "deformation_it_per_s": None, "test_psnr": None,
+             "phases": {"warm-up": {"steps": 50, "seconds": 0.5, "it_per_s": 100.0, "peak_memory_mb": 5.0}},
+             "peak_memory_mb": 5.0, "gaussians": 10, "stopped": "after the 5 s limit, at iteration 50"}]
+    add_ratios(rows, baseline="baseline")
+    assert rows[1]["speedup_deformation"] is None and rows[1]["speedup_per_phase"] == {"warm-up": 1.0}
+    line = summary_line(rows[1])
+    assert "- it/s with deformation" in line and "test PSNR -" in line and "stopped after the 5 s limit" in line
+
+
+def test_stop_gently_asks_with_ctrl_c_before_killing():
+    import subprocess
+    import sys
+    child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                              "signal.signal(signal.SIGINT, lambda *a: sys.exit(7))\n"
+                              "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    assert stop_gently(child, grace=30) == 7          # its own Ctrl-C handler ran: not killed
+    deaf = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
+                             "signal.signal(signal.SIGINT, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+                             "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert deaf.stdout.readline().strip() == "ready"
+    assert stop_gently(deaf, grace=0.5) == -9         # ignored Ctrl-C: killed after the grace period

@@ -1,4 +1,5 @@
 """End-to-end training on a tiny synthetic egocentric scene (CPU, reference rasterizer)."""
+import json
 import os
 
 import pytest
@@ -309,6 +310,9 @@ def test_interrupt_saves_a_checkpoint_and_the_checkpoint_alone_resumes_the_run(t
     err = capsys.readouterr().err
     checkpoint = os.path.join(model, "chkpnt6.pth")
     assert "Traceback" not in err and f"python train.py --start_checkpoint {checkpoint}" in err
+    with open(os.path.join(model, "train_summary.json")) as f:   # the speed so far, for benchmarks
+        partial = json.load(f)
+    assert partial["last_iteration"] == 6 and sum(p["steps"] for p in partial["phases"].values()) == 6
     monkeypatch.setattr(train, "pick_camera", real_pick)
     train.main(["--start_checkpoint", checkpoint])          # nothing else: the checkpoint knows the run
     assert "Resuming with the configuration saved in" in capsys.readouterr().out
