@@ -106,8 +106,7 @@ def load_model(args: Namespace, model_params, device: torch.device):
         deform.load_weights(dataset.model_path, scene.loaded_iter)
     except RuntimeError as err:  # truncated file or another architecture: the message says what to do
         raise RenderError(str(err)) from err
-    if getattr(dataset, "time_outside", "clamp") == "clamp":
-        deform.clamp_time_to(scene.getTrainCameras())
+    deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())
     for notice in deform.notices:
         print(notice)
     return dataset, scene, gaussians, deform

@@ -325,8 +325,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies, precision=precision, device=device,
                          init=dataset.deform_init)
-    if dataset.time_outside == "clamp":   # test views before the first training frame (evaluate)
-        deform.clamp_time_to(scene.getTrainCameras())
+    deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())   # evaluate's test views
     fused_adam = device.type == "cuda" and not pipe.speed_baseline  # one kernel per group, not ~10
     gaussians.training_setup(opt, fused=fused_adam)
     deform.train_setting(opt, fused=fused_adam)

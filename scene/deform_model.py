@@ -20,6 +20,7 @@ from utils.atomic import write_atomically
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 INITS = ("zero", "pytorch")
+TIME_OUTSIDE = ("clamp", "extrapolate")
 WEIGHTS_DIR = "deform"
 WEIGHTS_FILE = "deform.pth"
 
@@ -45,7 +46,7 @@ class DeformModel:
         self.precision = self._usable_precision(precision)
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.trainable = True
-        self.time_range: Optional[Tuple[float, float]] = None   # clamp_time_to: no extrapolation in time
+        self.time_range: Optional[Tuple[float, float]] = None   # set_time_outside: no extrapolation in time
         self.last_rows = 0   # Gaussians the network ran on in the last offsets() call (its cost)
 
     # ---- forward -------------------------------------------------------------------------
@@ -88,14 +89,18 @@ class DeformModel:
         return _scatter_rows(d_xyz, moving, n, identity=self.is_6dof), \
             _scatter_rows(d_rotation, moving, n), _scatter_rows(d_scaling, moving, n)
 
-    def clamp_time_to(self, cameras) -> None:
-        """Times outside the cameras' [first, last] time are moved to the nearest end before the
-        network sees them (``--time_outside clamp``). The network never learned those times: with
-        its high time frequencies, a frame held out before the first training frame (llffhold
-        holds out frame 0) got a guessed pose, sometimes far off; the nearest trained pose is off by
-        at most one frame's motion. Training times are inside the range, so training is unchanged."""
+    def set_time_outside(self, policy: str, cameras) -> None:
+        """What the network sees for a time outside the cameras' [first, last] time (--time_outside).
+
+        "clamp": the nearest end. The network never learned those times: with its high time
+        frequencies, a frame held out before the first training frame (llffhold holds out frame 0)
+        got a guessed pose, sometimes far off; the nearest trained pose is off by at most one
+        frame's motion. Training times are inside the range, so training is unchanged.
+        "extrapolate": the time itself (upstream)."""
+        if policy not in TIME_OUTSIDE:
+            raise ValueError(f"--time_outside must be one of {', '.join(TIME_OUTSIDE)}, got {policy!r}")
         times = [float(camera.fid) for camera in cameras]
-        self.time_range = (min(times), max(times)) if times else None
+        self.time_range = (min(times), max(times)) if policy == "clamp" and times else None
 
     def precision_context(self):
         """The numeric mode of the network. bf16 autocast is recorded in the graph, so its backward

@@ -367,17 +367,22 @@ def test_time_noise_is_one_draw_for_every_gaussian():
     assert torch.allclose(noisy, model.step(xyz, torch.full((8, 1), 0.4) + shift)[0])
 
 
-def test_clamp_time_to_holds_the_nearest_trained_time_outside_the_cameras_range():
+def test_time_outside_clamp_holds_the_nearest_trained_time_and_extrapolate_does_not():
     torch.manual_seed(0)
     model = DeformModel(**SMALL)
     xyz = torch.randn(16, 3)
     before = [model.offsets(xyz, t)[0] for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
     assert not torch.allclose(before[0], before[1])     # the network does move with time
-    model.clamp_time_to([SimpleNamespace(fid=torch.tensor(t)) for t in (0.5, 0.25, 0.75)])
+    cameras = [SimpleNamespace(fid=torch.tensor(t)) for t in (0.5, 0.25, 0.75)]
+    model.set_time_outside("clamp", cameras)
     assert model.time_range == (0.25, 0.75)
     after = [model.offsets(xyz, t)[0] for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
     assert torch.equal(after[0], before[1]) and torch.equal(after[4], before[3])   # held at the ends
     for inside in (1, 2, 3):
         assert torch.equal(after[inside], before[inside])                          # inside: unchanged
-    model.clamp_time_to([])
+    model.set_time_outside("extrapolate", cameras)
     assert model.time_range is None and torch.equal(model.offsets(xyz, 0.0)[0], before[0])
+    model.set_time_outside("clamp", [])
+    assert model.time_range is None
+    with pytest.raises(ValueError, match="--time_outside"):
+        model.set_time_outside("hold", cameras)
