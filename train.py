@@ -326,9 +326,8 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
                          time_frequencies=dataset.time_frequencies, precision=precision, device=device,
                          init=dataset.deform_init)
     deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())   # evaluate's test views
-    fused_adam = device.type == "cuda" and not pipe.speed_baseline  # one kernel per group, not ~10
-    gaussians.training_setup(opt, fused=fused_adam)
-    deform.train_setting(opt, fused=fused_adam)
+    gaussians.training_setup(opt)
+    deform.train_setting(opt)
     strategy = DensificationStrategy.from_options(opt, dataset.white_background)
     strategy.reset(gaussians.get_xyz.shape[0], device)
     schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth,

@@ -123,13 +123,12 @@ class DeformModel:
         return precision
 
     # ---- optimization --------------------------------------------------------------------
-    def train_setting(self, training_args, fused: bool = False) -> None:
+    def train_setting(self, training_args) -> None:
         """Adam from an OptimizationParams group, at the schedule's first learning rate
-        (TrainingSchedule.deform_lr; fused: torch's single-kernel Adam, for CUDA)."""
+        (TrainingSchedule.deform_lr)."""
         lr_init = training_args.position_lr_init * DEFORM_LR_SCALE
         self.optimizer = torch.optim.Adam(
-            [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}], lr=0.0, eps=1e-15,
-            fused=fused or None)
+            [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}], lr=0.0, eps=1e-15)
 
     def set_learning_rate(self, lr: float) -> None:
         """The network's learning rate for the next step (TrainingSchedule.deform_lr decays it)."""

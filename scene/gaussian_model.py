@@ -128,9 +128,8 @@ class GaussianModel:
         print(f"Number of points at initialisation: {n}")
 
     # --- optimizer ------------------------------------------------------------------------
-    def training_setup(self, opt, fused: bool = False) -> None:
-        """Adam with one group per tensor, at the flags' initial learning rates.
-        fused: torch's one-kernel-per-group Adam (CUDA), the same update in far fewer launches."""
+    def training_setup(self, opt) -> None:
+        """Adam with one group per tensor, at the flags' initial learning rates."""
         if self.spatial_lr_scale is None:
             raise ValueError("training_setup: spatial_lr_scale is unknown; create the model with "
                              "create_from_pcd, or pass spatial_lr_scale to load_ply / load_state_dict.")
@@ -146,7 +145,7 @@ class GaussianModel:
         }
         groups = [{"params": [self.tensors[name]], "lr": learning_rates[name], "name": name}
                   for name in TENSOR_NAMES]
-        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS, fused=fused or None)
+        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS)
 
     def set_position_lr(self, lr: float) -> None:
         """The positions' learning rate for the next step (TrainingSchedule.position_lr decays it)."""
