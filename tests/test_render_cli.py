@@ -193,6 +193,30 @@ def test_deformed_model_without_hand_features(tiny_scene, tmp_path, capsys):
         assert read_image(str(out / "hands_mask" / f"{name}.png")).max() == 0.0
 
 
+def test_times_outside_the_training_frames_are_held_at_the_ends_unless_extrapolate(tiny_scene, tmp_path):
+    """4 frames, llffhold 3: training frames 1 and 2 (t = 1/3, 2/3), test frames 0 and 3 (t = 0, 1).
+    fix/ renders one training camera at each frame time of its split: with the clamp the test
+    split's t = 0 and t = 1 look like the training split's t = 1/3 and t = 2/3."""
+    build_model(tiny_scene, tmp_path / "m", warm_up=0, mask_dimension=0)   # random deformation, all move
+
+    def fix_frames(policy):
+        argv = ["-m", str(tmp_path / "m"), "--quiet", "--no_video", "--fix_view", "0"]
+        assert render_cli.main(argv + ([] if policy is None else ["--time_outside", policy])) == 0
+        frames = {}
+        for split in ("train", "test"):
+            out = tmp_path / "m" / split / f"ours_{ITERATION}" / "fix"
+            frames[split] = [read_rgb(str(out / f"{n}.png")) for n in names_in(out)]
+        return frames
+
+    held = fix_frames(None)                 # the default, clamp
+    assert len(held["train"]) == len(held["test"]) == 2
+    assert not np.array_equal(held["train"][0], held["train"][1])          # the deformation moves things
+    assert np.array_equal(held["test"][0], held["train"][0]) and np.array_equal(held["test"][1], held["train"][1])
+    free = fix_frames("extrapolate")
+    assert np.array_equal(free["train"][0], held["train"][0])              # inside the range: unchanged
+    assert not np.array_equal(free["test"][0], held["test"][0])            # t = 0 itself
+
+
 def test_a_model_with_its_own_time_encoding_renders_from_its_saved_config(tiny_scene, tmp_path):
     build_model(tiny_scene, tmp_path / "tf", warm_up=0, time_frequencies=3)   # weights fit 3 frequencies only
     assert render_cli.main(["-m", str(tmp_path / "tf"), "--skip_test", "--quiet", "--no_video"]) == 0
