@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 import torch
 
 from arguments import ModelParams, PipelineParams, get_combined_args
-from gaussian_renderer import background_color, render
+from gaussian_renderer import DeformedGaussians, background_color, deform_gaussians, render_deformed
 from gaussian_renderer.backend import get_rasterizer
 from scene import Scene
 from scene.readers.dataset_types import DatasetError
@@ -138,15 +138,15 @@ class ViewRenderer:
         self.background, self.is_6dof, self.deform_on = background, is_6dof, deform_on
         self.gate = gate  # [N] share of the motion per Gaussian (--deform_gate), None: all move
 
-    def deformation(self, fid: torch.Tensor):
-        """Offsets at time fid (0-d tensor); plain zeros when the snapshot predates warm-up."""
-        if not self.deform_on:
-            return 0.0, 0.0, 0.0
-        return self.deform.offsets(self.gaussians.get_xyz, fid, gate=self.gate)
+    def deformation(self, fid: torch.Tensor) -> DeformedGaussians:
+        """The Gaussians at time fid (0-d tensor), once for every render of that time; undeformed
+        when the snapshot predates warm-up."""
+        offsets = self.deform.offsets(self.gaussians.get_xyz, fid, gate=self.gate) if self.deform_on \
+            else (0.0, 0.0, 0.0)
+        return deform_gaussians(self.gaussians, *offsets, is_6dof=self.is_6dof)
 
-    def __call__(self, camera, offsets, subset: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        return render(camera, self.gaussians, self.pipe, self.background, *offsets,
-                      is_6dof=self.is_6dof, gaussian_subset=subset)
+    def __call__(self, camera, deformed: DeformedGaussians, subset: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        return render_deformed(camera, deformed, self.pipe, self.background, gaussian_subset=subset)
 
     def backend_name(self) -> str:
         module = get_rasterizer(getattr(self.pipe, "rasterizer", "auto"), self.gaussians.get_xyz.device)
@@ -180,16 +180,16 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def view_outputs(camera, fix_cam, offsets, full: Dict, renderer: ViewRenderer, split_info: Decomposition,
-                 kernel: int) -> Dict[str, torch.Tensor]:
+def view_outputs(camera, fix_cam, deformed: DeformedGaussians, full: Dict, renderer: ViewRenderer,
+                 split_info: Decomposition, kernel: int) -> Dict[str, torch.Tensor]:
     """Every image of one view, by output folder. full: the render of all Gaussians at this view."""
     image = full["render"].clamp(0.0, 1.0)
     hand_map = hand_map_image(full["hand_map"], image)
     hand_pixels = segment_hand_map(hand_map, kernel)
-    fixed = renderer(fix_cam.to(camera.data_device), offsets)  # the fixed camera at this view's time
+    fixed = renderer(fix_cam.to(camera.data_device), deformed)  # the fixed camera at this view's time
     fix_image = fixed["render"].clamp(0.0, 1.0)
-    static = renderer(camera, offsets, split_info.static)["render"].clamp(0.0, 1.0)
-    hands = renderer(camera, offsets, split_info.hands)
+    static = renderer(camera, deformed, split_info.static)["render"].clamp(0.0, 1.0)
+    hands = renderer(camera, deformed, split_info.hands)
     hands_image = hands["render"].clamp(0.0, 1.0)
     gt = camera.original_image[:3]
     outputs = {
@@ -219,9 +219,9 @@ def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, spl
         for index, camera in enumerate(cameras):
             home = camera.data_device
             camera.to(device)  # cameras kept on the CPU (--data_device cpu) render next to the Gaussians
-            offsets = renderer.deformation(camera.fid)
-            full = renderer(camera, offsets)
-            outputs = view_outputs(camera, fix_cam, offsets, full, renderer, split_info, args.mask_kernel)
+            deformed = renderer.deformation(camera.fid)
+            full = renderer(camera, deformed)
+            outputs = view_outputs(camera, fix_cam, deformed, full, renderer, split_info, args.mask_kernel)
             for folder, picture in outputs.items():
                 write_image(os.path.join(out_dir, folder, f"{camera.image_name}.png"), picture)
             camera.to(home)
