@@ -121,14 +121,22 @@ def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, gat
     return deform.offsets(gaussians.get_xyz, camera.fid, noise_std, gate, every_row=every_row)
 
 
-def gate_without_labels(opt, run: Namespace, scene: Scene, gaussians: GaussianModel) -> List[str]:
-    """--deform_gate hand needs hand labels: without masks (or without a hand feature) every
-    Gaussian would stay static, so the gate is switched off for this run (and in its saved
-    config, which render.py reads). Returns the notice, if any."""
-    if getattr(opt, "deform_gate", "none") != "hand" or (scene.has_masks and gaussians.mask_dimension > 0):
+def recipe_without_masks(dataset, opt, run: Namespace, scene: Scene, gaussians: GaussianModel) -> List[str]:
+    """Without hand masks (or without a hand feature) there are no hands to decompose: train as
+    Deformable-3DGS does. --deform_gate hand would leave every Gaussian static, so the gate is
+    switched off; the recipe's time encoding (made for short hand clips) goes back to upstream's
+    unless it was given explicitly. For this run and in its saved config, which render.py reads.
+    Returns the notices."""
+    if scene.has_masks and gaussians.mask_dimension > 0:
         return []
-    opt.deform_gate = run.deform_gate = "none"
-    return ["No hand masks to label the hands: every Gaussian deforms (--deform_gate none for this run)."]
+    notices = []
+    if getattr(opt, "deform_gate", "none") == "hand":
+        opt.deform_gate = run.deform_gate = "none"
+        notices.append("No hand masks to label the hands: every Gaussian deforms (--deform_gate none for this run).")
+    if "time_frequencies" in getattr(run, "recipe_set", ()) and dataset.time_frequencies != -1:
+        dataset.time_frequencies = run.time_frequencies = -1
+        notices.append("No hand masks: the time encoding is upstream's (--time_frequencies -1 for this run).")
+    return notices
 
 
 def layer_losses(camera, gaussians: DeformedGaussians, pipe, gate: torch.Tensor, opt) -> Dict[str, torch.Tensor]:
@@ -321,6 +329,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     torch.use_deterministic_algorithms(device.type == "cpu" or run.deterministic, warn_only=True)
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension)
     scene = Scene(dataset, gaussians)
+    recipe_notices = recipe_without_masks(dataset, opt, run, scene, gaussians)   # before the network is built
     precision = "fp32" if pipe.speed_baseline else pipe.deform_precision
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies, precision=precision, device=device,
@@ -332,7 +341,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     strategy.reset(gaussians.get_xyz.shape[0], device)
     schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth,
                                 is_blender=dataset.is_blender)
-    for notice in schedule.notices + deform.notices + gate_without_labels(opt, run, scene, gaussians):
+    for notice in schedule.notices + deform.notices + recipe_notices:
         print_once(notice)
 
     rng = random.Random(run.seed)

@@ -49,7 +49,7 @@ class ParamGroup:
 
 class ModelParams(ParamGroup):
     choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"],
-               "deform_init": ["zero", "pytorch"], "time_outside": ["clamp", "extrapolate"]}
+               "deform_init": ["zero", "pytorch"], "time_outside": ["linear", "clamp", "extrapolate"]}
     help = {
         "sh_degree": "highest spherical-harmonics degree of the colours",
         "source_path": "scene folder (COLMAP/EgoMask, Blender or Nerfies layout)",
@@ -72,8 +72,9 @@ class ModelParams(ParamGroup):
         "deform_width": "width of the deformation MLP",
         "time_frequencies": "frequencies of the time encoding (-1: upstream's 10, or 6 with --is_blender)",
         "deform_init": "zero: the deformation starts as the identity; pytorch: upstream's random init",
-        "time_outside": "times before the first or after the last training frame: clamp renders them at that "
-                        "frame's time; extrapolate asks the deformation network (upstream)",
+        "time_outside": "times before the first or after the last training frame: linear continues the motion at "
+                        "its speed at that end (for up to one frame spacing, then holds); clamp renders them at "
+                        "that frame's time; extrapolate asks the deformation network (upstream)",
     }
 
     def __init__(self, parser, sentinel=False):
@@ -214,21 +215,26 @@ class OptimizationParams(ParamGroup):
         super().__init__(parser, "Optimization Parameters")
 
 
-# Named sets of defaults (--recipe); flags written on the command line still win. "paper" is
-# EgoMask's own recipe: every Gaussian deforms, the hand feature learns only in the mask phase, and
-# the deformation network starts at PyTorch's init (README, "Hands decomposition").
+# Named sets of defaults (--recipe); flags written on the command line still win. "default" is our
+# hands decomposition: 4 time frequencies, so that held-out frames interpolate between training
+# frames (train.py goes back to upstream's count on scenes without hand masks). "paper" is EgoMask's
+# own recipe: every Gaussian deforms, the hand feature learns only in the mask phase, upstream's time
+# encoding, and the deformation network starts at PyTorch's init (README, "Hands decomposition").
 RECIPES = {
-    "default": {},
+    "default": {"time_frequencies": 4},
     "paper": {"deform_gate": "none", "early_mask_weight": 0.0, "hands_layer_weight": 0.0,
-              "static_layer_weight": 0.0, "deform_init": "pytorch", "time_outside": "extrapolate"},
+              "static_layer_weight": 0.0, "deform_init": "pytorch", "time_outside": "extrapolate",
+              "time_frequencies": -1},
 }
 
 
 def apply_recipe(args: Namespace, explicit: dict) -> None:
-    """Set the --recipe's values on args, except flags given explicitly (explicit_arguments)."""
-    for key, value in RECIPES[args.recipe].items():
-        if key not in explicit:
-            setattr(args, key, value)
+    """Set the --recipe's values on args, except flags given explicitly (explicit_arguments).
+    args.recipe_set names the flags the recipe decided (train.py may undo them for a scene they
+    do not suit)."""
+    args.recipe_set = sorted(key for key in RECIPES[args.recipe] if key not in explicit)
+    for key in args.recipe_set:
+        setattr(args, key, RECIPES[args.recipe][key])
 
 
 def add_run_arguments(parser: ArgumentParser) -> None:

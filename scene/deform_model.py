@@ -20,7 +20,7 @@ from utils.atomic import write_atomically
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 INITS = ("zero", "pytorch")
-TIME_OUTSIDE = ("clamp", "extrapolate")
+TIME_OUTSIDE = ("linear", "clamp", "extrapolate")
 WEIGHTS_DIR = "deform"
 WEIGHTS_FILE = "deform.pth"
 
@@ -47,6 +47,7 @@ class DeformModel:
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.trainable = True
         self.time_range: Optional[Tuple[float, float]] = None   # set_time_outside: no extrapolation in time
+        self.time_slopes: Optional[Tuple[float, float]] = None  # ... and the trained times next to the ends
         self.last_rows = 0   # Gaussians the network ran on in the last offsets() call (its cost)
 
     # ---- forward -------------------------------------------------------------------------
@@ -71,6 +72,18 @@ class DeformModel:
         is > 0; the others get exactly no offset (the identity transform with is_6dof). every_row
         runs it on all rows and scales by the gate (the same offsets, slower: the speed baseline)."""
         xyz = xyz.detach()
+        outside = self._outside_end(fid)
+        if outside is not None:   # --time_outside linear: first-order continuation past the end
+            end, inner, share = outside
+            at_end = self._offsets_at(xyz, end, 0.0, gate, every_row)
+            rows = self.last_rows
+            at_inner = self._offsets_at(xyz, inner, 0.0, gate, every_row)
+            self.last_rows += rows
+            return tuple(a + share * (a - b) for a, b in zip(at_end, at_inner))
+        return self._offsets_at(xyz, fid, noise_std, gate, every_row)
+
+    def _offsets_at(self, xyz, fid, noise_std, gate, every_row):
+        """offsets() at one time, the range clamp applied (the network's one evaluation)."""
         n = xyz.shape[0]
         t = torch.as_tensor(fid, dtype=xyz.dtype).to(xyz.device).reshape(1, 1)
         if self.time_range is not None:
@@ -89,18 +102,39 @@ class DeformModel:
         return _scatter_rows(d_xyz, moving, n, identity=self.is_6dof), \
             _scatter_rows(d_rotation, moving, n), _scatter_rows(d_scaling, moving, n)
 
+    def _outside_end(self, fid) -> Optional[Tuple[float, float, float]]:
+        """Under --time_outside linear, for a time before the first (after the last) trained time:
+        (that end, the trained time next to it, how far past the end in units of their spacing,
+        at most 1); None inside the range or under the other policies. Reads the time on the host:
+        one tiny copy, only while this policy is set."""
+        if self.time_slopes is None:
+            return None
+        t = float(fid)
+        first, last = self.time_range
+        for end, inner, past in ((first, self.time_slopes[0], first - t), (last, self.time_slopes[1], t - last)):
+            if past > 0.0:
+                return end, inner, min(past / abs(end - inner), 1.0)
+        return None
+
     def set_time_outside(self, policy: str, cameras) -> None:
         """What the network sees for a time outside the cameras' [first, last] time (--time_outside).
 
-        "clamp": the nearest end. The network never learned those times: with its high time
-        frequencies, a frame held out before the first training frame (llffhold holds out frame 0)
-        got a guessed pose, sometimes far off; the nearest trained pose is off by at most one
-        frame's motion. Training times are inside the range, so training is unchanged.
-        "extrapolate": the time itself (upstream)."""
+        The network never learned those times: with its high time frequencies, a frame held out
+        before the first training frame (llffhold holds out frame 0) got a guessed pose, sometimes
+        far off.
+        "linear": the motion continues at its speed at the end, measured between the end and the
+        trained time next to it: offsets(end) + s (offsets(end) - offsets(next)), s the distance
+        past the end in units of that spacing, at most 1 (beyond one frame spacing the pose is
+        held, so a far-off time cannot fly away). Two network evaluations for such a time. With a
+        single trained time it is "clamp".
+        "clamp": the nearest end's pose, off by at most one frame's motion.
+        "extrapolate": the time itself (upstream).
+        Training times are inside the range, so training is the same under every policy."""
         if policy not in TIME_OUTSIDE:
             raise ValueError(f"--time_outside must be one of {', '.join(TIME_OUTSIDE)}, got {policy!r}")
-        times = [float(camera.fid) for camera in cameras]
-        self.time_range = (min(times), max(times)) if policy == "clamp" and times else None
+        times = sorted({float(camera.fid) for camera in cameras})
+        self.time_range = (times[0], times[-1]) if policy != "extrapolate" and times else None
+        self.time_slopes = (times[1], times[-2]) if policy == "linear" and len(times) > 1 else None
 
     def precision_context(self):
         """The numeric mode of the network. bf16 autocast is recorded in the graph, so its backward

@@ -135,11 +135,13 @@ def resolved(argv):
 def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
     ours = resolved(["-s", "scene"])
     assert (ours.deform_gate, ours.deform_init, ours.time_outside) == ("hand", "zero", "clamp")
+    assert ours.time_frequencies == 4 and ours.recipe_set == ["time_frequencies"]
     assert ours.early_mask_weight > 0 and ours.hands_layer_weight > 0 and ours.static_layer_weight > 0
     paper = resolved(["-s", "scene", "--recipe", "paper"])
     assert (paper.deform_gate, paper.deform_init, paper.early_mask_weight) == ("none", "pytorch", 0.0)
     assert paper.hands_layer_weight == 0.0 and paper.static_layer_weight == 0.0
-    assert paper.time_outside == "extrapolate"
+    assert paper.time_outside == "extrapolate" and paper.time_frequencies == -1   # upstream's encoding
+    assert resolved(["-s", "scene", "--time_frequencies", "6"]).time_frequencies == 6
     mixed = resolved(["-s", "scene", "--recipe", "paper", "--deform_init", "zero", "--early_mask_weight", "0.3"])
     assert (mixed.deform_gate, mixed.deform_init, mixed.early_mask_weight) == ("none", "zero", 0.3)
 
@@ -374,12 +376,25 @@ def test_without_masks_every_gaussian_deforms_and_the_config_says_so(tiny_scene,
     import json
     model = str(tmp_path / "no_masks")
     run(tiny_scene, model, "--no_masks")
-    assert "every Gaussian deforms (--deform_gate none for this run)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "every Gaussian deforms (--deform_gate none for this run)" in out
+    assert "the time encoding is upstream's (--time_frequencies -1 for this run)" in out
     saved = json.loads(open(os.path.join(model, "cfg_args.json")).read())
     assert saved["deform_gate"] == "none"     # render.py deforms every Gaussian too
+    assert saved["time_frequencies"] == -1    # ... with the network's own time encoding
     deform = saved_deformation(model)
     # the zero-initialised motion head learned: the network ran on the Gaussians (a closed gate never runs it)
     assert any(p.abs().sum() > 0 for name, p in deform.items() if name.startswith("gaussian_warp"))
+
+
+def test_an_explicit_time_encoding_stays_without_masks_and_the_recipe_value_applies_with_them(tiny_scene, tmp_path, capsys):
+    import json
+    explicit, masked = str(tmp_path / "explicit"), str(tmp_path / "masked")
+    run(tiny_scene, explicit, "--no_masks", "--time_frequencies", "3")
+    run(tiny_scene, masked)
+    assert "time encoding is upstream's" not in capsys.readouterr().out
+    assert json.loads(open(os.path.join(explicit, "cfg_args.json")).read())["time_frequencies"] == 3
+    assert json.loads(open(os.path.join(masked, "cfg_args.json")).read())["time_frequencies"] == 4
 
 
 def saved_deformation(model):

@@ -386,3 +386,34 @@ def test_time_outside_clamp_holds_the_nearest_trained_time_and_extrapolate_does_
     assert model.time_range is None
     with pytest.raises(ValueError, match="--time_outside"):
         model.set_time_outside("hold", cameras)
+
+
+def test_time_outside_linear_continues_the_end_motion_for_one_frame_spacing_then_holds():
+    """Trained times 0.25, 0.5, 0.75 (spacing 0.25): t = 0.125 is half a spacing before the first,
+    so it gets d(0.25) + 0.5 (d(0.25) - d(0.5)); t = 0 and any earlier time get the full spacing;
+    the last end the same way; inside the range the network's own answer. With a gate the same
+    holds for the moving rows, and static rows stay exactly at zero."""
+    torch.manual_seed(0)
+    model = DeformModel(**SMALL)
+    xyz = torch.randn(16, 3)
+    gate = torch.tensor([0.0, 1.0, 0.5, 0.0] * 4)
+    at = {t: [model.offsets(xyz, t, gate=gate)] + [model.offsets(xyz, t)] for t in (0.25, 0.5, 0.75, 0.6)}
+    model.set_time_outside("linear", [SimpleNamespace(fid=torch.tensor(t)) for t in (0.5, 0.25, 0.75)])
+    assert model.time_range == (0.25, 0.75) and model.time_slopes == (0.5, 0.5)
+
+    def expected(end, inner, share, which):
+        return [a + share * (a - b) for a, b in zip(at[end][which], at[inner][which])]
+
+    for t, end, share in ((0.125, 0.25, 0.5), (0.0, 0.25, 1.0), (-3.0, 0.25, 1.0), (0.875, 0.75, 0.5), (1.0, 0.75, 1.0)):
+        for which, kwargs in ((0, {"gate": gate}), (1, {})):
+            got = model.offsets(xyz, torch.tensor(t), **kwargs)
+            for g, e in zip(got, expected(end, 0.5, share, which)):
+                assert torch.allclose(g, e, atol=1e-6), (t, which)
+    got = model.offsets(xyz, 0.0, gate=gate)
+    assert model.last_rows == 2 * int((gate > 0).sum())                     # two evaluations, moving rows only
+    assert all(torch.equal(o[gate == 0], torch.zeros_like(o[gate == 0])) for o in got)
+    assert not torch.allclose(got[0], at[0.25][0][0])                       # it does move past the end
+    inside = model.offsets(xyz, 0.6)
+    assert all(torch.equal(a, b) for a, b in zip(inside, at[0.6][1]))      # inside: unchanged
+    model.set_time_outside("linear", [SimpleNamespace(fid=torch.tensor(0.5))])
+    assert model.time_slopes is None and torch.equal(model.offsets(xyz, 0.0)[0], at[0.5][1][0])   # one time: held
