@@ -149,49 +149,47 @@ class _BinaryReader:
 
 
 def read_cameras_binary(path: str) -> Cameras:
-    reader = _BinaryReader(path)
-    cameras = {}
-    (count,) = reader.unpack("Q")
-    for _ in range(count):
+    def camera(reader: _BinaryReader) -> Tuple[int, ColmapCamera]:
         camera_id, model_id, width, height = reader.unpack("iiQQ")
         if model_id not in CAMERA_MODEL_NAMES:
             raise DatasetError(f"{path} is corrupt: unknown camera model id {model_id} for camera {camera_id} "
                                f"(known ids 0-{len(CAMERA_MODELS) - 1}).")
         model = CAMERA_MODEL_NAMES[model_id]
         params = np.array(reader.unpack("d" * CAMERA_MODELS[model][1]))
-        cameras[camera_id] = ColmapCamera(camera_id, model, int(width), int(height), params)
-    reader.finish()
-    return cameras
+        return camera_id, ColmapCamera(camera_id, model, int(width), int(height), params)
+    return _read_binary_records(path, camera)
 
 
 def read_images_binary(path: str) -> Images:
-    reader = _BinaryReader(path)
-    images = {}
-    (count,) = reader.unpack("Q")
-    for _ in range(count):
+    def image(reader: _BinaryReader) -> Tuple[int, ColmapImage]:
         image_id, qw, qx, qy, qz, tx, ty, tz, camera_id = reader.unpack("idddddddi")
         name = reader.c_string()
         (num_points2D,) = reader.unpack("Q")
         points = reader.array(_POINT2D_DTYPE, num_points2D)
         xys = np.stack([points["x"], points["y"]], axis=1).astype(np.float64)
-        images[image_id] = ColmapImage(image_id, np.array([qw, qx, qy, qz]), np.array([tx, ty, tz]),
-                                       camera_id, name, xys, points["id"].astype(np.int64))
-    reader.finish()
-    return images
+        return image_id, ColmapImage(image_id, np.array([qw, qx, qy, qz]), np.array([tx, ty, tz]),
+                                     camera_id, name, xys, points["id"].astype(np.int64))
+    return _read_binary_records(path, image)
 
 
 def read_points3D_binary(path: str) -> Points3D:
-    reader = _BinaryReader(path)
-    points = {}
-    (count,) = reader.unpack("Q")
-    for _ in range(count):
+    def point(reader: _BinaryReader) -> Tuple[int, ColmapPoint3D]:
         point_id, x, y, z, r, g, b, error, track_length = reader.unpack("QdddBBBdQ")
         track = reader.array(_TRACK_DTYPE, track_length)
-        points[point_id] = ColmapPoint3D(point_id, np.array([x, y, z]), np.array([r, g, b], dtype=np.uint8),
-                                         float(error), track["image_id"].astype(np.int32),
-                                         track["point2D_idx"].astype(np.int32))
+        return point_id, ColmapPoint3D(point_id, np.array([x, y, z]), np.array([r, g, b], dtype=np.uint8),
+                                       float(error), track["image_id"].astype(np.int32),
+                                       track["point2D_idx"].astype(np.int32))
+    return _read_binary_records(path, point)
+
+
+def _read_binary_records(path: str, read_record) -> dict:
+    """COLMAP's three binary files are a uint64 count and that many records: {id: record}, with
+    read_record(reader) -> (id, record). _BinaryReader names the file when it is short or long."""
+    reader = _BinaryReader(path)
+    (count,) = reader.unpack("Q")
+    records = dict(read_record(reader) for _ in range(count))
     reader.finish()
-    return points
+    return records
 
 
 def write_cameras_binary(cameras: Cameras, path: str) -> None:
@@ -257,16 +255,18 @@ def _data_lines(path: str):
             if not line.lstrip().startswith("#")]
 
 
+def _data_fields(path: str):
+    """(line number, fields) of each non-blank data line: one record per line (cameras, points)."""
+    return [(number, line.split()) for number, line in _data_lines(path) if line]
+
+
 def _text_error(path: str, number: int, what: str) -> DatasetError:
     return DatasetError(f"{path}, line {number}: {what}. Fix the line or re-export the model from COLMAP.")
 
 
 def read_cameras_text(path: str) -> Cameras:
     cameras = {}
-    for number, line in _data_lines(path):
-        if not line:
-            continue
-        fields = line.split()
+    for number, fields in _data_fields(path):
         try:
             camera_id, model, width, height = int(fields[0]), fields[1], int(fields[2]), int(fields[3])
             params = np.array([float(v) for v in fields[4:]])
@@ -322,10 +322,7 @@ def _parse_keypoints(path: str, number: int, line: str) -> Tuple[np.ndarray, np.
 
 def read_points3D_text(path: str) -> Points3D:
     points = {}
-    for number, line in _data_lines(path):
-        if not line:
-            continue
-        fields = line.split()
+    for number, fields in _data_fields(path):
         try:
             point_id = int(fields[0])
             xyz = np.array([float(v) for v in fields[1:4]])
