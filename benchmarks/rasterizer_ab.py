@@ -45,29 +45,45 @@ def load_baseline(csrc: str):
         "baseline_diff_gaussian_rasterization", os.path.join(RASTERIZER_DIR, "diff_gaussian_rasterization", "__init__.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.set_extension(_SortFlagAdapter(compiled))
+    module.set_extension(_OlderApiAdapter(compiled))
     return module
 
 
-class _SortFlagAdapter:
-    """Sources from before the depth_first_sort argument get the forward call without it."""
+class _OlderApiAdapter:
+    """Lets this tree's wrapper drive an extension built from older sources. The current API
+    (``RasterInputs`` present) passes straight through. Before it, the passes took the draw's
+    inputs flat, the backward without the image size; before that, the forward also lacked
+    depth_first_sort."""
+
+    IMAGE_SIZE = slice(13, 15)   # image_height, image_width in RasterInputs' order
 
     def __init__(self, compiled):
         self.compiled = compiled
-        self.rasterize_backward = compiled.rasterize_backward
         self.takes_flag = None
+        if hasattr(compiled, "RasterInputs"):
+            self.RasterInputs = compiled.RasterInputs
+            self.rasterize_forward = compiled.rasterize_forward
+            self.rasterize_backward = compiled.rasterize_backward
 
-    def rasterize_forward(self, *args):
+    @staticmethod
+    def RasterInputs(*values):
+        return values
+
+    def rasterize_forward(self, inputs, depth_first_sort, debug):
         if self.takes_flag is not False:
             try:
-                result = self.compiled.rasterize_forward(*args)
+                result = self.compiled.rasterize_forward(*inputs, depth_first_sort, debug)
                 self.takes_flag = True
                 return result
             except TypeError:  # pybind11: incompatible arguments
                 if self.takes_flag:
                     raise
                 self.takes_flag = False
-        return self.compiled.rasterize_forward(*args[:-2], args[-1])
+        return self.compiled.rasterize_forward(*inputs, debug)
+
+    def rasterize_backward(self, inputs, *grads_saved_debug):
+        flat = inputs[:self.IMAGE_SIZE.start] + inputs[self.IMAGE_SIZE.stop:]
+        return self.compiled.rasterize_backward(*flat, *grads_saved_debug)
 
 
 def interleaved(steps: dict, params: dict, repeats: int, warmup: int = 3) -> dict:

@@ -105,22 +105,40 @@ def test_agreement_psnr_of_peer_images():
     assert psnr["same"] is None and "ours" not in psnr
 
 
-def test_ab_adapter_drops_the_sort_flag_only_for_older_sources():
-    from benchmarks.rasterizer_ab import _SortFlagAdapter
+def test_ab_adapter_passes_older_sources_their_flat_arguments():
+    from benchmarks.rasterizer_ab import _OlderApiAdapter
+    names = ["bg", "means3D", "colors", "opacities", "scales", "rotations", "scale_modifier", "cov3D_precomp",
+             "features", "viewmatrix", "projmatrix", "tan_fovx", "tan_fovy", "image_height", "image_width", "shs",
+             "sh_degree", "campos"]   # RasterInputs' order (csrc/rasterize.h)
 
-    class Older:  # forward(..., debug): no depth_first_sort argument
+    class Oldest:  # forward(..., debug): no depth_first_sort argument
         @staticmethod
-        def rasterize_forward(a, b, debug):
-            if not isinstance(debug, str):
+        def rasterize_forward(*args):
+            if len(args) != len(names) + 1:
                 raise TypeError("incompatible function arguments")
-            return ("older", a, b, debug)
-        rasterize_backward = None
+            return ("oldest",) + args
+
+    class Flat:  # forward(..., depth_first_sort, debug); backward without the image size
+        @staticmethod
+        def rasterize_forward(*args):
+            return ("flat",) + args
+
+        @staticmethod
+        def rasterize_backward(*args):
+            return ("flat",) + args
 
     class Current:
-        @staticmethod
-        def rasterize_forward(a, b, depth_first_sort, debug):
-            return ("current", a, b, depth_first_sort, debug)
-        rasterize_backward = None
+        RasterInputs = staticmethod(lambda *values: ("inputs",) + values)
+        rasterize_forward = staticmethod(lambda inputs, sort, debug: ("current", inputs, sort, debug))
+        rasterize_backward = staticmethod(lambda inputs, *rest: ("current", inputs) + rest)
 
-    assert _SortFlagAdapter(Older).rasterize_forward(1, 2, True, "dbg") == ("older", 1, 2, "dbg")
-    assert _SortFlagAdapter(Current).rasterize_forward(1, 2, True, "dbg") == ("current", 1, 2, True, "dbg")
+    oldest, flat, current = _OlderApiAdapter(Oldest), _OlderApiAdapter(Flat), _OlderApiAdapter(Current)
+    inputs = flat.RasterInputs(*names)
+    assert oldest.rasterize_forward(inputs, True, "dbg") == ("oldest", *names, "dbg")
+    assert flat.rasterize_forward(inputs, True, "dbg") == ("flat", *names, True, "dbg")
+    assert flat.rasterize_backward(inputs, "g", "saved", "dbg") == \
+        ("flat", *[n for n in names if not n.startswith("image_")], "g", "saved", "dbg")
+    wrapped = current.RasterInputs(*names)
+    assert wrapped == ("inputs", *names)
+    assert current.rasterize_forward(wrapped, True, "dbg") == ("current", wrapped, True, "dbg")
+    assert current.rasterize_backward(wrapped, "g", "dbg") == ("current", wrapped, "g", "dbg")

@@ -215,6 +215,10 @@ def test_times_outside_the_training_frames_are_held_at_the_ends_unless_extrapola
     free = fix_frames("extrapolate")
     assert np.array_equal(free["train"][0], held["train"][0])              # inside the range: unchanged
     assert not np.array_equal(free["test"][0], held["test"][0])            # t = 0 itself
+    linear = fix_frames("linear")           # t = 0 is one spacing before 1/3: d(1/3) + (d(1/3) - d(2/3))
+    assert np.array_equal(linear["train"][1], held["train"][1])            # inside the range: unchanged
+    assert not np.array_equal(linear["test"][0], held["test"][0])
+    assert not np.array_equal(linear["test"][0], free["test"][0])
 
 
 def test_a_model_with_its_own_time_encoding_renders_from_its_saved_config(tiny_scene, tmp_path):

@@ -55,8 +55,9 @@ const float* optional_ptr(const at::Tensor& t, const char* name, int64_t n, int6
     return t.data_ptr<float>();
 }
 
-Camera make_camera(const at::Tensor& view, const at::Tensor& proj, const at::Tensor& campos, int H, int W,
-                   float tan_fovx, float tan_fovy) {
+Camera make_camera(const RasterInputs& in, int H, int W) {
+    const at::Tensor &view = in.viewmatrix, &proj = in.projmatrix, &campos = in.campos;
+    const float tan_fovx = (float)in.tan_fovx, tan_fovy = (float)in.tan_fovy;
     check_tensor(view, "viewmatrix", 4, 4);
     check_tensor(proj, "projmatrix", 4, 4);
     check_tensor(campos, "campos", 1, 3);
@@ -75,9 +76,9 @@ Camera make_camera(const at::Tensor& view, const at::Tensor& proj, const at::Ten
     return cam;
 }
 
-Gaussians make_gaussians(const at::Tensor& means, const at::Tensor& scales, const at::Tensor& rotations,
-                         double scale_modifier, const at::Tensor& cov3d, const at::Tensor& opacities,
-                         const at::Tensor& shs, int sh_degree, const at::Tensor& colors) {
+Gaussians make_gaussians(const RasterInputs& in) {
+    const at::Tensor &means = in.means3D, &opacities = in.opacities, &shs = in.shs;
+    const int sh_degree = (int)in.sh_degree;
     const int64_t n = means.size(0);
     check_tensor(means, "means3D", n, 3);
     check_tensor(opacities, "opacities", n, 1);
@@ -85,12 +86,12 @@ Gaussians make_gaussians(const at::Tensor& means, const at::Tensor& scales, cons
     g.count = (int)n;
     g.means = means.data_ptr<float>();
     g.opacities = opacities.data_ptr<float>();
-    g.scale_modifier = (float)scale_modifier;
-    g.cov3d = optional_ptr(cov3d, "cov3D_precomp", n, 6);
-    g.scales = g.cov3d ? nullptr : optional_ptr(scales, "scales", n, 3);
-    g.rotations = g.cov3d ? nullptr : optional_ptr(rotations, "rotations", n, 4);
+    g.scale_modifier = (float)in.scale_modifier;
+    g.cov3d = optional_ptr(in.cov3D_precomp, "cov3D_precomp", n, 6);
+    g.scales = g.cov3d ? nullptr : optional_ptr(in.scales, "scales", n, 3);
+    g.rotations = g.cov3d ? nullptr : optional_ptr(in.rotations, "rotations", n, 4);
     TORCH_CHECK(g.cov3d || (g.scales && g.rotations), "give cov3D_precomp or both scales and rotations");
-    g.colors = optional_ptr(colors, "colors_precomp", n, 3);
+    g.colors = optional_ptr(in.colors, "colors_precomp", n, 3);
     g.shs = nullptr;
     g.sh_degree = sh_degree;
     g.sh_stride = 0;
@@ -183,22 +184,18 @@ at::Tensor tile_lists(const Projected& p, const at::Tensor& touched, const Camer
 
 }  // namespace
 
-std::vector<at::Tensor> rasterize_forward(
-    const at::Tensor& bg, const at::Tensor& means3D, const at::Tensor& colors, const at::Tensor& opacities,
-    const at::Tensor& scales, const at::Tensor& rotations, double scale_modifier, const at::Tensor& cov3D_precomp,
-    const at::Tensor& features, const at::Tensor& viewmatrix, const at::Tensor& projmatrix, double tan_fovx,
-    double tan_fovy, int64_t image_height, int64_t image_width, const at::Tensor& shs, int64_t sh_degree,
-    const at::Tensor& campos, bool depth_first_sort, bool debug) {
+std::vector<at::Tensor> rasterize_forward(const RasterInputs& in, bool depth_first_sort, bool debug) {
+    const int64_t image_height = in.image_height, image_width = in.image_width;
+    const at::Tensor &means3D = in.means3D, &features = in.features;
     TORCH_CHECK(image_height > 0 && image_width > 0, "image size must be positive, got ", image_width, "x", image_height);
     TORCH_CHECK(image_width <= TILE * 65535 && image_height <= TILE * 65535, "image too large");
     const c10::cuda::CUDAGuard guard(means3D.device());
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const int H = (int)image_height, W = (int)image_width;
     const int64_t n = means3D.size(0);
-    const Camera cam = make_camera(viewmatrix, projmatrix, campos, H, W, (float)tan_fovx, (float)tan_fovy);
-    const Gaussians g = make_gaussians(means3D, scales, rotations, scale_modifier, cov3D_precomp, opacities, shs,
-                                       (int)sh_degree, colors);
-    check_tensor(bg, "bg", 1, 3);
+    const Camera cam = make_camera(in, H, W);
+    const Gaussians g = make_gaussians(in);
+    check_tensor(in.bg, "bg", 1, 3);
     const int K = features.dim() == 2 ? (int)features.size(1) : 0;
     if (n * K > 0) check_tensor(features, "mask_feature", n, K);
     TORCH_CHECK(feature_capacity(K) >= 0, "mask_feature has ", K, " channels; at most ", MAX_FEATURES,
@@ -227,7 +224,7 @@ std::vector<at::Tensor> rasterize_forward(
     at::Tensor feature_map = at::empty({K, H, W}, f32), alpha = at::empty({1, H, W}, f32);
     at::Tensor final_T = at::empty({H, W}, f32), n_contrib = at::empty({H, W}, i32);
     const TileLists lists{reinterpret_cast<const int2*>(ranges.data_ptr<int>()), point_list.data_ptr<int>()};
-    launch_render(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, bg.data_ptr<float>(),
+    launch_render(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, in.bg.data_ptr<float>(),
                   color.data_ptr<float>(), depth.data_ptr<float>(), K > 0 ? feature_map.data_ptr<float>() : nullptr,
                   alpha.data_ptr<float>(), final_T.data_ptr<float>(), n_contrib.data_ptr<int>(), stream);
     check_kernel("render", debug);
@@ -237,13 +234,11 @@ std::vector<at::Tensor> rasterize_forward(
             projected[4], projected[5], point_list, ranges, final_T, n_contrib};
 }
 
-std::vector<at::Tensor> rasterize_backward(
-    const at::Tensor& bg, const at::Tensor& means3D, const at::Tensor& colors, const at::Tensor& opacities,
-    const at::Tensor& scales, const at::Tensor& rotations, double scale_modifier, const at::Tensor& cov3D_precomp,
-    const at::Tensor& features, const at::Tensor& viewmatrix, const at::Tensor& projmatrix, double tan_fovx,
-    double tan_fovy, const at::Tensor& shs, int64_t sh_degree, const at::Tensor& campos,
-    const at::Tensor& grad_color, const at::Tensor& grad_depth, const at::Tensor& grad_feature,
-    const at::Tensor& grad_alpha, const std::vector<at::Tensor>& saved, bool debug) {
+std::vector<at::Tensor> rasterize_backward(const RasterInputs& in, const at::Tensor& grad_color,
+                                           const at::Tensor& grad_depth, const at::Tensor& grad_feature,
+                                           const at::Tensor& grad_alpha, const std::vector<at::Tensor>& saved,
+                                           bool debug) {
+    const at::Tensor &means3D = in.means3D, &features = in.features;
     // saved: radii, depths, means2d, conic_opacity, rgb, clamped, point_list, ranges, final_T, n_contrib
     TORCH_CHECK(saved.size() == 10, "rasterize_backward: expected 10 saved tensors");
     const c10::cuda::CUDAGuard guard(means3D.device());
@@ -251,9 +246,8 @@ std::vector<at::Tensor> rasterize_backward(
     const at::Tensor& final_T = saved[8];
     const int H = (int)final_T.size(0), W = (int)final_T.size(1);
     const int64_t n = means3D.size(0);
-    const Camera cam = make_camera(viewmatrix, projmatrix, campos, H, W, (float)tan_fovx, (float)tan_fovy);
-    const Gaussians g = make_gaussians(means3D, scales, rotations, scale_modifier, cov3D_precomp, opacities, shs,
-                                       (int)sh_degree, colors);
+    const Camera cam = make_camera(in, H, W);
+    const Gaussians g = make_gaussians(in);
     const int K = features.dim() == 2 ? (int)features.size(1) : 0;
     const ImageGrad gc = image_grad(grad_color, "grad of color", 3, H, W);
     const ImageGrad gd = image_grad(grad_depth, "grad of depth", 1, H, W);
@@ -273,14 +267,14 @@ std::vector<at::Tensor> rasterize_backward(
     ScreenGrads screen{g_means2d.data_ptr<float>(), g_conic.data_ptr<float>(), g_opacities.data_ptr<float>(),
                        g.colors ? g_colors.data_ptr<float>() : g_means3d.data_ptr<float>(),
                        K > 0 ? g_features.data_ptr<float>() : nullptr};
-    launch_render_backward(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, bg.data_ptr<float>(),
+    launch_render_backward(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, in.bg.data_ptr<float>(),
                            final_T.data_ptr<float>(), saved[9].data_ptr<int>(), gc, gd, gf, ga, screen, stream);
     check_kernel("render_backward", debug);
 
     at::Tensor g_scales = g.scales ? at::zeros({n, 3}, f32) : none;
     at::Tensor g_rotations = g.rotations ? at::zeros({n, 4}, f32) : none;
     at::Tensor g_cov3d = g.cov3d ? at::zeros({n, 6}, f32) : none;
-    at::Tensor g_shs = g.shs ? at::empty_like(shs) : none;  // the kernel writes every entry
+    at::Tensor g_shs = g.shs ? at::empty_like(in.shs) : none;  // the kernel writes every entry
     InputGrads out{g_means3d.data_ptr<float>(), g.scales ? g_scales.data_ptr<float>() : nullptr,
                    g.rotations ? g_rotations.data_ptr<float>() : nullptr, g.cov3d ? g_cov3d.data_ptr<float>() : nullptr,
                    g.shs ? g_shs.data_ptr<float>() : nullptr};

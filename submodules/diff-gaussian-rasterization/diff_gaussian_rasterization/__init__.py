@@ -97,22 +97,31 @@ def _dump_inputs(phase: str, inputs: dict, err: Exception) -> RuntimeError:
     return RuntimeError(f"CUDA rasterizer {phase} pass failed: {err}; {where}.")
 
 
+def _draw_inputs(means3D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp, mask_feature, bg,
+                 settings) -> dict:
+    """The inputs of one draw, named and in the order of _C.RasterInputs; both passes build them
+    from the same tensors and settings."""
+    return dict(bg=bg, means3D=means3D, colors=colors_precomp, opacities=opacities, scales=scales,
+                rotations=rotations, scale_modifier=float(settings.scale_modifier), cov3D_precomp=cov3D_precomp,
+                features=mask_feature, viewmatrix=_camera_tensor(settings.viewmatrix),
+                projmatrix=_camera_tensor(settings.projmatrix),
+                tan_fovx=float(settings.tanfovx), tan_fovy=float(settings.tanfovy),
+                image_height=int(settings.image_height), image_width=int(settings.image_width), shs=shs,
+                sh_degree=int(settings.sh_degree), campos=_camera_tensor(settings.campos))
+
+
 class _RasterizeGaussians(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means3D, means2D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp,
                 mask_feature, bg, settings):
-        args = dict(bg=bg, means3D=means3D, colors=colors_precomp, opacities=opacities, scales=scales,
-                    rotations=rotations, scale_modifier=float(settings.scale_modifier), cov3D_precomp=cov3D_precomp,
-                    features=mask_feature, viewmatrix=_camera_tensor(settings.viewmatrix),
-                    projmatrix=_camera_tensor(settings.projmatrix),
-                    tan_fovx=float(settings.tanfovx), tan_fovy=float(settings.tanfovy),
-                    image_height=int(settings.image_height), image_width=int(settings.image_width), shs=shs,
-                    sh_degree=int(settings.sh_degree), campos=_camera_tensor(settings.campos))
+        args = _draw_inputs(means3D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp,
+                            mask_feature, bg, settings)
         depth_first_sort = means3D.shape[0] >= DEPTH_FIRST_SORT_MIN_GAUSSIANS
 
         def run():
             _check_inputs(args)
-            return _extension().rasterize_forward(*args.values(), depth_first_sort, settings.debug)
+            inputs = _extension().RasterInputs(*args.values())
+            return _extension().rasterize_forward(inputs, depth_first_sort, settings.debug)
 
         out = _call("forward", run, args, settings.debug)
         color, depth, feature_map, alpha = out[:4]
@@ -129,13 +138,16 @@ class _RasterizeGaussians(torch.autograd.Function):
         s = ctx.settings
         (means3D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp, mask_feature, bg,
          *saved) = ctx.saved_tensors
-        args = dict(bg=bg, means3D=means3D, colors=colors_precomp, opacities=opacities, scales=scales,
-                    rotations=rotations, scale_modifier=float(s.scale_modifier), cov3D_precomp=cov3D_precomp,
-                    features=mask_feature, viewmatrix=_camera_tensor(s.viewmatrix), projmatrix=_camera_tensor(s.projmatrix),
-                    tan_fovx=float(s.tanfovx), tan_fovy=float(s.tanfovy), shs=shs, sh_degree=int(s.sh_degree),
-                    campos=_camera_tensor(s.campos), grad_color=grad_color, grad_depth=grad_depth,
-                    grad_feature=grad_feature, grad_alpha=grad_alpha, saved=list(saved))  # any strides
-        grads = _call("backward", lambda: _extension().rasterize_backward(*args.values(), s.debug), args, s.debug)
+        args = _draw_inputs(means3D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp,
+                            mask_feature, bg, s)
+        grads_in = dict(grad_color=grad_color, grad_depth=grad_depth, grad_feature=grad_feature,
+                        grad_alpha=grad_alpha, saved=list(saved))  # any strides
+
+        def run():
+            inputs = _extension().RasterInputs(*args.values())
+            return _extension().rasterize_backward(inputs, *grads_in.values(), s.debug)
+
+        grads = _call("backward", run, {**args, **grads_in}, s.debug)
         g_means2d, g_colors, g_opacities, g_means3d, g_cov3d, g_shs, g_scales, g_rotations, g_features = grads
 
         def present(grad, tensor):
