@@ -101,7 +101,7 @@ class ModelParams(ParamGroup):
         # "zero": the deformation starts as the identity, so switching it on after warm-up keeps the
         # warm-up's scene; "pytorch": every layer at PyTorch's default init (upstream Deformable-3DGS)
         self.deform_init = "zero"
-        self.time_outside = "clamp"   # DeformModel.set_time_outside says why
+        self.time_outside = "linear"   # DeformModel.set_time_outside says why
         super().__init__(parser, "Loading Parameters", sentinel)
 
     def extract(self, args):

@@ -193,10 +193,11 @@ def test_deformed_model_without_hand_features(tiny_scene, tmp_path, capsys):
         assert read_image(str(out / "hands_mask" / f"{name}.png")).max() == 0.0
 
 
-def test_times_outside_the_training_frames_are_held_at_the_ends_unless_extrapolate(tiny_scene, tmp_path):
+def test_times_outside_the_training_frames_follow_the_time_policy(tiny_scene, tmp_path):
     """4 frames, llffhold 3: training frames 1 and 2 (t = 1/3, 2/3), test frames 0 and 3 (t = 0, 1).
     fix/ renders one training camera at each frame time of its split: with the clamp the test
-    split's t = 0 and t = 1 look like the training split's t = 1/3 and t = 2/3."""
+    split's t = 0 and t = 1 look like the training split's t = 1/3 and t = 2/3; extrapolate and the
+    default (linear) render them otherwise, and the same inside the range."""
     build_model(tiny_scene, tmp_path / "m", warm_up=0, mask_dimension=0)   # random deformation, all move
 
     def fix_frames(policy):
@@ -208,14 +209,14 @@ def test_times_outside_the_training_frames_are_held_at_the_ends_unless_extrapola
             frames[split] = [read_rgb(str(out / f"{n}.png")) for n in names_in(out)]
         return frames
 
-    held = fix_frames(None)                 # the default, clamp
+    held = fix_frames("clamp")
     assert len(held["train"]) == len(held["test"]) == 2
     assert not np.array_equal(held["train"][0], held["train"][1])          # the deformation moves things
     assert np.array_equal(held["test"][0], held["train"][0]) and np.array_equal(held["test"][1], held["train"][1])
     free = fix_frames("extrapolate")
     assert np.array_equal(free["train"][0], held["train"][0])              # inside the range: unchanged
     assert not np.array_equal(free["test"][0], held["test"][0])            # t = 0 itself
-    linear = fix_frames("linear")           # t = 0 is one spacing before 1/3: d(1/3) + (d(1/3) - d(2/3))
+    linear = fix_frames(None)               # the default: t = 0 is one spacing before 1/3, d(1/3) + (d(1/3) - d(2/3))
     assert np.array_equal(linear["train"][1], held["train"][1])            # inside the range: unchanged
     assert not np.array_equal(linear["test"][0], held["test"][0])
     assert not np.array_equal(linear["test"][0], free["test"][0])

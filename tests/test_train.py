@@ -134,7 +134,7 @@ def resolved(argv):
 
 def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
     ours = resolved(["-s", "scene"])
-    assert (ours.deform_gate, ours.deform_init, ours.time_outside) == ("hand", "zero", "clamp")
+    assert (ours.deform_gate, ours.deform_init, ours.time_outside) == ("hand", "zero", "linear")
     assert ours.time_frequencies == 4 and ours.recipe_set == ["time_frequencies"]
     assert ours.early_mask_weight > 0 and ours.hands_layer_weight > 0 and ours.static_layer_weight > 0
     paper = resolved(["-s", "scene", "--recipe", "paper"])
