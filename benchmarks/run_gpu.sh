@@ -68,7 +68,7 @@ python benchmarks/rasterizer.py --profile 1000000 --model "$BIG/model" --cameras
 
 for tool in memcheck initcheck; do
     step "compute-sanitizer $tool"
-    timeout 240 "$SANITIZER" --tool "$tool" --error-exitcode 3 python tests/cuda/sanitize_rasterizer.py \
+    timeout 240 "$SANITIZER" --tool "$tool" --error-exitcode 3 python -m pytest -q -m cuda tests/cuda/test_sanitizer_cases.py \
         >> "$OUT/sanitizer.log" 2>&1 || failed "sanitizer $tool"
     tail -n 2 "$OUT/sanitizer.log"
 done
