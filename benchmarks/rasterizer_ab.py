@@ -24,9 +24,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import rasterizer as bench  # noqa: E402
-from utils.cuda_ext import RASTERIZER_DIR, load_rasterizer  # noqa: E402
+from utils.cuda_ext import RASTERIZER_DIR, extension_build, load_rasterizer  # noqa: E402
 
-SOURCES = ("ext.cpp", "rasterize.cu", "forward.cu", "backward.cu")
+# the files of csrc/ this tree compiles (its extension.py); the other version's csrc must have them too
+BUILD = extension_build(RASTERIZER_DIR)
+SOURCES = tuple(os.path.basename(s) for s in BUILD["SOURCES"])
 
 
 def load_baseline(csrc: str):
@@ -40,7 +42,8 @@ def load_baseline(csrc: str):
     os.makedirs(build, exist_ok=True)
     print(f"Building the baseline rasterizer from {csrc} …", flush=True)
     compiled = cpp_extension.load(name="egorast_baseline_C", sources=[os.path.join(csrc, f) for f in SOURCES],
-                                  build_directory=build, extra_cflags=["-O3"], extra_cuda_cflags=["-O3", "-lineinfo"])
+                                  build_directory=build, extra_cflags=list(BUILD["CXX_FLAGS"]),
+                                  extra_cuda_cflags=list(BUILD["NVCC_FLAGS"]))
     spec = importlib.util.spec_from_file_location(
         "baseline_diff_gaussian_rasterization", os.path.join(RASTERIZER_DIR, "diff_gaussian_rasterization", "__init__.py"))
     module = importlib.util.module_from_spec(spec)

@@ -10,6 +10,7 @@ per extension, torch and CUDA version; torch rebuilds it only when a source file
 """
 import importlib
 import os
+import runpy
 import sys
 import threading
 from types import ModuleType
@@ -20,8 +21,6 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RASTERIZER_DIR = os.path.join(ROOT, "submodules", "diff-gaussian-rasterization")
 KNN_DIR = os.path.join(ROOT, "submodules", "simple-knn")
-RASTERIZER_SOURCES = ["csrc/ext.cpp", "csrc/rasterize.cu", "csrc/forward.cu", "csrc/backward.cu"]
-KNN_SOURCES = ["csrc/ext.cpp", "csrc/knn.cu"]
 
 _cache: Dict[str, object] = {}
 _lock = threading.Lock()
@@ -51,7 +50,7 @@ def _load_rasterizer() -> ModuleType:
             return package
     except ImportError:
         package = None
-    compiled = _jit_build("diff_gaussian_rasterization_C", RASTERIZER_DIR, RASTERIZER_SOURCES, "CUDA rasterizer")
+    compiled = _jit_build("diff_gaussian_rasterization_C", RASTERIZER_DIR, "CUDA rasterizer")
     if package is None:  # the Python half comes from the source tree
         if RASTERIZER_DIR not in sys.path:
             sys.path.insert(0, RASTERIZER_DIR)
@@ -66,7 +65,7 @@ def _load_knn() -> Callable[[torch.Tensor], torch.Tensor]:
         return importlib.import_module("simple_knn._C").distCUDA2
     except ImportError:
         pass
-    return _jit_build("simple_knn_C", KNN_DIR, KNN_SOURCES, "CUDA kNN").distCUDA2
+    return _jit_build("simple_knn_C", KNN_DIR, "CUDA kNN").distCUDA2
 
 
 def _require_cuda(what: str) -> None:
@@ -81,7 +80,13 @@ def build_directory(name: str) -> str:
     return os.path.join(base, tag)
 
 
-def _jit_build(name: str, folder: str, sources, what: str) -> ModuleType:
+def extension_build(folder: str) -> dict:
+    """An extension package's build description (its extension.py: MODULE, SOURCES, CXX_FLAGS,
+    NVCC_FLAGS), the one setup.py reads too."""
+    return runpy.run_path(os.path.join(folder, "extension.py"))
+
+
+def _jit_build(name: str, folder: str, what: str) -> ModuleType:
     from torch.utils import cpp_extension
 
     if cpp_extension.CUDA_HOME is None:
@@ -92,9 +97,10 @@ def _jit_build(name: str, folder: str, sources, what: str) -> ModuleType:
     os.makedirs(build_dir, exist_ok=True)
     if not os.path.exists(os.path.join(build_dir, name + ".so")):
         print(f"Building the {what} (first run only, ~1 min)…", flush=True)
+    build = extension_build(folder)
     try:
         return cpp_extension.load(
-            name=name, sources=[os.path.join(folder, s) for s in sources], build_directory=build_dir,
-            extra_cflags=["-O3"], extra_cuda_cflags=["-O3", "-lineinfo"], verbose=False)
+            name=name, sources=[os.path.join(folder, s) for s in build["SOURCES"]], build_directory=build_dir,
+            extra_cflags=list(build["CXX_FLAGS"]), extra_cuda_cflags=list(build["NVCC_FLAGS"]), verbose=False)
     except Exception as err:  # torch puts the compiler's output in the message
         raise RuntimeError(f"Building the {what} from {folder} failed (build folder {build_dir}):\n{err}") from err

@@ -4,12 +4,13 @@ Needs nvcc and a CUDA build of PyTorch already installed (hence --no-build-isola
 imports torch). Without installing, utils.cuda_ext builds the same sources just in time.
 """
 import os
+import runpy
 
 from setuptools import setup
 from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["csrc/ext.cpp", "csrc/rasterize.cu", "csrc/forward.cu", "csrc/backward.cu"]
+BUILD = runpy.run_path(os.path.join(HERE, "extension.py"))   # sources and flags, shared with the JIT build
 
 setup(
     name="diff_gaussian_rasterization",
@@ -17,9 +18,9 @@ setup(
     description="EgoMask-GS tile-based differentiable Gaussian rasterizer (CUDA)",
     packages=["diff_gaussian_rasterization"],
     ext_modules=[CUDAExtension(
-        name="diff_gaussian_rasterization._C",
-        sources=[os.path.join(HERE, s) for s in SOURCES],
-        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-lineinfo"]},
+        name=BUILD["MODULE"],
+        sources=[os.path.join(HERE, s) for s in BUILD["SOURCES"]],
+        extra_compile_args={"cxx": list(BUILD["CXX_FLAGS"]), "nvcc": list(BUILD["NVCC_FLAGS"])},
     )],
     cmdclass={"build_ext": BuildExtension},
 )

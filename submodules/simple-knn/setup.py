@@ -4,11 +4,13 @@ Needs nvcc and a CUDA build of PyTorch already installed (hence --no-build-isola
 imports torch). Without installing, utils.cuda_ext builds the same sources just in time.
 """
 import os
+import runpy
 
 from setuptools import setup
 from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = runpy.run_path(os.path.join(HERE, "extension.py"))   # sources and flags, shared with the JIT build
 
 setup(
     name="simple_knn",
@@ -16,9 +18,9 @@ setup(
     description="EgoMask-GS exact 3-NN mean squared distance (CUDA)",
     packages=["simple_knn"],
     ext_modules=[CUDAExtension(
-        name="simple_knn._C",
-        sources=[os.path.join(HERE, "csrc", f) for f in ("ext.cpp", "knn.cu")],
-        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"]},
+        name=BUILD["MODULE"],
+        sources=[os.path.join(HERE, s) for s in BUILD["SOURCES"]],
+        extra_compile_args={"cxx": list(BUILD["CXX_FLAGS"]), "nvcc": list(BUILD["NVCC_FLAGS"])},
     )],
     cmdclass={"build_ext": BuildExtension},
 )

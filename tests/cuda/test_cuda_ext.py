@@ -23,6 +23,6 @@ def test_a_failing_build_raises_with_the_compiler_error(tmp_path, monkeypatch):
         f.write("\nthis_is_not_cuda_code;\n")
     monkeypatch.setenv("EGOMASK_EXT_DIR", str(tmp_path / "build"))
     with pytest.raises(RuntimeError) as info:
-        cuda_ext._jit_build("broken_knn_C", str(source), cuda_ext.KNN_SOURCES, "CUDA kNN")
+        cuda_ext._jit_build("broken_knn_C", str(source), "CUDA kNN")
     message = str(info.value)
     assert "Building the CUDA kNN" in message and "this_is_not_cuda_code" in message

@@ -1,0 +1,6 @@
+"""How the compiled module ``simple_knn._C`` is built, in one place: setup.py (pip install) and
+utils/cuda_ext.py (the just-in-time build) both read this file. Paths are relative to this folder."""
+MODULE = "simple_knn._C"
+SOURCES = ("csrc/ext.cpp", "csrc/knn.cu")
+CXX_FLAGS = ("-O3",)
+NVCC_FLAGS = ("-O3",)
