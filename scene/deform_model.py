@@ -47,7 +47,7 @@ class DeformModel:
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.trainable = True
         self.time_range: Optional[Tuple[float, float]] = None   # set_time_outside: no extrapolation in time
-        self.time_slopes: Optional[Tuple[float, float]] = None  # ... and the trained times next to the ends
+        self.inner_times: Optional[Tuple[float, float]] = None  # --time_outside linear: the trained times next to the ends
         self.last_rows = 0   # Gaussians the network ran on in the last offsets() call (its cost)
 
     # ---- forward -------------------------------------------------------------------------
@@ -107,11 +107,11 @@ class DeformModel:
         (that end, the trained time next to it, how far past the end in units of their spacing,
         at most 1); None inside the range or under the other policies. Reads the time on the host:
         one tiny copy, only while this policy is set."""
-        if self.time_slopes is None:
+        if self.inner_times is None:
             return None
         t = float(fid)
         first, last = self.time_range
-        for end, inner, past in ((first, self.time_slopes[0], first - t), (last, self.time_slopes[1], t - last)):
+        for end, inner, past in ((first, self.inner_times[0], first - t), (last, self.inner_times[1], t - last)):
             if past > 0.0:
                 return end, inner, min(past / abs(end - inner), 1.0)
         return None
@@ -134,7 +134,7 @@ class DeformModel:
             raise ValueError(f"--time_outside must be one of {', '.join(TIME_OUTSIDE)}, got {policy!r}")
         times = sorted({float(camera.fid) for camera in cameras})
         self.time_range = (times[0], times[-1]) if policy != "extrapolate" and times else None
-        self.time_slopes = (times[1], times[-2]) if policy == "linear" and len(times) > 1 else None
+        self.inner_times = (times[1], times[-2]) if policy == "linear" and len(times) > 1 else None
 
     def precision_context(self):
         """The numeric mode of the network. bf16 autocast is recorded in the graph, so its backward

@@ -399,7 +399,7 @@ def test_time_outside_linear_continues_the_end_motion_for_one_frame_spacing_then
     gate = torch.tensor([0.0, 1.0, 0.5, 0.0] * 4)
     at = {t: [model.offsets(xyz, t, gate=gate)] + [model.offsets(xyz, t)] for t in (0.25, 0.5, 0.75, 0.6)}
     model.set_time_outside("linear", [SimpleNamespace(fid=torch.tensor(t)) for t in (0.5, 0.25, 0.75)])
-    assert model.time_range == (0.25, 0.75) and model.time_slopes == (0.5, 0.5)
+    assert model.time_range == (0.25, 0.75) and model.inner_times == (0.5, 0.5)
 
     def expected(end, inner, share, which):
         return [a + share * (a - b) for a, b in zip(at[end][which], at[inner][which])]
@@ -416,4 +416,4 @@ def test_time_outside_linear_continues_the_end_motion_for_one_frame_spacing_then
     inside = model.offsets(xyz, 0.6)
     assert all(torch.equal(a, b) for a, b in zip(inside, at[0.6][1]))      # inside: unchanged
     model.set_time_outside("linear", [SimpleNamespace(fid=torch.tensor(0.5))])
-    assert model.time_slopes is None and torch.equal(model.offsets(xyz, 0.0)[0], at[0.5][1][0])   # one time: held
+    assert model.inner_times is None and torch.equal(model.offsets(xyz, 0.0)[0], at[0.5][1][0])   # one time: held
