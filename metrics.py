@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from scene.readers.dataset_types import DatasetError
+from utils.general_utils import set_cpu_threads
 from utils.image_io import read_image, to_gray, to_rgb
 from utils.image_utils import dilate, mask_iou, masked_psnr, psnr
 from utils.loss_utils import ssim
@@ -288,6 +289,8 @@ def build_parser() -> ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":   # as train.py: one thread on a small shared machine (set_cpu_threads says why)
+        set_cpu_threads(-1)
     status = 0
     model_paths = [m for m in args.model_paths if os.path.isdir(m)]
     for missing in sorted(set(args.model_paths) - set(model_paths)):  # reported before any LPIPS notice

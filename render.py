@@ -36,6 +36,7 @@ from scene.decomposition import (Decomposition, add_decomposition_args, decompos
 from scene.deform_model import DeformModel
 from scene.gaussian_model import GaussianModel
 from utils.atomic import write_json_atomic
+from utils.general_utils import set_cpu_threads
 from utils.schedule import deformation_applied
 from utils.image_io import read_rgb, write_image
 from utils.image_utils import depth_for_viewing, to_uint8
@@ -274,6 +275,8 @@ def write_videos(out_dir: str, names: List[str], fps: float) -> List[str]:
 def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str]:
     """Render the requested splits; returns {split: output folder}."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":   # as train.py: one thread on a small shared machine (set_cpu_threads says why)
+        set_cpu_threads(getattr(args, "cpu_threads", -1))
     dataset, scene, gaussians, deform = load_model(args, model_params, device)
     pipe = pipeline_params.extract(args)
     iteration = scene.loaded_iter

@@ -9,7 +9,9 @@ from utils.graphics_utils import getProjectionMatrix, getWorld2View2, principal_
 
 class Camera:
     """One view. Tensors: image [3, H, W] in [0, 1]; mask [1, H, W] (1 = hand) or None;
-    depth_prior [1, H, W] or None (its convention in ``depth_kind``); fid a 0-d float tensor."""
+    depth_prior [1, H, W] or None (its convention in ``depth_kind``); fid the frame's time, a Python
+    float: host-side decisions about it (the time policy) never wait for the GPU, and the network's
+    time input is made on its device (DeformModel.offsets)."""
 
     znear = 0.01
     zfar = 100.0
@@ -29,7 +31,7 @@ class Camera:
         self.mask = None if mask is None else mask.to(self.data_device)
         self.depth_prior = None if depth_prior is None else depth_prior.to(self.data_device)
         self.depth_kind = depth_kind
-        self.fid = torch.tensor(float(fid), device=self.data_device)
+        self.fid = float(fid)
         self.cx, self.cy = cx, cy  # principal point in pixels at this resolution, None = centred
         self.trans, self.scale = trans, scale
 
@@ -42,7 +44,7 @@ class Camera:
 
     def to(self, device) -> "Camera":
         """Move every tensor (used by --load2gpu_on_the_fly)."""
-        for name in ("original_image", "mask", "depth_prior", "fid", "world_view_transform",
+        for name in ("original_image", "mask", "depth_prior", "world_view_transform",
                      "projection_matrix", "full_proj_transform", "camera_center"):
             value = getattr(self, name)
             if value is not None:

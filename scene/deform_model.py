@@ -85,7 +85,7 @@ class DeformModel:
     def _offsets_at(self, xyz, fid, noise_std, gate, every_row):
         """offsets() at one time, the range clamp applied (the network's one evaluation)."""
         n = xyz.shape[0]
-        t = torch.as_tensor(fid, dtype=xyz.dtype).to(xyz.device).reshape(1, 1)
+        t = torch.full((1, 1), float(fid), dtype=xyz.dtype, device=xyz.device)   # made there: no copy
         if self.time_range is not None:
             t = t.clamp(*self.time_range)
         if noise_std > 0.0:
@@ -105,8 +105,8 @@ class DeformModel:
     def _outside_end(self, fid) -> Optional[Tuple[float, float, float]]:
         """Under --time_outside linear, for a time before the first (after the last) trained time:
         (that end, the trained time next to it, how far past the end in units of their spacing,
-        at most 1); None inside the range or under the other policies. Reads the time on the host:
-        one tiny copy, only while this policy is set."""
+        at most 1); None inside the range or under the other policies. fid is a camera's Python
+        float, so this costs no GPU round trip (a 0-d CUDA tensor would be read once)."""
         if self.inner_times is None:
             return None
         t = float(fid)

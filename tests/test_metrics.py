@@ -263,3 +263,15 @@ def test_static_psnr_inside_the_hand_region(tmp_path):
     scores = metrics.evaluate_model(str(model), "test", None, torch.device("cpu"))["ours_7"]
     assert scores["static_PSNR_hand_region"] == pytest.approx(20 * math.log10(1 / 0.2), abs=0.05)
     assert scores["static_PSNR"] == pytest.approx(10 * math.log10(1 / (0.04 / 2)), abs=0.05)
+
+
+def test_on_a_small_cpu_machine_metrics_uses_one_thread(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    torch.set_num_threads(2)
+    try:
+        metrics.main(["-m", str(tmp_path / "no_model")])   # the thread choice comes before the inputs are read
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

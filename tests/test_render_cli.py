@@ -193,6 +193,25 @@ def test_deformed_model_without_hand_features(tiny_scene, tmp_path, capsys):
         assert read_image(str(out / "hands_mask" / f"{name}.png")).max() == 0.0
 
 
+@pytest.fixture
+def two_core_machine(monkeypatch):
+    """os.cpu_count() == 2 and no OMP_NUM_THREADS; torch's thread count restored afterwards."""
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_on_a_small_cpu_machine_render_uses_one_thread(tiny_scene, tmp_path, two_core_machine):
+    """As train.py: two OpenMP threads on a shared 2-core machine made rendering ~50x slower
+    (0.6 vs 27 FPS on the demo model while a training ran beside it)."""
+    build_model(tiny_scene, tmp_path / "m")
+    assert render_cli.main(["-m", str(tmp_path / "m"), "--skip_train", "--quiet", "--no_video"]) == 0
+    assert torch.get_num_threads() == 1
+
+
 def test_times_outside_the_training_frames_follow_the_time_policy(tiny_scene, tmp_path):
     """4 frames, llffhold 3: training frames 1 and 2 (t = 1/3, 2/3), test frames 0 and 3 (t = 0, 1).
     fix/ renders one training camera at each frame time of its split: with the clamp the test
