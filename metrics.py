@@ -289,8 +289,7 @@ def build_parser() -> ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":   # as train.py: one thread on a small shared machine (set_cpu_threads says why)
-        set_cpu_threads(-1)
+    set_cpu_threads(-1, device)   # as train.py
     status = 0
     model_paths = [m for m in args.model_paths if os.path.isdir(m)]
     for missing in sorted(set(args.model_paths) - set(model_paths)):  # reported before any LPIPS notice

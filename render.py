@@ -275,8 +275,7 @@ def write_videos(out_dir: str, names: List[str], fps: float) -> List[str]:
 def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str]:
     """Render the requested splits; returns {split: output folder}."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":   # as train.py: one thread on a small shared machine (set_cpu_threads says why)
-        set_cpu_threads(getattr(args, "cpu_threads", -1))
+    set_cpu_threads(getattr(args, "cpu_threads", -1), device)   # as train.py
     dataset, scene, gaussians, deform = load_model(args, model_params, device)
     pipe = pipeline_params.extract(args)
     iteration = scene.loaded_iter

@@ -321,8 +321,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     checkpoint: a loaded chkpnt<N>.pth to resume from (main reads it before anything else). The
     model folder is written only once the scene, the models and the checkpoint have loaded."""
     device = training_device()
-    if device.type == "cpu":
-        set_cpu_threads(run.cpu_threads)
+    set_cpu_threads(run.cpu_threads, device)
     seed_everything(run.seed)
     # Multithreaded CPU reductions (index_add_) otherwise vary in their last bits from run to run,
     # which would break exact resume; on CUDA determinism costs speed, so it is opt-in there.

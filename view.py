@@ -461,9 +461,8 @@ def main(argv=None) -> int:
             raise ViewerError(f"--frame_rate must be positive, got {given.frame_rate}.")
         args = resolve_args(argv, parser)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if device.type == "cpu":   # as train.py: one thread on a small shared machine (set_cpu_threads says why)
-            from utils.general_utils import set_cpu_threads
-            set_cpu_threads(getattr(args, "cpu_threads", -1))
+        from utils.general_utils import set_cpu_threads
+        set_cpu_threads(getattr(args, "cpu_threads", -1), device)   # as train.py
         live, scene, iteration = load_live_model(args, model_params, pipeline_params, device)
         max_width = args.max_width or default_render_width(device)
         try:

@@ -62,8 +62,9 @@ def seed_everything(seed: int) -> None:
 SMALL_MACHINE_CORES = 2
 
 
-def set_cpu_threads(requested: int) -> int:
-    """PyTorch's CPU threads for a run; returns the count in use. OMP_NUM_THREADS in the
+def set_cpu_threads(requested: int, device=None) -> int:
+    """PyTorch's CPU threads for a run on device (None: the CPU); returns the count in use. A GPU
+    run keeps PyTorch's setting (its work is not on these threads). OMP_NUM_THREADS in the
     environment always wins. requested > 0: that many; 0: PyTorch's default (one per core);
     -1 (automatic, train.py's default): 1 on machines with at most SMALL_MACHINE_CORES cores,
     else PyTorch's default.
@@ -72,7 +73,8 @@ def set_cpu_threads(requested: int) -> int:
     benchmarks/cpu_threads.py measured the demo's training at 1.5 it/s with PyTorch's 2 threads
     and 4.9 it/s with 1 while one busy process ran beside it, against 5.6 and 4.5 it/s on the idle
     machine (benchmarks/results/cpu_threads_2core.json). Larger machines were not measured."""
-    if "OMP_NUM_THREADS" not in os.environ:
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    if on_cpu and "OMP_NUM_THREADS" not in os.environ:
         if requested < 0:
             requested = 1 if (os.cpu_count() or 1) <= SMALL_MACHINE_CORES else 0
         if requested > 0:

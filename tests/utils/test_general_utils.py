@@ -31,3 +31,12 @@ def test_cpu_threads_automatic_on_a_large_machine_and_the_environment_wins(monke
     assert set_cpu_threads(0) == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert set_cpu_threads(1) == 3           # OMP_NUM_THREADS set: the user's choice, untouched
+
+
+def test_cpu_threads_are_left_alone_for_a_gpu_run(monkeypatch, restore_threads):
+    from utils.general_utils import set_cpu_threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    torch.set_num_threads(2)
+    assert set_cpu_threads(-1, "cuda") == 2 == torch.get_num_threads()
+    assert set_cpu_threads(-1, torch.device("cpu")) == 1
