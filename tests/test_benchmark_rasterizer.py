@@ -70,7 +70,7 @@ def test_deformed_inputs_match_render(tiny_model):
         shs=params["shs"], mask_feature=params["masks"], scales=params["scales"], rotations=params["quats"])
     with torch.no_grad():
         n = gaussians.get_xyz.shape[0]
-        d = deform.step(gaussians.get_xyz, camera.fid.reshape(1, 1).expand(n, 1))
+        d = deform.step(gaussians.get_xyz, torch.full((n, 1), camera.fid))
         expected = render(camera, gaussians, pipe, torch.zeros(3), *d, is_6dof=dataset.is_6dof)
     assert torch.allclose(color, expected["render"], atol=1e-5)
     assert torch.allclose(depth, expected["depth"], atol=1e-5)
