@@ -139,8 +139,8 @@ class ViewRenderer:
         self.background, self.is_6dof, self.deform_on = background, is_6dof, deform_on
         self.gate = gate  # [N] share of the motion per Gaussian (--deform_gate), None: all move
 
-    def deformation(self, fid: torch.Tensor) -> DeformedGaussians:
-        """The Gaussians at time fid (0-d tensor), once for every render of that time; undeformed
+    def deformation(self, fid: float) -> DeformedGaussians:
+        """The Gaussians at time fid (Camera.fid), once for every render of that time; undeformed
         when the snapshot predates warm-up."""
         offsets = self.deform.offsets(self.gaussians.get_xyz, fid, gate=self.gate) if self.deform_on \
             else (0.0, 0.0, 0.0)

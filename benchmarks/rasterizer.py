@@ -201,7 +201,7 @@ def pick_cameras(cameras: list, count: int) -> list:
 
 
 @torch.no_grad()
-def deformed_gaussians(gaussians, deform, fid: torch.Tensor, is_6dof: bool, device) -> dict:
+def deformed_gaussians(gaussians, deform, fid: float, is_6dof: bool, device) -> dict:
     """The trained Gaussians deformed at time fid, as the benchmark's activated inputs on device."""
     from gaussian_renderer import _deformed_means
 
