@@ -6,7 +6,7 @@ For every OUT/<split>/ours_N: PSNR, SSIM (3DGS: 11x11 Gaussian window, σ = 1.5)
 ``lpips`` package, inputs scaled to [-1, 1]) between renders/<name>.png and gt/<name>.png.
 Where a view's hand mask is known (gt_masks/ written by render.py for any scene with masks, or the
 source scene's masks/), it adds the decomposition scores:
-  mask_IoU          hand pixels of the rendered hand map (hands_mask_binary/, render.py's rule) vs mask > 0.5
+  mask_IoU          render.py's hand pixels (hands_mask_binary/, its --hand_pixels rule) vs mask > 0.5
   hands_precision   share of the hands layer's opacity (hands_alpha/) inside the mask dilated by 3 px
   hands_recall      mean opacity of the hands layer over the mask's pixels
   masked_PSNR       PSNR of renders/ vs gt/ on the pixels outside the mask

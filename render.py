@@ -7,7 +7,8 @@ For each split, OUT/<split>/ours_<N>/ receives (one PNG per view, named by the c
   renders/        the rendered image              gt/         the ground truth
   depth/          expected depth, near bright (min-max per view; black where nothing is rendered)
   hands_mask/     the rendered hand map (mean over the K mask channels, grey)
-  hands_mask_binary/  its hand pixels (scene/decomposition.py's segment_hand_map: > 0.5 and cleaned)
+  hands_mask_binary/  the hand pixels (scene/decomposition.py's hand_pixels, --hand_pixels: by default where
+                  the hands layer covers the pixel, alpha > 0.5; cleaned)
   static/         only the static Gaussians       hands/      only the hand Gaussians
   hands_alpha/    the opacity of the hands layer (what metrics.py's hands_precision/recall score)
   hands_segment/  the render inside hands_mask_binary, background outside
@@ -32,7 +33,7 @@ from gaussian_renderer.backend import get_rasterizer
 from scene import Scene
 from scene.readers.dataset_types import DatasetError
 from scene.decomposition import (Decomposition, add_decomposition_args, decompose_model, deformation_gate,
-                                 segment_hand_map)
+                                 hand_pixels)
 from scene.deform_model import DeformModel
 from scene.gaussian_model import GaussianModel
 from utils.atomic import write_json_atomic
@@ -161,9 +162,9 @@ def hand_map_image(hand_map: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return hand_map.mean(dim=0, keepdim=True).clamp(0.0, 1.0)
 
 
-def hands_segment(image: torch.Tensor, hand_pixels: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-    """The render inside the hand pixels, background colour elsewhere. image [3,H,W], hand_pixels [1,H,W] bool."""
-    return torch.where(hand_pixels, image, background[:, None, None].to(image.device))
+def hands_segment(image: torch.Tensor, pixels: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """The render inside the hand pixels, background colour elsewhere. image [3,H,W], pixels [1,H,W] bool."""
+    return torch.where(pixels, image, background[:, None, None].to(image.device))
 
 
 def side_by_side(images: List[torch.Tensor], gap: int = STRIP_GAP) -> torch.Tensor:
@@ -182,27 +183,29 @@ def synchronize(device: torch.device) -> None:
 
 
 def view_outputs(camera, fix_cam, deformed: DeformedGaussians, full: Dict, renderer: ViewRenderer,
-                 split_info: Decomposition, kernel: int) -> Dict[str, torch.Tensor]:
-    """Every image of one view, by output folder. full: the render of all Gaussians at this view."""
+                 split_info: Decomposition, kernel: int, pixel_rule: str = "layer") -> Dict[str, torch.Tensor]:
+    """Every image of one view, by output folder. full: the render of all Gaussians at this view;
+    pixel_rule: --hand_pixels."""
     image = full["render"].clamp(0.0, 1.0)
     hand_map = hand_map_image(full["hand_map"], image)
-    hand_pixels = segment_hand_map(hand_map, kernel)
     fixed = renderer(fix_cam.to(camera.data_device), deformed)  # the fixed camera at this view's time
     fix_image = fixed["render"].clamp(0.0, 1.0)
     static = renderer(camera, deformed, split_info.static)["render"].clamp(0.0, 1.0)
     hands = renderer(camera, deformed, split_info.hands)
     hands_image = hands["render"].clamp(0.0, 1.0)
+    hands_alpha = hands["alpha"].clamp(0.0, 1.0)
+    hand_mask = hand_pixels(pixel_rule, hand_map, hands_alpha, kernel)
     gt = camera.original_image[:3]
     outputs = {
         "renders": image,
         "gt": gt,
         "depth": depth_for_viewing(full["depth"], full["alpha"]),
         "hands_mask": hand_map,
-        "hands_mask_binary": hand_pixels.float(),
+        "hands_mask_binary": hand_mask.float(),
         "static": static,
         "hands": hands_image,
-        "hands_alpha": hands["alpha"].clamp(0.0, 1.0),
-        "hands_segment": hands_segment(image, hand_pixels, renderer.background),
+        "hands_alpha": hands_alpha,
+        "hands_segment": hands_segment(image, hand_mask, renderer.background),
         "fix": fix_image,
         "fix_mask": hand_map_image(fixed["hand_map"], fix_image),
         "strip": side_by_side([gt, image, static, hands_image]),
@@ -222,7 +225,8 @@ def render_split(split: str, cameras: List, fix_cam, renderer: ViewRenderer, spl
             camera.to(device)  # cameras kept on the CPU (--data_device cpu) render next to the Gaussians
             deformed = renderer.deformation(camera.fid)
             full = renderer(camera, deformed)
-            outputs = view_outputs(camera, fix_cam, deformed, full, renderer, split_info, args.mask_kernel)
+            outputs = view_outputs(camera, fix_cam, deformed, full, renderer, split_info, args.mask_kernel,
+                                   args.hand_pixels)
             for folder, picture in outputs.items():
                 write_image(os.path.join(out_dir, folder, f"{camera.image_name}.png"), picture)
             camera.to(home)

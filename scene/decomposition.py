@@ -9,10 +9,16 @@ Rules:
       that score over all Gaussians (85 -> the top 15 % are hands, whatever the training reached).
 static is always the complement of hands. With mask_dimension 0 there are no hands.
 
-Hand pixels of a rendered hand map (``segment_hand_map``, used by render.py's hands_mask_binary/
-and hands_segment/, hence by metrics.py's mask_IoU): map > 0.5, then the clean-up of upstream's
-post-processing: opening + closing with a square kernel, holes filled, and connected pieces
-smaller than MIN_PIECE_FRACTION of the image dropped.
+Hand pixels of a view (``hand_pixels``, used by render.py's hands_mask_binary/ and hands_segment/,
+hence by metrics.py's mask_IoU), by --hand_pixels:
+  ``layer`` (default): the hands layer (the hand Gaussians rendered alone) covers the pixel, its
+      alpha > 0.5. The pixels are then exactly where hands/ shows a hand, one decision for both.
+  ``map`` (the paper): the rendered hand feature (hands_mask/, the full render's composite of m)
+      is > 0.5. It also counts a static Gaussian's stray m, and misses the hand where a hand
+      Gaussian's m is below 1; on both test beds it scored the lower IoU (README, "Hands decomposition").
+Either map then gets the clean-up of upstream's post-processing (``segment_hand_map``): opening +
+closing with a square kernel, holes filled, connected pieces smaller than MIN_PIECE_FRACTION of
+the image dropped.
 """
 import argparse
 from dataclasses import dataclass
@@ -25,6 +31,7 @@ from scipy import ndimage
 from utils.image_utils import clean_mask
 
 HAND_RULES = ("threshold", "percentile")
+HAND_PIXEL_RULES = ("layer", "map")
 HAND_MAP_THRESHOLD = 0.5
 MIN_PIECE_FRACTION = 0.002  # of the image's pixels: specks below this are not a hand
 
@@ -133,8 +140,17 @@ def decompose_model(gaussians, args: argparse.Namespace) -> Decomposition:
     return decompose(features, args.hand_rule, args.hand_threshold, args.hand_percentile)
 
 
+def hand_pixels(rule: str, hand_map: torch.Tensor, hands_alpha: torch.Tensor, kernel: int = 5) -> torch.Tensor:
+    """bool [1, H, W] hand pixels of a view under --hand_pixels ``rule`` (see the module text).
+    hand_map: the full render's hand feature [1, H, W]; hands_alpha: the hands layer's alpha [1, H, W]."""
+    if rule not in HAND_PIXEL_RULES:
+        raise ValueError(f"--hand_pixels must be one of {', '.join(HAND_PIXEL_RULES)}, got {rule!r}")
+    return segment_hand_map(hands_alpha if rule == "layer" else hand_map, kernel)
+
+
 def segment_hand_map(hand_map: torch.Tensor, kernel: int = 5) -> torch.Tensor:
-    """Rendered hand map [1, H, W] in [0, 1] -> bool [1, H, W] hand pixels (see the module text)."""
+    """A map [1, H, W] in [0, 1] (hand feature or hands-layer alpha) -> bool [1, H, W] hand pixels:
+    > 0.5, then cleaned (see the module text)."""
     mask = clean_mask(hand_map > HAND_MAP_THRESHOLD, kernel)[0].cpu().numpy()
     mask = ndimage.binary_fill_holes(mask)
     labels, count = ndimage.label(mask)

@@ -100,14 +100,14 @@ def test_decomposition_outputs_are_consistent(rendered):
     segment_pixels = 0
     for name in names_in(out / "renders"):
         image = read_rgb(str(out / "renders" / f"{name}.png"))
-        hand_map = read_image(str(out / "hands_mask" / f"{name}.png"))[..., 0]
+        hands_alpha = read_image(str(out / "hands_alpha" / f"{name}.png"))[..., 0]
         segment = read_rgb(str(out / "hands_segment" / f"{name}.png"))
         static = read_rgb(str(out / "static" / f"{name}.png"))
         hands = read_rgb(str(out / "hands" / f"{name}.png"))
         inside = segment.sum(axis=2) > 0
         # the segment is the render where kept, black background elsewhere
         assert np.allclose(segment[inside], image[inside], atol=1 / 255 + 1e-6)
-        assert not inside[hand_map < 0.1].any()   # cleaning only fills small holes
+        assert not inside[hands_alpha < 0.1].any()   # the hand pixels are the hands layer's; cleaning only fills small holes
         segment_pixels += inside.sum()
         assert not np.allclose(static, image) and hands.max() > 0
     assert segment_pixels > 0
@@ -140,6 +140,30 @@ def test_hands_alpha_is_the_opacity_of_the_hands_layer(rendered):
         assert hands[alpha == 0].max() == 0.0      # nothing of the hands layer where it has no opacity
         binary = read_image(str(out / "hands_mask_binary" / f"{name}.png"))[..., 0]
         assert set(np.unique(binary)) <= {0.0, 1.0}
+
+
+def test_hand_pixels_follow_the_hands_layer_by_default_and_the_hand_map_under_the_paper_rule(rendered, tmp_path):
+    """hands_mask_binary/ is the cleaned hands-layer alpha by default (--hand_pixels layer) and the
+    cleaned hand map with --hand_pixels map; a model whose config asks for map gets map."""
+    from scene.decomposition import segment_hand_map
+
+    def binaries_against(model, source_folder):
+        out = model / "train" / f"ours_{ITERATION}"
+        for name in names_in(out / "renders"):
+            source = torch.from_numpy(read_image(str(out / source_folder / f"{name}.png"))[..., 0])[None]
+            binary = read_image(str(out / "hands_mask_binary" / f"{name}.png"))[..., 0] > 0.5
+            assert np.array_equal(binary, segment_hand_map(source, 5)[0].numpy()), (source_folder, name)
+
+    model_dir, _, _ = rendered
+    binaries_against(model_dir, "hands_alpha")
+    paper = tmp_path / "paper"
+    shutil.copytree(model_dir, paper)
+    config = json.loads((paper / "cfg_args.json").read_text())
+    (paper / "cfg_args.json").write_text(json.dumps({**config, "hand_pixels": "map"}))
+    assert render_cli.main(["-m", str(paper), "--skip_test", "--quiet", "--no_video"]) == 0
+    binaries_against(paper, "hands_mask")
+    assert render_cli.main(["-m", str(paper), "--skip_test", "--quiet", "--no_video", "--hand_pixels", "layer"]) == 0
+    binaries_against(paper, "hands_alpha")
 
 
 def test_static_gaussians_never_move_with_the_hand_gate(rendered, tiny_scene, tmp_path):

@@ -115,6 +115,27 @@ def test_segment_hand_map_fills_holes_and_drops_specks():
     assert pixels.dtype == torch.bool and torch.equal(pixels, expected)
 
 
+def test_hand_pixels_layer_follows_the_hands_layer_and_map_the_hand_feature():
+    """Feature and layer disagree on purpose: a static Gaussian's stray feature makes the map claim
+    the right square; hand Gaussians whose feature is only 0.4 leave the map under 0.5 on the left
+    square, which the hands layer covers. Each rule returns its own square, cleaned."""
+    from scene.decomposition import hand_pixels
+    hand_map = torch.zeros(1, 30, 60)
+    hands_alpha = torch.zeros(1, 30, 60)
+    hands_alpha[0, 5:25, 5:25] = 0.9
+    hand_map[0, 5:25, 5:25] = 0.4
+    hand_map[0, 5:25, 35:55] = 0.8
+    hand_map[0, 1, 1] = 0.9            # a speck the clean-up removes
+    left = torch.zeros(1, 30, 60, dtype=torch.bool)
+    left[0, 5:25, 5:25] = True
+    right = torch.zeros(1, 30, 60, dtype=torch.bool)
+    right[0, 5:25, 35:55] = True
+    assert torch.equal(hand_pixels("layer", hand_map, hands_alpha, kernel=3), left)
+    assert torch.equal(hand_pixels("map", hand_map, hands_alpha, kernel=3), right)
+    with pytest.raises(ValueError, match="--hand_pixels"):
+        hand_pixels("alpha", hand_map, hands_alpha)
+
+
 def test_segment_hand_map_drops_pieces_below_the_minimum_area():
     from scene.decomposition import MIN_PIECE_FRACTION, segment_hand_map
     hand_map = torch.zeros(1, 100, 100)
