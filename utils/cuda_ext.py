@@ -82,7 +82,7 @@ def build_directory(name: str) -> str:
 
 def extension_build(folder: str) -> dict:
     """An extension package's build description (its extension.py: MODULE, SOURCES, CXX_FLAGS,
-    NVCC_FLAGS), the one setup.py reads too."""
+    NVCC_FLAGS, DESCRIPTION), the one pip's build reads too (submodules/extension_setup.py)."""
     return runpy.run_path(os.path.join(folder, "extension.py"))
 
 
