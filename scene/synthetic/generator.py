@@ -451,12 +451,12 @@ def sample_surface_points(frames: List[FrameRender], poses, k: dict, count: int,
     (not behind a hand), and a fraction ``hand_points`` on the hands where they are in that frame
     (SfM triangulates a few points on hands while they pause).
 
-    Returns (true points [P, 3], noisy points [P, 3], colours [P, 3] uint8): a pixel centre is
+    Returns (true points [P, 3], noisy points [P, 3], colors [P, 3] uint8): a pixel centre is
     picked at random per point, its hit is the point and the image its colour.
     """
     height, width = frames[0].depth.shape
     per_frame = np.diff(np.linspace(0, count, len(frames) + 1).round().astype(int))
-    truth, colours = [], []
+    truth, colors = [], []
     for frame, (c2w, centre), n in zip(frames, poses, per_frame):
         static_depth = frame.static_depth.astype(np.float32)  # compare at the precision depth is kept
         _, d = pixel_rays(c2w, centre, width, height)
@@ -468,9 +468,9 @@ def sample_surface_points(frames: List[FrameRender], poses, k: dict, count: int,
             pick = rng.choice(pixels, size=min(m, len(pixels)), replace=False)
             y, x = np.divmod(pick, width)
             truth.append(centre + depth.reshape(-1)[pick, None].astype(np.float64) * d[pick])
-            colours.append(np.round(image[y, x] * 255).astype(np.uint8))
+            colors.append(np.round(image[y, x] * 255).astype(np.uint8))
     truth = np.concatenate(truth)
-    return truth, truth + rng.normal(0.0, noise, size=truth.shape), np.concatenate(colours)
+    return truth, truth + rng.normal(0.0, noise, size=truth.shape), np.concatenate(colors)
 
 
 def visible_tracks(scene: "SyntheticScene", points: np.ndarray, poses, fids, k: dict, width: int, height: int):
@@ -494,7 +494,7 @@ def visible_tracks(scene: "SyntheticScene", points: np.ndarray, poses, fids, k: 
 
 def build_colmap_model(scene, frames, poses, fids, k, width, height, num_points, point_noise, rng, hand_points=0.0):
     """(cameras, images, points3D) of the scene.readers.colmap types: exact poses, a noisy sparse cloud."""
-    truth, noisy, colours = sample_surface_points(frames, poses, k, num_points, point_noise, rng, hand_points)
+    truth, noisy, colors = sample_surface_points(frames, poses, k, num_points, point_noise, rng, hand_points)
     tracks = visible_tracks(scene, truth, poses, fids, k, width, height)
     cameras = {1: ColmapCamera(1, "PINHOLE", width, height, np.array([k["fx"], k["fy"], k["cx"], k["cy"]]))}
     images, track_of = {}, [[] for _ in range(len(truth))]  # point -> [(image id, keypoint index)]
@@ -512,7 +512,7 @@ def build_colmap_model(scene, frames, poses, fids, k, width, height, num_points,
     for p, track in enumerate(track_of):
         if not track:  # seen nowhere once hands are considered: SfM would not have it either
             continue
-        points3D[p + 1] = ColmapPoint3D(p + 1, noisy[p], colours[p], float(error_sum[p] / error_count[p]),
+        points3D[p + 1] = ColmapPoint3D(p + 1, noisy[p], colors[p], float(error_sum[p] / error_count[p]),
                                         np.array([a for a, _ in track], dtype=np.int32),
                                         np.array([j for _, j in track], dtype=np.int32))
     return cameras, images, points3D
