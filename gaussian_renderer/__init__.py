@@ -9,7 +9,8 @@ from typing import Optional
 import torch
 
 from gaussian_renderer.backend import get_rasterizer
-from gaussian_renderer.projection import covariance_from_scale_rotation
+from utils.general_utils import build_covariance, strip_symmetric
+from utils.rigid_utils import transform_points
 from utils.sh_utils import sh_to_color
 
 
@@ -85,9 +86,8 @@ def render_deformed(viewpoint_camera, gaussians: DeformedGaussians, pipe, bg_col
 
     cov3D_precomp = None
     if getattr(pipe, "compute_cov3D_python", False):
-        cov3D = covariance_from_scale_rotation(scales, rotations, scaling_modifier)
-        i, j = torch.triu_indices(3, 3, device=device)
-        cov3D_precomp, scales, rotations = cov3D[:, i, j], None, None
+        cov3D = build_covariance(scales, rotations, scaling_modifier)
+        cov3D_precomp, scales, rotations = strip_symmetric(cov3D), None, None
 
     shs, colors_precomp = None, override_color
     if colors_precomp is None:
@@ -140,7 +140,7 @@ def _deformed_means(xyz: torch.Tensor, d_xyz, is_6dof: bool) -> torch.Tensor:
         return xyz
     if tuple(d_xyz.shape) != (xyz.shape[0], 4, 4):
         raise ValueError(f"with is_6dof, d_xyz must be [N, 4, 4] = [{xyz.shape[0]}, 4, 4], got {tuple(d_xyz.shape)}")
-    return (d_xyz[:, :3, :3] @ xyz[:, :, None]).squeeze(-1) + d_xyz[:, :3, 3]
+    return transform_points(d_xyz, xyz)
 
 
 def _subset_ids(subset: torch.Tensor, n: int, device) -> torch.Tensor:

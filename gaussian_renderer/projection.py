@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 
 from gaussian_renderer.rules import COV2D_BLUR, FRUSTUM_GUARD, NEAR_CULL_Z, TILE
+from utils.graphics_utils import ndc_to_pixel
 from utils.sh_utils import sh_to_color
 
 
@@ -33,23 +34,6 @@ class Projected(NamedTuple):
     tile_rects: torch.Tensor    # [N, 4] int64 (x0, y0, x1, y1), half-open tile ranges
 
 
-def covariance_from_scale_rotation(scales: torch.Tensor, rotations: torch.Tensor,
-                                   scale_modifier: float) -> torch.Tensor:
-    """Σ = R S Sᵀ Rᵀ [N, 3, 3] from scales [N, 3] and quaternions (w, x, y, z) [N, 4].
-
-    A zero quaternion acts as the identity (its norm is clamped) so nothing turns NaN.
-    """
-    q = rotations / rotations.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    w, x, y, z = q.unbind(dim=1)
-    R = torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=1).reshape(-1, 3, 3)
-    M = R * (scales * scale_modifier)[:, None, :]
-    return M @ M.transpose(1, 2)
-
-
 def covariance_from_upper(cov6: torch.Tensor) -> torch.Tensor:
     """Symmetric [N, 3, 3] from its upper triangle (xx, xy, xz, yy, yz, zz) [N, 6]."""
     xx, xy, xz, yy, yz, zz = cov6.unbind(dim=1)
@@ -58,10 +42,6 @@ def covariance_from_upper(cov6: torch.Tensor) -> torch.Tensor:
 
 def _homogeneous(points: torch.Tensor) -> torch.Tensor:
     return torch.cat([points, torch.ones_like(points[:, :1])], dim=1)
-
-
-def _ndc_to_pixel(ndc: torch.Tensor, size: int) -> torch.Tensor:
-    return ((ndc + 1.0) * size - 1.0) * 0.5
 
 
 def project_gaussians(means3D, means2D, cov3D, viewmatrix, projmatrix, tanfovx, tanfovy,
@@ -81,8 +61,8 @@ def project_gaussians(means3D, means2D, cov3D, viewmatrix, projmatrix, tanfovx, 
     # Safe stand-ins where culled, so that no division makes a NaN gradient.
     z_safe = torch.where(in_frustum, z, torch.ones_like(z))
     ndc = torch.where(in_frustum[:, None], ndc, torch.zeros_like(ndc)) + means2D[:, :2]
-    pixel_means = torch.stack([_ndc_to_pixel(ndc[:, 0], image_width),
-                               _ndc_to_pixel(ndc[:, 1], image_height)], dim=1)
+    pixel_means = torch.stack([ndc_to_pixel(ndc[:, 0], image_width),
+                               ndc_to_pixel(ndc[:, 1], image_height)], dim=1)
 
     fx = image_width / (2.0 * tanfovx)
     fy = image_height / (2.0 * tanfovy)

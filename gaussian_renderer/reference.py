@@ -23,10 +23,10 @@ from torch import nn
 
 from gaussian_renderer.compositing import composite
 from gaussian_renderer.dense import dense_composite
-from gaussian_renderer.projection import (covariance_from_scale_rotation, covariance_from_upper,
-                                          gaussian_colors, project_gaussians)
+from gaussian_renderer.projection import covariance_from_upper, gaussian_colors, project_gaussians
 from gaussian_renderer.rules import GaussianRasterizationSettings  # the one type both backends take
 from gaussian_renderer.tiling import bin_gaussians
+from utils.general_utils import build_covariance
 
 
 
@@ -45,7 +45,7 @@ def rasterize_gaussians(settings: GaussianRasterizationSettings, means3D, means2
     if cov3D_precomp is not None:
         cov3D = covariance_from_upper(cov3D_precomp)
     else:
-        cov3D = covariance_from_scale_rotation(scales, rotations, s.scale_modifier)
+        cov3D = build_covariance(scales, rotations, s.scale_modifier)
     proj = project_gaussians(means3D, means2D, cov3D, s.viewmatrix, s.projmatrix,
                              float(s.tanfovx), float(s.tanfovy), H, W)
     colors = colors_precomp if colors_precomp is not None else \
@@ -79,12 +79,6 @@ class GaussianRasterizer(nn.Module):
                 scales=None, rotations=None, cov3D_precomp=None):
         return rasterize_gaussians(self.raster_settings, means3D, means2D, opacities, shs,
                                    colors_precomp, mask_feature, scales, rotations, cov3D_precomp)
-
-    def markVisible(self, positions: torch.Tensor) -> torch.Tensor:
-        """Bool [N]: in front of the near plane (as upstream's frustum test)."""
-        with torch.no_grad():
-            hom = torch.cat([positions, torch.ones_like(positions[:, :1])], dim=1)
-            return (hom @ self.raster_settings.viewmatrix)[:, 2] > 0.2
 
 
 def _check_inputs(s, means3D, means2D, opacities, shs, colors_precomp, mask_feature,

@@ -29,8 +29,9 @@ def get_expon_lr_func(lr_init: float, lr_final: float, lr_delay_steps: int = 0,
 
 
 def build_rotation(q: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [N, 3, 3] from quaternions [N, 4] (w, x, y, z), normalized here."""
-    q = q / q.norm(dim=1, keepdim=True)
+    """Rotation matrices [N, 3, 3] from quaternions [N, 4] (w, x, y, z), normalized here; a zero
+    quaternion gives the identity (its norm is clamped) so nothing turns NaN."""
+    q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
     w, x, y, z = q.unbind(dim=1)
     return torch.stack([
         1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
@@ -47,7 +48,7 @@ def build_covariance(scales: torch.Tensor, rotations: torch.Tensor, scale_modifi
 
 def strip_symmetric(sym: torch.Tensor) -> torch.Tensor:
     """Upper triangle (xx, xy, xz, yy, yz, zz) [N, 6] of symmetric matrices [N, 3, 3]."""
-    i, j = torch.triu_indices(3, 3)
+    i, j = torch.triu_indices(3, 3, device=sym.device)
     return sym[:, i, j]
 
 

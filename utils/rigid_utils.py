@@ -55,16 +55,6 @@ def exp_twist(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return rotation_translation_to_transform(R, p)
 
 
-def exp_se3(screw_axis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Transforms [N, 4, 4] for a screw axis S = (ω, v) [N, 6] travelled by theta [N, 1] or [N].
-
-    Modern Robotics eq. 3.88 form (``exp([S] θ)``); with a unit ω this equals
-    ``exp_twist(ω θ, v θ)``, which is how it is computed.
-    """
-    theta = theta.reshape(-1, 1)
-    return exp_twist(screw_axis[:, :3] * theta, screw_axis[:, 3:] * theta)
-
-
 def rotation_translation_to_transform(R: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Homogeneous transforms [N, 4, 4] from rotations R [N, 3, 3] and translations p [N, 3]."""
     top = torch.cat([R, p.unsqueeze(-1)], dim=-1)

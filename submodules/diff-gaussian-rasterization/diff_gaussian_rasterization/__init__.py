@@ -178,13 +178,6 @@ class GaussianRasterizer(nn.Module):
         super().__init__()
         self.raster_settings = raster_settings
 
-    def markVisible(self, positions: torch.Tensor) -> torch.Tensor:
-        """Bool [N]: in front of the near cull plane (the rasterizer's own culling rule)."""
-        with torch.no_grad():
-            view = self.raster_settings.viewmatrix
-            z = positions @ view[:3, 2] + view[3, 2]
-            return z > 0.2
-
     def forward(self, means3D, means2D, opacities, shs=None, colors_precomp=None, mask_feature=None,
                 scales=None, rotations=None, cov3D_precomp=None):
         s = self.raster_settings
