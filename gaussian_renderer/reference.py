@@ -19,12 +19,11 @@ outputs for non-finite values and raises with the name of the offending tensor.
 from typing import Optional
 
 import torch
-from torch import nn
 
 from gaussian_renderer.compositing import composite
 from gaussian_renderer.dense import dense_composite
 from gaussian_renderer.projection import covariance_from_upper, gaussian_colors, project_gaussians
-from gaussian_renderer.rules import GaussianRasterizationSettings  # the one type both backends take
+from gaussian_renderer.rules import GaussianRasterizationSettings, RasterizerModule  # shared with the CUDA backend
 from gaussian_renderer.tiling import bin_gaussians
 from utils.general_utils import build_covariance
 
@@ -70,15 +69,8 @@ def rasterize_gaussians(settings: GaussianRasterizationSettings, means3D, means2
     return color, depth, feature_map, proj.radii, alpha
 
 
-class GaussianRasterizer(nn.Module):
-    def __init__(self, raster_settings: GaussianRasterizationSettings):
-        super().__init__()
-        self.raster_settings = raster_settings
-
-    def forward(self, means3D, means2D, opacities, shs=None, colors_precomp=None, mask_feature=None,
-                scales=None, rotations=None, cov3D_precomp=None):
-        return rasterize_gaussians(self.raster_settings, means3D, means2D, opacities, shs,
-                                   colors_precomp, mask_feature, scales, rotations, cov3D_precomp)
+class GaussianRasterizer(RasterizerModule):
+    draw = staticmethod(rasterize_gaussians)
 
 
 def _check_inputs(s, means3D, means2D, opacities, shs, colors_precomp, mask_feature,

@@ -1,6 +1,7 @@
-"""The rasterization rule's constants and the settings type, shared with the CUDA rasterizer.
+"""The rasterization rule's constants, the settings type and the module interface, shared with
+the CUDA rasterizer.
 
-Both are defined once, in the CUDA package's settings.py (the Python side of its csrc/config.h),
+All are defined once, in the CUDA package's settings.py (the Python side of its csrc/config.h),
 and loaded here from the source tree by file, so the reference has them even where that package
 is not installed (settings.py has no compiled part). Import them from here in gaussian_renderer.
 """
@@ -24,6 +25,7 @@ def _load():
 
 _shared = _load()
 GaussianRasterizationSettings = _shared.GaussianRasterizationSettings
+RasterizerModule = _shared.RasterizerModule
 TILE = _shared.TILE
 NEAR_CULL_Z = _shared.NEAR_CULL_Z
 FRUSTUM_GUARD = _shared.FRUSTUM_GUARD

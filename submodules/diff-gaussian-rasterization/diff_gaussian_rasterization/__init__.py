@@ -15,9 +15,8 @@ import os
 from typing import Optional
 
 import torch
-import torch.nn as nn
 
-from .settings import MAX_FEATURES, GaussianRasterizationSettings  # shared with the reference (settings.py)
+from .settings import MAX_FEATURES, GaussianRasterizationSettings, RasterizerModule  # shared with the reference
 
 _extension_module = None
 # From this many Gaussians on, tile lists come from a depth-first pair of 32-bit sorts rather than
@@ -173,28 +172,27 @@ def _call(phase: str, fn, inputs: dict, debug: bool):
         raise _dump_inputs(phase, inputs, err) from err
 
 
-class GaussianRasterizer(nn.Module):
-    def __init__(self, raster_settings: GaussianRasterizationSettings):
-        super().__init__()
-        self.raster_settings = raster_settings
+def rasterize_gaussians(s: GaussianRasterizationSettings, means3D, means2D, opacities, shs=None, colors_precomp=None,
+                        mask_feature=None, scales=None, rotations=None, cov3D_precomp=None):
+    """One draw with the CUDA kernels; the arguments and the result are GaussianRasterizer's."""
+    if (shs is None) == (colors_precomp is None):
+        raise ValueError("GaussianRasterizer: give exactly one of shs and colors_precomp.")
+    if (scales is None or rotations is None) == (cov3D_precomp is None):
+        raise ValueError("GaussianRasterizer: give either scales and rotations, or cov3D_precomp.")
+    n = means3D.shape[0]
+    if mask_feature is not None and (mask_feature.ndim != 2 or mask_feature.shape[0] != n):
+        raise ValueError(f"GaussianRasterizer: mask_feature must be [N={n}, K], got {tuple(mask_feature.shape)}.")
+    empty = _empty_like_device(means3D)
 
-    def forward(self, means3D, means2D, opacities, shs=None, colors_precomp=None, mask_feature=None,
-                scales=None, rotations=None, cov3D_precomp=None):
-        s = self.raster_settings
-        if (shs is None) == (colors_precomp is None):
-            raise ValueError("GaussianRasterizer: give exactly one of shs and colors_precomp.")
-        if (scales is None or rotations is None) == (cov3D_precomp is None):
-            raise ValueError("GaussianRasterizer: give either scales and rotations, or cov3D_precomp.")
-        n = means3D.shape[0]
-        if mask_feature is not None and (mask_feature.ndim != 2 or mask_feature.shape[0] != n):
-            raise ValueError(f"GaussianRasterizer: mask_feature must be [N={n}, K], got {tuple(mask_feature.shape)}.")
-        empty = _empty_like_device(means3D)
+    def prepared(t: Optional[torch.Tensor]) -> torch.Tensor:
+        return empty if t is None else t.contiguous()
 
-        def prepared(t: Optional[torch.Tensor]) -> torch.Tensor:
-            return empty if t is None else t.contiguous()
+    features = mask_feature if mask_feature is not None else means3D.new_empty((n, 0))
+    return _RasterizeGaussians.apply(
+        means3D.contiguous(), means2D, prepared(shs), prepared(colors_precomp), opacities.contiguous(),
+        prepared(scales), prepared(rotations), prepared(cov3D_precomp), features.contiguous(),
+        s.bg.contiguous(), s)
 
-        features = mask_feature if mask_feature is not None else means3D.new_empty((n, 0))
-        return _RasterizeGaussians.apply(
-            means3D.contiguous(), means2D, prepared(shs), prepared(colors_precomp), opacities.contiguous(),
-            prepared(scales), prepared(rotations), prepared(cov3D_precomp), features.contiguous(),
-            s.bg.contiguous(), s)
+
+class GaussianRasterizer(RasterizerModule):
+    draw = staticmethod(rasterize_gaussians)

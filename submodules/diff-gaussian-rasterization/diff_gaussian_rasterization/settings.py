@@ -1,4 +1,5 @@
-"""The rasterizer settings and the constants of the rasterization rule: what both backends share.
+"""The rasterizer settings, the constants of the rasterization rule and the module interface:
+what both backends share.
 
 It lives in this file of its own, free of the compiled part, so that the pure-PyTorch reference
 (gaussian_renderer/rules.py loads it) uses the very same definitions from the source tree even
@@ -32,3 +33,21 @@ class GaussianRasterizationSettings(NamedTuple):
     campos: torch.Tensor       # [3]
     prefiltered: bool
     debug: bool = False
+
+
+class RasterizerModule(torch.nn.Module):
+    """The module both backends present (Inria's ``GaussianRasterizer``): the settings at
+    construction, one draw per call, returning (color [3,H,W], depth [1,H,W], feature map [K,H,W],
+    radii [N], alpha [1,H,W]). A backend subclasses it and sets ``draw``, a function
+    (settings, means3D, means2D, opacities, shs, colors_precomp, mask_feature, scales, rotations,
+    cov3D_precomp) -> that tuple."""
+    draw = None
+
+    def __init__(self, raster_settings: GaussianRasterizationSettings):
+        super().__init__()
+        self.raster_settings = raster_settings
+
+    def forward(self, means3D, means2D, opacities, shs=None, colors_precomp=None, mask_feature=None,
+                scales=None, rotations=None, cov3D_precomp=None):
+        return self.draw(self.raster_settings, means3D, means2D, opacities, shs, colors_precomp, mask_feature,
+                         scales, rotations, cov3D_precomp)
