@@ -213,6 +213,21 @@ def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.R
     }
 
 
+def checked_loss_values(terms: Dict[str, torch.Tensor], iteration: int, before_step: Dict, state: RunState,
+                        rng: random.Random, gaussians, deform, strategy, dataset, run) -> Dict[str, float]:
+    """loss_values(), or, when one is not finite, the state before this iteration saved as
+    chkpnt<iteration - 1>.pth and NonFiniteLoss raised (no parameter has been updated yet)."""
+    try:
+        values = loss_values(terms)
+        check_finite(values, iteration)
+        return values
+    except NonFiniteLoss as err:
+        rewind(before_step, state, rng, gaussians)   # camera order, RNGs, SH degree: back to iteration - 1
+        path = os.path.join(dataset.model_path, f"chkpnt{iteration - 1}.pth")
+        save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng, run_config(run)))
+        raise NonFiniteLoss(f"{err} Training stopped; the last good state is in {path}.") from None
+
+
 def step_snapshot(state: RunState, rng: random.Random, gaussians) -> Dict:
     """What an iteration changes before its parameter update: camera order, RNGs, SH degree."""
     return {"camera_stack": list(state.camera_stack), "camera_rng": rng.getstate(), "rng": capture_rng_state(),
@@ -389,17 +404,17 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             terms.update(layers)
             for name, value in layers.items():
                 terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value
-        try:
-            values = loss_values(terms)
-            check_finite(values, iteration)
-        except NonFiniteLoss as err:
-            # Parameters are still those after iteration - 1: rewind the rest and save them.
-            rewind(before_step, state, rng, gaussians)
-            path = os.path.join(dataset.model_path, f"chkpnt{iteration - 1}.pth")
-            save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng, run_config(run)))
-            raise NonFiniteLoss(f"{err} Training stopped; the last good state is in {path}.") from None
+        # The host reads the losses (the finite check) after queueing the backward pass, so the GPU
+        # works through it during the read instead of idling; only the update needs the check's
+        # answer. Under --detect_anomaly, backward itself would raise on a NaN: check first there.
+        if run.detect_anomaly:
+            values = checked_loss_values(terms, iteration, before_step, state, rng, gaussians, deform, strategy,
+                                         dataset, run)
         with deform.precision_context():  # TF32 is a global switch read when kernels launch
             terms["total"].backward()
+        if not run.detect_anomaly:
+            values = checked_loss_values(terms, iteration, before_step, state, rng, gaussians, deform, strategy,
+                                         dataset, run)
 
         if iteration in run.test_iterations:  # before this iteration's densification and opacity reset
             eval_start = meter.timed_pause()

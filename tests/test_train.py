@@ -66,7 +66,10 @@ def test_resume_is_exact(tiny_scene, tmp_path):
     assert_same_tensors(a["densification"], b["densification"], "densification")
 
 
-def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("flags", [[], ["--detect_anomaly"]], ids=["check_after_queueing_backward", "anomaly_mode"])
+def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch, capsys, flags):
+    """The finite check runs after backward is queued (before it under --detect_anomaly, whose
+    backward would raise first): either way no update is applied and the last good state is saved."""
     real = train.compute_losses
     calls = []  # one call per iteration: its length is the iteration number
 
@@ -81,7 +84,7 @@ def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch
     monkeypatch.setattr(train, "compute_losses", poisoned)
     model = str(tmp_path / "nan")
     with pytest.raises(SystemExit) as exit_info:
-        run(tiny_scene, model)
+        run(tiny_scene, model, *flags)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     bad = len(calls)
