@@ -25,19 +25,20 @@ from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_
 from gaussian_renderer import DeformedGaussians, background_color, deform_gaussians, render, render_deformed
 from scene import Scene
 from scene.decomposition import deformation_gate
-from scene.readers.dataset_types import DatasetError
 from scene.deform_model import DeformModel
+from scene.readers.dataset_types import DatasetError
 from scene.densify import DensificationStrategy
 from scene.gaussian_model import GaussianModel
+from utils.atomic import write_json_atomic
 from utils.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from utils.general_utils import seed_everything, set_cpu_threads
 from utils.image_utils import psnr
 from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss, photometric_loss
-from utils.schedule import TrainingSchedule
 from utils.model_folder import clear_outputs, latest_checkpoint, trained_outputs
-from utils.system_utils import print_once
-from utils.atomic import write_json_atomic
+from utils.schedule import TrainingSchedule
 from utils.speed import PhaseSpeedMeter
+from utils.system_utils import print_once
+import view   # the --viewer page (viser itself is imported only when a page is served)
 
 NUM_TRAIN_EVAL_VIEWS = 5
 # each term of layer_losses and the flag that weighs it
@@ -290,7 +291,6 @@ def start_viewer(run: Namespace, scene: Scene, gaussians, deform, pipe, opt, bac
                  phase_now: Dict):
     """view.py's page on --viewer_port, drawn by train.py between steps (ViewerPage.tick), or None
     with a one-line notice when viser is missing or the port is taken: training goes on."""
-    import view
     try:
         view.require_viser()
         live = view.LiveModel(gaussians, deform, pipe, background, is_6dof,

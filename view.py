@@ -30,6 +30,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from arguments import ModelParams, PipelineParams
+from gaussian_renderer import background_color, render
+from render import RenderError, deformation_active, hand_map_image, load_model, resolve_args
+from scene.cameras import Camera
+from scene.decomposition import add_decomposition_args, decompose_model, deformation_gate
+from scene.readers.dataset_types import DatasetError
+from utils.general_utils import set_cpu_threads
+from utils.graphics_utils import getProjectionMatrix
+from utils.image_utils import depth_for_viewing, to_uint8
+
 LAYERS = ("full", "static", "hands", "hand map", "depth")
 # While the view changes, frames are drawn smaller when they take longer than this (the reference
 # rasterizer on a CPU), down to MIN_RENDER_SCALE of the width; once the view has been still for
@@ -92,8 +102,6 @@ class ViewerCamera:
     @classmethod
     def from_pose(cls, c2w: np.ndarray, fov_y: float, width: int, height: int,
                   device: torch.device = torch.device("cpu")) -> "ViewerCamera":
-        from scene.cameras import Camera
-        from utils.graphics_utils import getProjectionMatrix
         fov_x = 2.0 * math.atan(math.tan(fov_y / 2.0) * width / height)
         w2c = np.linalg.inv(np.asarray(c2w, dtype=np.float64))
         view = torch.tensor(w2c, dtype=torch.float32).transpose(0, 1).contiguous().to(device)
@@ -145,14 +153,10 @@ class LiveModel:
         return self.gaussians.get_xyz.device
 
     def hands(self, settings: LayerSettings) -> torch.Tensor:
-        from scene.decomposition import decompose_model
         return decompose_model(self.gaussians, Namespace(**vars(settings))).hands
 
     def frame(self, camera: ViewerCamera, time_value: float, settings: LayerSettings) -> np.ndarray:
         """uint8 [H, W, 3] image of settings.layer seen by camera at time_value in [0, 1]."""
-        from gaussian_renderer import render
-        from render import hand_map_image
-        from utils.image_utils import depth_for_viewing, to_uint8
         if settings.layer not in LAYERS:
             raise ValueError(f"Unknown layer {settings.layer!r}: use one of {', '.join(LAYERS)}.")
         with self.lock, torch.no_grad():
@@ -177,9 +181,6 @@ class LiveModel:
 
 def load_live_model(args: Namespace, model_params, pipeline_params, device: torch.device):
     """(LiveModel, scene, iteration) of the model folder args.model_path, as render.py loads it."""
-    from gaussian_renderer import background_color
-    from render import RenderError, deformation_active, load_model
-    from scene.decomposition import deformation_gate
     try:
         dataset, scene, gaussians, deform = load_model(args, model_params, device)
     except RenderError as err:
@@ -430,8 +431,6 @@ def require_viser() -> None:
 
 
 def build_parser():
-    from arguments import ModelParams, PipelineParams
-    from scene.decomposition import add_decomposition_args
     parser = ArgumentParser(description="Serve a web viewer of a trained EgoMask model (viser).")
     model, pipeline = ModelParams(parser), PipelineParams(parser)
     parser.add_argument("--iteration", default=-1, type=int, help="saved iteration to show (-1: latest)")
@@ -446,8 +445,6 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    from render import RenderError, resolve_args
-    from scene.readers.dataset_types import DatasetError
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         require_viser()
@@ -461,7 +458,6 @@ def main(argv=None) -> int:
             raise ViewerError(f"--frame_rate must be positive, got {given.frame_rate}.")
         args = resolve_args(argv, parser)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        from utils.general_utils import set_cpu_threads
         set_cpu_threads(getattr(args, "cpu_threads", -1), device)   # as train.py
         live, scene, iteration = load_live_model(args, model_params, pipeline_params, device)
         max_width = args.max_width or default_render_width(device)

@@ -14,6 +14,7 @@ from types import ModuleType
 import torch
 
 from gaussian_renderer import reference
+from utils.cuda_ext import load_rasterizer
 
 BACKEND_NAMES = ("auto", "cuda", "torch")
 
@@ -52,11 +53,6 @@ def _choose(name: str, device: torch.device) -> ModuleType:
 
 
 def _load_cuda() -> ModuleType:
-    try:
-        from utils.cuda_ext import load_rasterizer
-    except ImportError as err:
-        raise RuntimeError(f"the CUDA rasterizer loader (utils.cuda_ext) is missing: {err}. "
-                           "Use --rasterizer torch.") from err
     try:
         return load_rasterizer()
     except RuntimeError as err:

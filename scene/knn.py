@@ -17,6 +17,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from utils.cuda_ext import load_knn
+
 NUM_NEIGHBOURS = 3
 SINGLE_POINT_DIST2 = 1e-7
 KDTREE_MIN_POINTS = 20_000       # below this, blocked cdist is as fast and needs no scipy
@@ -103,7 +105,6 @@ def _load_cuda_knn() -> Optional[Callable]:
     global _cuda_knn, _cuda_knn_failed
     if _cuda_knn is None and not _cuda_knn_failed:
         try:
-            from utils.cuda_ext import load_knn
             _cuda_knn = load_knn()
         except Exception as err:  # any build/import problem: the CPU path is exact, only slower
             _cuda_knn_failed = True

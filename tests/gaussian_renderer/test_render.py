@@ -151,20 +151,17 @@ def test_cuda_load_failure_is_reported(monkeypatch):
 
     def broken():
         raise RuntimeError("nvcc: error: something went wrong")
-    import types, sys
-    monkeypatch.setitem(sys.modules, "utils.cuda_ext", types.SimpleNamespace(load_rasterizer=broken))
+    monkeypatch.setattr(backend, "load_rasterizer", broken)
     with pytest.raises(RuntimeError, match="something went wrong"):
         backend.get_rasterizer("cuda", "cuda")
 
 
 def _fake_cuda(monkeypatch, load):
-    import sys
-    import types
     monkeypatch.setattr(backend, "_cache", {})
     monkeypatch.setattr(backend, "_cuda_attempt", {})
     monkeypatch.setattr(backend, "_fallback_reported", False)
     monkeypatch.setattr(backend.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setitem(sys.modules, "utils.cuda_ext", types.SimpleNamespace(load_rasterizer=load))
+    monkeypatch.setattr(backend, "load_rasterizer", load)
 
 
 def test_auto_takes_cuda_for_gpu_tensors_when_it_loads(monkeypatch):

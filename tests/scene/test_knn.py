@@ -1,6 +1,4 @@
 """dist2_knn3: exact mean squared distance to the 3 nearest other points, on every path."""
-import sys
-import types
 
 import pytest
 import torch
@@ -115,7 +113,7 @@ def test_cuda_loader_failure_gives_one_notice(monkeypatch, capsys):
     def broken_loader():
         raise RuntimeError("nvcc not found")
 
-    monkeypatch.setitem(sys.modules, "utils.cuda_ext", types.SimpleNamespace(load_knn=broken_loader))
+    monkeypatch.setattr(knn, "load_knn", broken_loader)
     monkeypatch.setattr(knn, "_cuda_knn", None)
     monkeypatch.setattr(knn, "_cuda_knn_failed", False)
     assert knn._load_cuda_knn() is None
