@@ -11,6 +11,7 @@ import sys
 from argparse import SUPPRESS, ArgumentParser, Namespace
 
 from utils.atomic import write_json_atomic
+from utils.errors import DatasetError
 
 CONFIG_FILE = "cfg_args.json"
 
@@ -280,8 +281,16 @@ def load_config(model_path: str) -> dict:
         raise FileNotFoundError(
             f"No {CONFIG_FILE} in {model_path!r}: is this a folder written by train.py? "
             "Pass the model folder with -m, or give -s and the other flags explicitly.")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except ValueError as err:   # not JSON (truncated, edited): say which file
+        raise DatasetError(f"{path} is not valid JSON ({err}): restore it from the training run, "
+                           "or give -s and the other flags explicitly.") from None
+    if not isinstance(saved, dict):
+        raise DatasetError(f"{path} holds a {type(saved).__name__}, not the flags of a run: restore it from "
+                           "the training run, or give -s and the other flags explicitly.")
+    return saved
 
 
 def explicit_arguments(parser: ArgumentParser, argv) -> dict:
@@ -301,4 +310,17 @@ def get_combined_args(parser: ArgumentParser, argv=None) -> Namespace:
     except FileNotFoundError as err:
         print(f"Note: {err}")
         saved = {}
-    return Namespace(**{**vars(cmdline), **saved, **explicit_arguments(parser, argv)})
+    explicit = explicit_arguments(parser, argv)
+    _check_saved_choices(parser, saved, explicit, cmdline.model_path)
+    return Namespace(**{**vars(cmdline), **saved, **explicit})
+
+
+def _check_saved_choices(parser: ArgumentParser, saved: dict, explicit: dict, model_path: str) -> None:
+    """A saved value outside its flag's choices (an edited or foreign cfg_args.json) stops here,
+    naming the file and the flag, unless the command line gives that flag."""
+    for action in parser._actions:
+        name = action.dest
+        if action.choices is None or name not in saved or name in explicit or saved[name] in action.choices:
+            continue
+        raise DatasetError(f"{os.path.join(model_path, CONFIG_FILE)}: {name} is {saved[name]!r}, not one of "
+                           f"{', '.join(map(str, action.choices))}: fix the file or pass --{name}.")

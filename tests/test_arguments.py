@@ -53,6 +53,25 @@ def test_config_json_round_trip_and_combination(tmp_path):
     assert get_combined_args(p, ["-m", str(tmp_path), "--mask_dimension", "3"]).mask_dimension == 3
 
 
+def test_saved_value_outside_its_choices_names_the_file_and_flag_unless_given_now(tmp_path):
+    from utils.errors import DatasetError
+    p, _ = parser()
+    save_config(p.parse_args(["-s", "scene", "-m", str(tmp_path)]), str(tmp_path))
+    config = json.loads((tmp_path / "cfg_args.json").read_text())
+    (tmp_path / "cfg_args.json").write_text(json.dumps({**config, "hand_pixels": "alpha"}))
+    with pytest.raises(DatasetError, match=r"cfg_args.json: hand_pixels is 'alpha', not one of layer, map.*--hand_pixels"):
+        get_combined_args(p, ["-m", str(tmp_path)])
+    assert get_combined_args(p, ["-m", str(tmp_path), "--hand_pixels", "map"]).hand_pixels == "map"
+
+
+@pytest.mark.parametrize("text", ["{truncated", "[1, 2]"])
+def test_config_that_is_not_a_flag_dictionary_is_a_clear_error(tmp_path, text):
+    from utils.errors import DatasetError
+    (tmp_path / "cfg_args.json").write_text(text)
+    with pytest.raises(DatasetError, match="cfg_args.json"):
+        load_config(str(tmp_path))
+
+
 def test_missing_config_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="cfg_args.json"):
         load_config(str(tmp_path))

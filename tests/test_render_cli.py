@@ -288,6 +288,19 @@ def test_model_folder_without_checkpoint(tmp_path, tiny_scene, capsys):
     assert "missing" in one_line_error(capsys)
 
 
+def test_edited_config_is_a_one_line_error(rendered, tmp_path, capsys):
+    model_dir = tmp_path / "edited"
+    shutil.copytree(rendered[0], model_dir, ignore=shutil.ignore_patterns("train", "test"))
+    config = json.loads((model_dir / "cfg_args.json").read_text())
+    (model_dir / "cfg_args.json").write_text(json.dumps({**config, "time_outside": "hold"}))
+    assert render_cli.main(["-m", str(model_dir), "--quiet"]) == 2
+    err = one_line_error(capsys)
+    assert "cfg_args.json" in err and "time_outside" in err and "'hold'" in err
+    (model_dir / "cfg_args.json").write_text("{not json")
+    assert render_cli.main(["-m", str(model_dir), "--quiet"]) == 2
+    assert "cfg_args.json" in one_line_error(capsys)
+
+
 def test_mismatched_iteration(rendered, tmp_path, capsys):
     model_dir = tmp_path / "copy"
     shutil.copytree(rendered[0], model_dir, ignore=shutil.ignore_patterns("train", "test"))
