@@ -15,7 +15,8 @@ hence by metrics.py's mask_IoU), by --hand_pixels:
       alpha > 0.5. The pixels are then exactly where hands/ shows a hand, one decision for both.
   ``map`` (the paper): the rendered hand feature (hands_mask/, the full render's composite of m)
       is > 0.5. It also counts a static Gaussian's stray m, and misses the hand where a hand
-      Gaussian's m is below 1; on both test beds it scored the lower IoU (README, "Hands decomposition").
+      Gaussian's m is below 1. It scored the lower IoU on every synthetic training and on three of
+      four real-clip ones (README, "Hands decomposition").
 Either map then gets the clean-up of upstream's post-processing (``segment_hand_map``): opening +
 closing with a square kernel, holes filled, connected pieces smaller than MIN_PIECE_FRACTION of
 the image dropped.
