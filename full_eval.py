@@ -21,7 +21,7 @@ import shlex
 import subprocess
 import sys
 import time
-from argparse import ArgumentParser, Namespace
+from argparse import ArgumentParser, ArgumentTypeError, Namespace
 from typing import Dict, List, Optional
 
 from utils.schedule import scaled_schedule
@@ -38,6 +38,17 @@ class StepFailed(Exception):
         self.code = code
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 would otherwise fall back to a default unseen)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description="Train, render and score scenes; print one table.", allow_abbrev=False)
     parser.add_argument("--scenes", "-s", nargs="+", default=[], help="scene folders")
@@ -50,13 +61,13 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--render_args", default="", help="extra render.py flags, one quoted string")
     parser.add_argument("--metrics_args", default="", help="extra metrics.py flags, one quoted string")
     demo = parser.add_argument_group("Synthetic demo (--synthetic)")
-    demo.add_argument("--iterations", type=int, default=None,
+    demo.add_argument("--iterations", type=positive_int, default=None,
                       help=f"training iterations (train.py default, or {DEMO_ITERATIONS} with --synthetic)")
-    demo.add_argument("--frames", type=int, default=16)
-    demo.add_argument("--width", type=int, default=64)
-    demo.add_argument("--height", type=int, default=48)
-    demo.add_argument("--points", type=int, default=1000, help="initial sparse points of the synthetic scene")
-    demo.add_argument("--llffhold", type=int, default=4, help="every n-th frame is a test view")
+    demo.add_argument("--frames", type=positive_int, default=16)
+    demo.add_argument("--width", type=positive_int, default=64)
+    demo.add_argument("--height", type=positive_int, default=48)
+    demo.add_argument("--points", type=positive_int, default=1000, help="initial sparse points of the synthetic scene")
+    demo.add_argument("--llffhold", type=positive_int, default=4, help="every n-th frame is a test view")
     return parser
 
 

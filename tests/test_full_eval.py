@@ -64,6 +64,17 @@ def test_missing_scene_folder_is_a_clear_error(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, value", [("--iterations", "0"), ("--frames", "-3"), ("--width", "wide")])
+def test_sizes_must_be_positive_integers_before_anything_is_made(tmp_path, capsys, flag, value):
+    """--iterations 0 used to fall back to the demo's 300 without a word."""
+    out = tmp_path / "demo"
+    with pytest.raises(SystemExit) as exit_info:
+        full_eval.main(["--synthetic", str(out), flag, value])
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: must be a positive integer, got '{value}'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_failing_step_is_reported_and_the_table_still_printed(tmp_path, capsys):
     empty_scene = tmp_path / "empty_scene"
     empty_scene.mkdir()
