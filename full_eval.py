@@ -21,9 +21,10 @@ import shlex
 import subprocess
 import sys
 import time
-from argparse import ArgumentParser, ArgumentTypeError, Namespace
+from argparse import ArgumentParser, Namespace
 from typing import Dict, List, Optional
 
+from arguments import positive_int
 from utils.schedule import scaled_schedule
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -36,17 +37,6 @@ class StepFailed(Exception):
     def __init__(self, step: str, command: List[str], code: int):
         super().__init__(f"{step} failed (exit status {code}): {' '.join(shlex.quote(c) for c in command)}")
         self.code = code
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (0 would otherwise fall back to a default unseen)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
 
 
 def build_parser() -> ArgumentParser:

@@ -27,7 +27,8 @@ from typing import Dict, List, Optional
 
 import torch
 
-from arguments import ModelParams, PipelineParams, get_combined_args
+from arguments import (ModelParams, PipelineParams, get_combined_args, non_negative_int, positive_float,
+                       positive_int)
 from gaussian_renderer import DeformedGaussians, background_color, deform_gaussians, render_deformed
 from gaussian_renderer.backend import get_rasterizer
 from scene import Scene
@@ -63,10 +64,10 @@ def build_parser():
     parser.add_argument("--fix_view", type=int, default=None,
                         help="index of the training camera (time order) for fix/; default the middle one")
     parser.add_argument("--mask_kernel", type=int, default=5, help="odd kernel size of the hand-mask cleaning")
-    parser.add_argument("--fps_warmup", type=int, default=3, help="untimed renders before the speed is timed")
-    parser.add_argument("--fps_renders", type=int, default=100,
+    parser.add_argument("--fps_warmup", type=non_negative_int, default=3, help="untimed renders before the speed is timed")
+    parser.add_argument("--fps_renders", type=positive_int, default=100,
                         help="renders timed for fps.json (the split's views repeated as needed)")
-    parser.add_argument("--video_fps", type=float, default=10.0)
+    parser.add_argument("--video_fps", type=positive_float, default=10.0)
     parser.add_argument("--no_video", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     add_decomposition_args(parser)

@@ -6,9 +6,10 @@ Each group's attributes are its flags; a leading underscore also gives a one-let
 """
 import copy
 import json
+import math
 import os
 import sys
-from argparse import SUPPRESS, ArgumentParser, Namespace
+from argparse import SUPPRESS, ArgumentParser, ArgumentTypeError, Namespace
 
 from utils.atomic import write_json_atomic
 from utils.errors import DatasetError
@@ -273,6 +274,33 @@ def add_run_arguments(parser: ArgumentParser) -> None:
 def save_config(args: Namespace, model_path: str) -> str:
     """Write the resolved configuration as JSON; returns its path."""
     return write_json_atomic(os.path.join(model_path, CONFIG_FILE), vars(args), sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------- argparse types of the tools' own flags
+
+def _number(text: str, kind, lowest, inclusive: bool, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not math.isfinite(value) or value < lowest or (value == lowest and not inclusive):
+        raise ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    return _number(text, int, 1, True, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    return _number(text, int, 0, True, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    return _number(text, float, 0.0, False, "a positive number")
 
 
 def load_config(model_path: str) -> dict:

@@ -4,7 +4,7 @@ from argparse import ArgumentParser
 import pytest
 
 from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_arguments, get_combined_args,
-                       load_config, save_config)
+                       load_config, non_negative_int, positive_float, positive_int, save_config)
 
 
 def parser():
@@ -70,6 +70,16 @@ def test_config_that_is_not_a_flag_dictionary_is_a_clear_error(tmp_path, text):
     (tmp_path / "cfg_args.json").write_text(text)
     with pytest.raises(DatasetError, match="cfg_args.json"):
         load_config(str(tmp_path))
+
+
+def test_number_types_accept_their_range_and_refuse_the_rest():
+    from argparse import ArgumentTypeError
+    assert positive_int("1") == 1 and non_negative_int("0") == 0 and positive_float("0.5") == 0.5
+    for parse, bad in ((positive_int, "0"), (positive_int, "-1"), (positive_int, "1.5"), (non_negative_int, "-1"),
+                       (positive_float, "0"), (positive_float, "-2"), (positive_float, "nan"), (positive_float, "inf"),
+                       (positive_float, "ten")):
+        with pytest.raises(ArgumentTypeError, match=repr(bad)):
+            parse(bad)
 
 
 def test_missing_config_is_explained(tmp_path):

@@ -288,6 +288,14 @@ def test_model_folder_without_checkpoint(tmp_path, tiny_scene, capsys):
     assert "missing" in one_line_error(capsys)
 
 
+@pytest.mark.parametrize("flag, value", [("--fps_renders", "0"), ("--fps_warmup", "-1"), ("--video_fps", "0")])
+def test_speed_and_video_flags_out_of_range_are_refused(rendered, capsys, flag, value):
+    """--fps_renders 0 used to report an FPS over zero renders, --video_fps 0 a ZeroDivisionError."""
+    with pytest.raises(SystemExit) as exit_info:
+        render_cli.main(["-m", str(rendered[0]), "--quiet", flag, value])
+    assert exit_info.value.code == 2 and f"argument {flag}: must be" in capsys.readouterr().err
+
+
 def test_edited_config_is_a_one_line_error(rendered, tmp_path, capsys):
     model_dir = tmp_path / "edited"
     shutil.copytree(rendered[0], model_dir, ignore=shutil.ignore_patterns("train", "test"))
