@@ -23,7 +23,7 @@ import torch
 from gaussian_renderer.compositing import composite
 from gaussian_renderer.dense import dense_composite
 from gaussian_renderer.projection import covariance_from_upper, gaussian_colors, project_gaussians
-from gaussian_renderer.rules import GaussianRasterizationSettings, RasterizerModule  # shared with the CUDA backend
+from gaussian_renderer.rules import MAX_FEATURES, GaussianRasterizationSettings, RasterizerModule  # shared with CUDA
 from gaussian_renderer.tiling import bin_gaussians
 from utils.general_utils import build_covariance
 
@@ -94,6 +94,8 @@ def _check_inputs(s, means3D, means2D, opacities, shs, colors_precomp, mask_feat
             raise ValueError(f"shs must be [N, >= {needed}, 3] for sh_degree {s.sh_degree}, got {tuple(shs.shape)}")
     if mask_feature is not None and (mask_feature.ndim != 2 or mask_feature.shape[0] != N):
         raise ValueError(f"mask_feature must be [N, K] with N = {N}, got {tuple(mask_feature.shape)}")
+    if mask_feature is not None and mask_feature.shape[1] > MAX_FEATURES:   # the CUDA kernels' limit, kept here too
+        raise ValueError(f"mask_feature has {mask_feature.shape[1]} channels; at most {MAX_FEATURES} are supported.")
     if cov3D_precomp is not None:
         _require_shape("cov3D_precomp", cov3D_precomp, (N, 6))
     else:

@@ -41,7 +41,14 @@ class DensificationStrategy:
 
     @classmethod
     def from_options(cls, opt, white_background: bool) -> "DensificationStrategy":
-        """The strategy of train.py's OptimizationParams."""
+        """The strategy of train.py's OptimizationParams; ValueError names a flag out of range
+        (an interval of 0 would only fail, dividing by zero, once the window is reached)."""
+        for flag in ("densification_interval", "opacity_reset_interval"):
+            if getattr(opt, flag) < 1:
+                raise ValueError(f"--{flag} must be at least 1 (got {getattr(opt, flag)}).")
+        for flag in ("percent_dense", "densify_grad_threshold"):
+            if not getattr(opt, flag) >= 0:   # also refuses NaN
+                raise ValueError(f"--{flag} must be >= 0 (got {getattr(opt, flag)}).")
         return cls(opt.percent_dense, opt.prune_by_screen_size, timing=opt, white_background=white_background)
 
     # --- when ---------------------------------------------------------------------------------

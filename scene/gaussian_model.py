@@ -20,12 +20,13 @@ import torch
 from plyfile import PlyData, PlyElement
 from torch import nn
 
+from gaussian_renderer.rules import MAX_FEATURES
 from scene.readers.dataset_types import DatasetError
 from scene.knn import dist2_knn3
 from utils.general_utils import (build_covariance, inverse_sigmoid,
                                  strip_symmetric)
 from utils.graphics_utils import BasicPointCloud
-from utils.sh_utils import RGB2SH
+from utils.sh_utils import MAX_SH_DEGREE, RGB2SH
 from utils.atomic import write_atomically
 
 TENSOR_NAMES = ("xyz", "f_dc", "f_rest", "opacity", "scaling", "rotation", "mask")
@@ -40,8 +41,11 @@ COLOR_TOLERANCE = 1e-5   # float round-off of colours computed from SH
 class GaussianModel:
     def __init__(self, sh_degree: int, mask_dimension: int = 3, device=None):
         """device: where the tensors live (default CUDA when available, else CPU)."""
-        if sh_degree < 0 or mask_dimension < 0:
-            raise ValueError(f"sh_degree ({sh_degree}) and mask_dimension ({mask_dimension}) must be >= 0.")
+        # the rasterizers' limits, checked before anything is trained: SH up to degree 3, and at most
+        # MAX_FEATURES hand-feature channels (both backends refuse more)
+        if not 0 <= sh_degree <= MAX_SH_DEGREE or not 0 <= mask_dimension <= MAX_FEATURES:
+            raise ValueError(f"sh_degree ({sh_degree}) must be in 0..{MAX_SH_DEGREE} and mask_dimension "
+                             f"({mask_dimension}) in 0..{MAX_FEATURES}.")
         self.max_sh_degree = sh_degree
         self.active_sh_degree = 0
         self.mask_dimension = mask_dimension

@@ -303,6 +303,13 @@ def test_bad_arguments_raise_clear_errors(change, message):
         run(kw, dict(inputs, **change))
 
 
+def test_more_feature_channels_than_the_cuda_kernels_take_are_refused_here_too():
+    kw, inputs = make_case("random_small")
+    n = inputs["means3D"].shape[0]
+    with pytest.raises(ValueError, match="33 channels; at most 32"):
+        run(kw, dict(inputs, mask_feature=torch.zeros(n, 33)))
+
+
 def test_debug_mode_names_non_finite_inputs():
     kw, inputs = make_case("random_small")
     inputs["means3D"].data[0, 0] = float("nan")

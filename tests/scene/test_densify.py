@@ -280,3 +280,14 @@ def test_step_decides_when_statistics_densification_and_resets_happen():
     assert [c[1] for c in calls if c[0] == "stats"] == list(range(1, 9))       # inside the window only
     assert [c[1:] for c in calls if c[0] == "densify"] == [(3, None, 0.5), (6, 20, 0.5)]  # screen limit after a reset
     assert [c[1] for c in calls if c[0] == "reset"] == [2, 4, 8]             # white background: also at densify_from_iter
+
+
+@pytest.mark.parametrize("flag, value", [("densification_interval", 0), ("opacity_reset_interval", 0),
+                                         ("percent_dense", -0.1), ("densify_grad_threshold", float("nan"))])
+def test_options_out_of_range_are_refused_before_training(flag, value):
+    """An interval of 0 used to train until the densification window and then divide by zero."""
+    from types import SimpleNamespace
+    options = dict(percent_dense=0.01, prune_by_screen_size=False, densify_from_iter=2, densify_until_iter=9,
+                   densification_interval=3, opacity_reset_interval=4, densify_grad_threshold=0.5)
+    with pytest.raises(ValueError, match=f"--{flag} must be"):
+        DensificationStrategy.from_options(SimpleNamespace(**{**options, flag: value}), white_background=False)

@@ -106,6 +106,13 @@ def test_covariance_of_a_rotated_gaussian():
     torch.testing.assert_close(model.get_rotation, torch.tensor([[half, 0.0, 0.0, half]]))
 
 
+@pytest.mark.parametrize("sh_degree, mask_dimension", [(4, 3), (-1, 3), (3, 33), (3, -1)])
+def test_sizes_the_rasterizers_cannot_draw_are_refused_at_creation(sh_degree, mask_dimension):
+    with pytest.raises(ValueError, match=r"sh_degree \(-?\d\) must be in 0..3 and mask_dimension \(-?\d+\) in 0..32"):
+        GaussianModel(sh_degree, mask_dimension, device="cpu")
+    GaussianModel(3, 32, device="cpu")   # the largest accepted
+
+
 def test_sh_degree_goes_up_to_the_maximum():
     model = GaussianModel(2, device="cpu")
     degrees = []
