@@ -24,7 +24,7 @@ from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_
                        explicit_arguments, save_config)
 from gaussian_renderer import DeformedGaussians, background_color, deform_gaussians, render, render_deformed
 from scene import Scene
-from scene.decomposition import deformation_gate
+from scene.decomposition import check_training_options, deformation_gate
 from scene.deform_model import DeformModel
 from scene.readers.dataset_types import DatasetError
 from scene.densify import DensificationStrategy
@@ -534,6 +534,7 @@ def resume_configuration(args: Namespace, explicit: Dict) -> Optional[Dict]:
 def validate_run(args: Namespace, opt) -> None:
     """What can be checked before the scene is read: the schedule, the backend, the model folder."""
     TrainingSchedule(opt, has_masks=True, has_depth=True)  # raises ValueError on an impossible schedule
+    check_training_options(opt)                             # the decomposition's gate and layer weights
     if args.rasterizer == "cuda" and not torch.cuda.is_available():
         raise RunError("--rasterizer cuda needs a CUDA GPU, but PyTorch sees none: use --rasterizer auto or torch.")
     if args.log_interval < 1:

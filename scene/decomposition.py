@@ -92,6 +92,17 @@ def hand_score(mask_features: torch.Tensor) -> torch.Tensor:
     return mask_features.detach().mean(dim=1)
 
 
+def check_training_options(opt) -> None:
+    """ValueError naming the flag when the decomposition's training options cannot mean anything:
+    a gate whose ramp runs backwards or has no width, a negative layer-loss weight."""
+    if not opt.gate_low < opt.gate_high:
+        raise ValueError(f"--gate_low ({opt.gate_low}) must be below --gate_high ({opt.gate_high}): the motion "
+                         "share ramps from 0 at gate_low to 1 at gate_high.")
+    for flag in ("hands_layer_weight", "static_layer_weight"):
+        if not getattr(opt, flag) >= 0:   # also refuses NaN
+            raise ValueError(f"--{flag} must be >= 0 (got {getattr(opt, flag)}).")
+
+
 def motion_gate(mask_features: torch.Tensor, low: float = 0.25, high: float = 0.75) -> torch.Tensor:
     """[N] share of the predicted deformation each Gaussian takes (``--deform_gate hand``): 0 for a
     hand score <= low (the static scene never moves), 1 from high on (hands move freely), linear

@@ -479,6 +479,11 @@ def test_viewer_without_viser_is_a_notice_and_training_goes_on(tiny_scene, tmp_p
     (["--log_interval", "0"], "--log_interval must be at least 1"),
     (["--time_frequencies", "-3"], "--time_frequencies must be -1"),
     (["--viewer", "--viewer_port", "70000"], "--viewer_port must be in 1..65535"),
+    (["--gate_low", "0.8", "--gate_high", "0.2"], "--gate_low (0.8) must be below --gate_high (0.2)"),
+    (["--static_layer_weight", "-0.5"], "--static_layer_weight must be >= 0"),
+    (["--densification_interval", "0"], "--densification_interval must be at least 1"),
+    (["--sh_degree", "4"], "sh_degree (4) must be in 0..3"),
+    (["--mask_dimension", "33"], "mask_dimension (33) in 0..32"),
 ])
 def test_new_flags_are_checked_before_anything_is_written(tiny_scene, tmp_path, capsys, flags, expected):
     model = tmp_path / "never"
