@@ -74,7 +74,8 @@ def load_lpips(net: str, device: torch.device, weights_path: Optional[str] = Non
         # only the convolutional trunk is used: a file holding just "features.*" is enough
         features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
     except (OSError, RuntimeError, KeyError, AttributeError, EOFError, pickle.UnpicklingError) as err:
-        raise LpipsUnavailable(f"LPIPS unavailable: cannot load the {net} backbone from {path} ({err}).") from err
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]   # torch's messages run on
+        raise LpipsUnavailable(f"LPIPS unavailable: cannot load the {net} backbone from {path} ({first_line}).") from err
     model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)  # random trunk (no download), then ours
     for block in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
         for index, layer in block.named_children():
@@ -300,6 +301,9 @@ def main(argv=None) -> int:
     try:
         lpips_model = load_lpips(args.lpips_net, device, args.lpips_weights)
     except LpipsUnavailable as err:
+        if args.lpips_weights:   # a file named on the command line that cannot serve is bad input
+            print(f"Error: {' '.join(str(err).split())} Check --lpips_weights.", file=sys.stderr)
+            return EXIT_BAD_INPUT
         print(f"{err} LPIPS will be null.", file=sys.stderr)
         if args.require_lpips:
             return EXIT_NO_LPIPS

@@ -190,6 +190,16 @@ def test_metrics_bad_inputs(tmp_path, monkeypatch, capsys):
     assert metrics.main(["-m", str(model)]) == 2
     assert "frame_b" in capsys.readouterr().err
     assert metrics.main(["-m", str(model), "--require_lpips"]) == 1
+    capsys.readouterr()
+    # a backbone file named on the command line that is missing or unreadable: an error, nothing scored
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
+    for weights in (tmp_path / "absent.pth", tmp_path / "garbage.pth"):
+        if (model / "results.json").exists():
+            os.remove(model / "results.json")
+        assert metrics.main(["-m", str(model), "--lpips_weights", str(weights)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("Error:") and err.count("\n") == 1 and str(weights) in err and "--lpips_weights" in err
+        assert not (model / "results.json").exists()
 
 
 
