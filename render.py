@@ -184,7 +184,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def view_outputs(camera, fix_cam, deformed: DeformedGaussians, full: Dict, renderer: ViewRenderer,
-                 split_info: Decomposition, kernel: int, pixel_rule: str = "layer") -> Dict[str, torch.Tensor]:
+                 split_info: Decomposition, kernel: int, pixel_rule: str) -> Dict[str, torch.Tensor]:
     """Every image of one view, by output folder. full: the render of all Gaussians at this view;
     pixel_rule: --hand_pixels."""
     image = full["render"].clamp(0.0, 1.0)

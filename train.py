@@ -15,6 +15,7 @@ import threading
 import time
 from argparse import ArgumentDefaultsHelpFormatter, ArgumentParser, Namespace
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Dict, List, Optional
 
 import torch
@@ -407,14 +408,13 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         # The host reads the losses (the finite check) after queueing the backward pass, so the GPU
         # works through it during the read instead of idling; only the update needs the check's
         # answer. Under --detect_anomaly, backward itself would raise on a NaN: check first there.
-        if run.detect_anomaly:
-            values = checked_loss_values(terms, iteration, before_step, state, rng, gaussians, deform, strategy,
-                                         dataset, run)
+        check = partial(checked_loss_values, terms, iteration, before_step, state, rng, gaussians, deform,
+                        strategy, dataset, run)
+        values = check() if run.detect_anomaly else None
         with deform.precision_context():  # TF32 is a global switch read when kernels launch
             terms["total"].backward()
-        if not run.detect_anomaly:
-            values = checked_loss_values(terms, iteration, before_step, state, rng, gaussians, deform, strategy,
-                                         dataset, run)
+        if values is None:
+            values = check()
 
         if iteration in run.test_iterations:  # before this iteration's densification and opacity reset
             eval_start = meter.timed_pause()
