@@ -106,6 +106,12 @@ def training_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def fused_adam(device: torch.device, pipe) -> bool:
+    """torch's fused Adam: on CUDA under --adam fused, never for --speed_baseline. Not on the CPU,
+    where training stays bit-for-bit what it was (exact resume and the demo's figures)."""
+    return device.type == "cuda" and pipe.adam == "fused" and not pipe.speed_baseline
+
+
 def pick_camera(state: RunState, cameras: List, rng: random.Random):
     """Random view without replacement within an epoch (as upstream), reproducibly seeded."""
     if not state.camera_stack:
@@ -148,17 +154,18 @@ def layer_losses(camera, gaussians: DeformedGaussians, pipe, gate: torch.Tensor,
     hands layer (opacity x gate, the Gaussians that move): its opacity is the hand mask
     (``hands_alpha``, L1) and its colour the image inside the mask (``hands_color``);
     static layer (opacity x (1 - gate)): its colour is the image outside the mask (``static_color``).
-    The gate is detached: these losses move, shape and colour the Gaussians, the mask loss labels them."""
+    The gate is detached: these losses move, shape and colour the Gaussians, the mask loss labels them.
+    Both layers are drawn from all Gaussians: one whose weighted opacity is below the rasterizers'
+    alpha floor (gate 0 in the hands layer) touches no tile, so it costs its projection only, and
+    no host sync or row gather is needed to pick the layer's Gaussians."""
     mask = camera.mask.to(gate.device)
     gt = camera.original_image.to(gate.device)
     black = torch.zeros(3, device=gate.device)
     terms = {}
     if opt.hands_layer_weight > 0:
-        moving = gate > 0
-        if bool(moving.any()):
-            hands = render_deformed(camera, gaussians, pipe, black, gaussian_subset=moving, opacity_weight=gate)
-            terms["hands_alpha"] = (hands["alpha"] - mask).abs().mean()
-            terms["hands_color"] = (mask * (hands["render"] - gt).abs()).mean()
+        hands = render_deformed(camera, gaussians, pipe, black, opacity_weight=gate)
+        terms["hands_alpha"] = (hands["alpha"] - mask).abs().mean()
+        terms["hands_color"] = (mask * (hands["render"] - gt).abs()).mean()
     if opt.static_layer_weight > 0:
         static = render_deformed(camera, gaussians, pipe, black, opacity_weight=1.0 - gate)
         terms["static_color"] = ((1.0 - mask) * (static["render"] - gt).abs()).mean()
@@ -350,8 +357,9 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
                          time_frequencies=dataset.time_frequencies, precision=precision, device=device,
                          init=dataset.deform_init)
     deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())   # evaluate's test views
-    gaussians.training_setup(opt)
-    deform.train_setting(opt)
+    fused = fused_adam(device, pipe)
+    gaussians.training_setup(opt, fused=fused)
+    deform.train_setting(opt, fused=fused)
     strategy = DensificationStrategy.from_options(opt, dataset.white_background)
     strategy.reset(gaussians.get_xyz.shape[0], device)
     schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth,

@@ -118,7 +118,8 @@ class ModelParams(ParamGroup):
 
 
 class PipelineParams(ParamGroup):
-    choices = {"rasterizer": ["auto", "cuda", "torch"], "deform_precision": ["fp32", "tf32", "bf16"]}
+    choices = {"rasterizer": ["auto", "cuda", "torch"], "deform_precision": ["fp32", "tf32", "bf16"],
+               "adam": ["fused", "plain"]}
     help = {
         "convert_SHs_python": "evaluate the SH colours in PyTorch instead of the rasterizer",
         "compute_cov3D_python": "build the 3D covariances in PyTorch instead of the rasterizer",
@@ -126,8 +127,10 @@ class PipelineParams(ParamGroup):
         "rasterizer": "auto: CUDA where it builds, else the PyTorch reference",
         "deform_precision": "number format of the deformation MLP",
         "log_interval": "steps between TensorBoard scalars and progress-bar updates",
+        "adam": "fused: torch's one-kernel Adam on CUDA (plain on the CPU); plain: its per-op (foreach) Adam",
         "speed_baseline": "train as before the speed work, for benchmarks: the deformation network "
-                          "on every Gaussian (static ones get its output times 0), fp32, logged every step",
+                          "on every Gaussian (static ones get its output times 0), fp32, logged every step, "
+                          "plain Adam",
     }
 
     def __init__(self, parser):
@@ -137,6 +140,7 @@ class PipelineParams(ParamGroup):
         self.rasterizer = "auto"
         self.deform_precision = "fp32"
         self.log_interval = 10
+        self.adam = "fused"
         self.speed_baseline = False
         super().__init__(parser, "Pipeline Parameters")
 

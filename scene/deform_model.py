@@ -157,12 +157,13 @@ class DeformModel:
         return precision
 
     # ---- optimization --------------------------------------------------------------------
-    def train_setting(self, training_args) -> None:
+    def train_setting(self, training_args, fused: bool = False) -> None:
         """Adam from an OptimizationParams group, at the schedule's first learning rate
-        (TrainingSchedule.deform_lr)."""
+        (TrainingSchedule.deform_lr); fused: torch's one-kernel Adam (see GaussianModel.training_setup)."""
         lr_init = training_args.position_lr_init * DEFORM_LR_SCALE
         self.optimizer = torch.optim.Adam(
-            [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}], lr=0.0, eps=1e-15)
+            [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}], lr=0.0, eps=1e-15,
+            fused=fused or None)
 
     def set_learning_rate(self, lr: float) -> None:
         """The network's learning rate for the next step (TrainingSchedule.deform_lr decays it)."""

@@ -52,6 +52,7 @@ class GaussianModel:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.spatial_lr_scale: Optional[float] = None
         self.optimizer: Optional[torch.optim.Adam] = None
+        self.fused_adam = False
         self.mask_trainable = False  # the mask feature learns only in the mask phase
         self._mask_lr = 0.0
         self.tensors: Dict[str, nn.Parameter] = {}
@@ -132,8 +133,12 @@ class GaussianModel:
         print(f"Number of points at initialisation: {n}")
 
     # --- optimizer ------------------------------------------------------------------------
-    def training_setup(self, opt) -> None:
-        """Adam with one group per tensor, at the flags' initial learning rates."""
+    def training_setup(self, opt, fused: Optional[bool] = None) -> None:
+        """Adam with one group per tensor, at the flags' initial learning rates. fused: torch's
+        one-kernel-per-group Adam (the same update in far fewer launches: the training loop is
+        bound by the host); None keeps the last setting (a resumed checkpoint)."""
+        if fused is not None:
+            self.fused_adam = bool(fused)
         if self.spatial_lr_scale is None:
             raise ValueError("training_setup: spatial_lr_scale is unknown; create the model with "
                              "create_from_pcd, or pass spatial_lr_scale to load_ply / load_state_dict.")
@@ -149,7 +154,7 @@ class GaussianModel:
         }
         groups = [{"params": [self.tensors[name]], "lr": learning_rates[name], "name": name}
                   for name in TENSOR_NAMES]
-        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS)
+        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS, fused=self.fused_adam or None)
 
     def set_position_lr(self, lr: float) -> None:
         """The positions' learning rate for the next step (TrainingSchedule.position_lr decays it)."""

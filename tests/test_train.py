@@ -505,3 +505,12 @@ def test_profile_training_labels_each_stage_per_phase_and_leaves_train_as_it_was
     assert "===== phase warm-up" in text and "===== phase mask" in text
     assert "##render_deformed" in text and "##layer_losses" in text and "##backward" in text
     assert (train.render_deformed, train.GaussianModel, torch.Tensor.backward) == before
+
+
+@pytest.mark.parametrize("device, adam, baseline, expected", [
+    ("cuda", "fused", False, True), ("cuda", "plain", False, False), ("cuda", "fused", True, False),
+    ("cpu", "fused", False, False)])
+def test_fused_adam_only_on_cuda_and_never_for_the_speed_baseline(device, adam, baseline, expected):
+    from types import SimpleNamespace
+    pipe = SimpleNamespace(adam=adam, speed_baseline=baseline)
+    assert train.fused_adam(torch.device(device), pipe) is expected

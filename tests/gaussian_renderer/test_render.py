@@ -112,6 +112,41 @@ def test_subset_render_equals_a_smaller_model():
         render(cam, pc, PIPE, BG, 0.0, 0.0, 0.0, gaussian_subset=keep.float())
 
 
+def _leaf_model(pc, device):
+    """pc's tensors as leaves on device, so a render's gradients can be read per Gaussian."""
+    other = TinyModel.__new__(TinyModel)
+    other.__dict__.update(pc.__dict__)
+    for name in ("get_xyz", "get_features", "get_opacity", "get_scaling", "get_rotation", "get_mask"):
+        setattr(other, name, getattr(pc, name).to(device).requires_grad_(True))
+    return other
+
+
+@pytest.mark.parametrize("rasterizer", ["torch", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_zero_opacity_weight_equals_leaving_the_gaussian_out(rasterizer):
+    """The training's hands layer relies on this: drawn from all Gaussians with opacity x gate, the
+    ones with gate 0 change neither the images nor any gradient, as if they were not drawn."""
+    device = "cuda" if rasterizer == "cuda" else "cpu"
+    pipe = SimpleNamespace(**{**vars(PIPE), "rasterizer": rasterizer})
+    base, cam = TinyModel(n=40), make_camera()
+    cam.to(device)
+    keep = torch.arange(40) % 3 != 0
+    weight = torch.where(keep, 0.2 + 0.8 * torch.rand(40, generator=torch.Generator().manual_seed(1)),
+                         torch.zeros(40)).to(device)
+    outputs = []
+    for model, kwargs in ((_leaf_model(base, device), dict(opacity_weight=weight)),
+                          (_leaf_model(base, device), dict(gaussian_subset=keep.to(device), opacity_weight=weight))):
+        out = render(cam, model, pipe, BG.to(device), 0.0, 0.0, 0.0, **kwargs)
+        (out["render"].square().sum() + out["alpha"].sum() + out["hand_map"].sum()).backward()
+        outputs.append((out, model))
+    (full, full_model), (subset, subset_model) = outputs
+    assert full["alpha"].sum() > 1.0   # the kept Gaussians are drawn
+    assert_same_images(full, subset, atol=1e-5)
+    for name in ("get_xyz", "get_features", "get_opacity", "get_scaling", "get_rotation", "get_mask"):
+        a, b = getattr(full_model, name).grad, getattr(subset_model, name).grad
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        assert torch.all(a[~keep.to(device)] == 0), name
+
+
 def test_python_sh_and_covariance_paths_match_the_rasterizer():
     pc, cam = TinyModel(sh_degree=2), make_camera()
     d_rotation, d_scaling = 0.1 * torch.randn(12, 4), 0.02 * torch.rand(12, 3)

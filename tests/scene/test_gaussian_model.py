@@ -195,6 +195,37 @@ def test_cat_prune_replace_keep_tensors_and_adam_state_in_step():
     assert torch.equal(adam_state(model, "xyz")["exp_avg"], untouched)
 
 
+def test_fused_adam_gives_the_plain_update_through_row_edits_and_resume():
+    """--adam fused (train.py uses it on CUDA): the same steps as the plain Adam, also after
+    densification's row edits, and a resumed model keeps the fused optimizer and its state."""
+    opt, extra = default_opt(), None
+    models = {}
+    for fused in (False, True):
+        model = random_model(n=10)
+        model.training_setup(opt, fused=fused)
+        model.set_mask_trainable(True)
+        train_steps(model, [1, 2])
+        extra = extra or {name: torch.randn(3, *t.shape[1:]) for name, t in model.tensors.items()}
+        model.cat_tensors(extra)
+        model.prune(torch.tensor([True, False] * 6 + [True]))
+        train_steps(model, [3, 4])
+        models[fused] = model
+    assert models[True].optimizer.defaults["fused"] and not models[False].optimizer.defaults["fused"]
+    for name in TENSOR_NAMES:
+        torch.testing.assert_close(models[True].tensors[name], models[False].tensors[name], atol=1e-6, rtol=1e-5)
+    resumed = random_model(n=1)
+    resumed.training_setup(opt, fused=True)
+    buffer = io.BytesIO()   # through a file, as a checkpoint (the state dict shares the Adam moments)
+    torch.save(models[True].state_dict(), buffer)
+    buffer.seek(0)
+    resumed.load_state_dict(torch.load(buffer, weights_only=False), opt)
+    assert resumed.optimizer.defaults["fused"]
+    train_steps(resumed, [5])
+    train_steps(models[True], [5])
+    for name in TENSOR_NAMES:
+        assert torch.equal(resumed.tensors[name], models[True].tensors[name]), name
+
+
 def test_row_operations_check_shapes():
     model = random_model(n=4)
     bad = {name: torch.zeros(2, *t.shape[1:]) for name, t in model.tensors.items()}
