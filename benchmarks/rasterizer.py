@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -439,7 +440,8 @@ def main(argv=None):
             sys.exit(2)
 
     device_name = torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()})"
-    report = {"commit": _git_commit(), "device": device_name, "torch": torch.__version__, "cuda": torch.version.cuda,
+    report = {"command": "python benchmarks/rasterizer.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+              "commit": _git_commit(), "device": device_name, "torch": torch.__version__, "cuda": torch.version.cuda,
               "resolution": [WIDTH, HEIGHT], "peer": peer_note, "workload": " ".join(__doc__.split("\n\n")[2].split()), "results": rows}
     if trained is not None:
         report["trained_scene"] = trained

@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shlex
 import statistics
 import sys
 
@@ -44,9 +45,12 @@ def load_baseline(csrc: str):
     compiled = cpp_extension.load(name="egorast_baseline_C", sources=[os.path.join(csrc, f) for f in SOURCES],
                                   build_directory=build, extra_cflags=list(BUILD["CXX_FLAGS"]),
                                   extra_cuda_cflags=list(BUILD["NVCC_FLAGS"]))
-    spec = importlib.util.spec_from_file_location(
-        "baseline_diff_gaussian_rasterization", os.path.join(RASTERIZER_DIR, "diff_gaussian_rasterization", "__init__.py"))
+    package = os.path.join(RASTERIZER_DIR, "diff_gaussian_rasterization")
+    name = "baseline_diff_gaussian_rasterization"
+    spec = importlib.util.spec_from_file_location(name, os.path.join(package, "__init__.py"),
+                                                  submodule_search_locations=[package])
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module   # the package's relative imports look it up there
     spec.loader.exec_module(module)
     module.set_extension(_OlderApiAdapter(compiled))
     return module
@@ -156,7 +160,8 @@ def main(argv=None):
                          **interleaved(steps, params, args.repeats)})
             print(rows[-1], flush=True)
 
-    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "baseline_csrc": args.baseline_csrc,
+    command = "python benchmarks/rasterizer_ab.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    report = {"command": command, "device": torch.cuda.get_device_name(), "torch": torch.__version__, "baseline_csrc": args.baseline_csrc,
               "repeats": args.repeats, "timing": "CUDA-event medians, variants interleaved call by call",
               "ratio": "baseline / current forward+backward median", "rows": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -30,6 +30,8 @@ RANDOM_SCENES = {  # id: random_scene kwargs
     "deg3-of-40-coeffs-k3-48x40": dict(seed=9, n=300, width=48, height=40, sh_degree=3, sh_coeffs=40, channels=3),
     # many exact depth ties: both sorts must order equal depths the same way (by index)
     "depth-ties-deg0-k3-64x64": dict(seed=10, n=1500, width=64, height=64, sh_degree=0, channels=3, depth_step=0.5),
+    # 5 channels in the 8-channel kernel: the backward's per-lane sums past 10 + K have no slot
+    "crowd-deg2-k5-80x60": dict(seed=15, n=2500, width=80, height=60, sh_degree=2, channels=5),
 }
 
 

@@ -1,6 +1,6 @@
 // Backward pass: per-tile back-to-front replay of the blend (gradients w.r.t. each Gaussian's
-// screen-space quantities, reduced per warp before one atomic add), then per-Gaussian chain rule
-// back to the inputs (position, covariance / scale / rotation, SH or colours).
+// screen-space quantities, reduced per warp so that each lane adds one of the sums), then the
+// per-Gaussian chain rule back to the inputs (position, covariance / scale / rotation, SH or colours).
 #include <cstdint>
 
 #include "blend.cuh"
@@ -23,6 +23,38 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 __device__ __forceinline__ float read_grad(const ImageGrad& g, int c, int x, int y) {
     return g.data[c * g.stride_c + y * g.stride_y + x * g.stride_x];
+}
+
+// Values per Gaussian the render backward accumulates (a ScreenGrads row) with KCAP channels.
+template <int KCAP>
+constexpr int SCREEN_VALUES = SCREEN_FEATURES + KCAP;
+
+// One level of warp_reduce_scatter: swap half of the HALF * 2 values still held with the lane
+// OFFSET away, keeping the upper half where this lane's OFFSET bit is set, and add.
+template <int HALF, int OFFSET, int S>
+__device__ __forceinline__ void reduce_scatter_level(float (&v)[S], int lane) {
+    const bool upper = (lane & OFFSET) != 0;
+#pragma unroll
+    for (int m = 0; m < HALF; m++) {
+        const float send = upper ? v[m] : v[m + HALF];
+        const float keep = upper ? v[m + HALF] : v[m];
+        v[m] = keep + __shfl_xor_sync(0xffffffffu, send, OFFSET);
+    }
+}
+
+// Warp reduce-scatter of S (16 or 32) values per lane: S - 1 shuffles in all, not 5 per value.
+// Returns the warp's sum of value (S == 32 ? lane : lane >> 1); for S == 16 the two lanes of a
+// pair hold the same sum. v is overwritten.
+template <int S>
+__device__ __forceinline__ float warp_reduce_scatter(float (&v)[S], int lane) {
+    static_assert(S == 16 || S == 32, "warp_reduce_scatter: 16 or 32 values");
+    reduce_scatter_level<S / 2, 16>(v, lane);
+    reduce_scatter_level<S / 4, 8>(v, lane);
+    reduce_scatter_level<S / 8, 4>(v, lane);
+    reduce_scatter_level<S / 16, 2>(v, lane);
+    if constexpr (S == 32) reduce_scatter_level<1, 1>(v, lane);
+    else v[0] += __shfl_xor_sync(0xffffffffu, v[0], 1);
+    return v[0];
 }
 
 // One thread per pixel, as in the forward; every thread visits every Gaussian of the batch in
@@ -136,32 +168,49 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
                     d_cc = -0.5f * e.dy * e.dy * dL_dpower;
                 }
             }
-            // One contributing pixel in the warp adds its own values; otherwise reduce first.
-            const bool single = __popc(active) == 1;
-            if (!single) {
-                d_mx = warp_sum(d_mx); d_my = warp_sum(d_my);
-                d_ca = warp_sum(d_ca); d_cb = warp_sum(d_cb); d_cc = warp_sum(d_cc); d_op = warp_sum(d_op);
-                d_z = warp_sum(d_z);
+            if constexpr (SCREEN_VALUES<KCAP> <= 32) {
+                // Every lane ends up holding the warp's sum of one value and adds it: the 10 + K
+                // atomics of this Gaussian go out as one warp instruction, after 15 or 31 shuffles
+                // (a full sum per value would take 5 shuffles each, then 10 + K atomics from one lane).
+                constexpr int S = SCREEN_VALUES<KCAP> <= 16 ? 16 : 32;
+                float v[S];
+                v[0] = d_mx; v[1] = d_my; v[2] = d_z; v[3] = d_ca; v[4] = d_cb; v[5] = d_cc; v[6] = d_op;
 #pragma unroll
-                for (int c = 0; c < 3; c++) d_rgb[c] = warp_sum(d_rgb[c]);
+                for (int c = 0; c < 3; c++) v[7 + c] = d_rgb[c];
 #pragma unroll
-                for (int k = 0; k < KCAP; k++)
-                    if (k < K) d_f[k] = warp_sum(d_f[k]);
-            }
-            if (single ? valid : lane == 0) {
-                const int id = s_id[j];
-                atomicAdd(&out.means2d_ndc[3 * id], d_mx);
-                atomicAdd(&out.means2d_ndc[3 * id + 1], d_my);
-                atomicAdd(&out.means2d_ndc[3 * id + 2], d_z);
-                atomicAdd(&out.conic[3 * id], d_ca);
-                atomicAdd(&out.conic[3 * id + 1], d_cb);
-                atomicAdd(&out.conic[3 * id + 2], d_cc);
-                atomicAdd(&out.opacity[id], d_op);
+                for (int k = 10; k < S; k++) v[k] = (k - 10 < KCAP) ? d_f[k - 10 < KA ? k - 10 : 0] : 0.f;
+                const float sum = warp_reduce_scatter<S>(v, lane);
+                const int value = S == 16 ? lane >> 1 : lane;  // which of the 10 + K sums this lane holds
+                if ((S == 32 || (lane & 1) == 0) && value < out.row_length() && sum != 0.f)
+                    atomicAdd(out.rows + (int64_t)s_id[j] * out.row_length() + value, sum);
+            } else {
+                // One contributing pixel in the warp adds its own values; otherwise reduce first.
+                const bool single = __popc(active) == 1;
+                if (!single) {
+                    d_mx = warp_sum(d_mx); d_my = warp_sum(d_my);
+                    d_ca = warp_sum(d_ca); d_cb = warp_sum(d_cb); d_cc = warp_sum(d_cc); d_op = warp_sum(d_op);
+                    d_z = warp_sum(d_z);
 #pragma unroll
-                for (int c = 0; c < 3; c++) atomicAdd(&out.rgb[3 * id + c], d_rgb[c]);
+                    for (int c = 0; c < 3; c++) d_rgb[c] = warp_sum(d_rgb[c]);
 #pragma unroll
-                for (int k = 0; k < KCAP; k++)
-                    if (k < K) atomicAdd(&out.features[(int64_t)id * K + k], d_f[k]);
+                    for (int k = 0; k < KCAP; k++)
+                        if (k < K) d_f[k] = warp_sum(d_f[k]);
+                }
+                if (single ? valid : lane == 0) {
+                    float* row = out.rows + (int64_t)s_id[j] * out.row_length();
+                    atomicAdd(row + SCREEN_MEAN, d_mx);
+                    atomicAdd(row + SCREEN_MEAN + 1, d_my);
+                    atomicAdd(row + SCREEN_DEPTH, d_z);
+                    atomicAdd(row + SCREEN_CONIC, d_ca);
+                    atomicAdd(row + SCREEN_CONIC + 1, d_cb);
+                    atomicAdd(row + SCREEN_CONIC + 2, d_cc);
+                    atomicAdd(row + SCREEN_OPACITY, d_op);
+#pragma unroll
+                    for (int c = 0; c < 3; c++) atomicAdd(row + SCREEN_RGB + c, d_rgb[c]);
+#pragma unroll
+                    for (int k = 0; k < KCAP; k++)
+                        if (k < K) atomicAdd(row + SCREEN_FEATURES + k, d_f[k]);
+                }
             }
         }
     }
@@ -254,7 +303,8 @@ __device__ void gaussian_backward(const Gaussians& g, const Camera& cam, const P
     const float qa = cov2d.z * inv_det, qb = -cov2d.y * inv_det, qc = cov2d.x * inv_det;
 
     // conic = inverse(cov2d): dL/dcov2d = -Q Gq Q, with Gq the symmetric conic gradient
-    const float3 gq = make_float3(screen.conic[3 * i], screen.conic[3 * i + 1], screen.conic[3 * i + 2]);
+    const float* sg = screen.rows + (int64_t)i * screen.row_length();
+    const float3 gq = make_float3(sg[SCREEN_CONIC], sg[SCREEN_CONIC + 1], sg[SCREEN_CONIC + 2]);
     const float gb_half = 0.5f * gq.y;
     const float m00 = qa * gq.x + qb * gb_half, m01 = qa * gb_half + qb * gq.z;
     const float m10 = qb * gq.x + qc * gb_half, m11 = qb * gb_half + qc * gq.z;
@@ -294,15 +344,14 @@ __device__ void gaussian_backward(const Gaussians& g, const Camera& cam, const P
     const float d_ty = jac.clamped_y ? 0.f : d_tyc;
     if (jac.clamped_x) d_tz += d_txc * (jac.tx / tz);
     if (jac.clamped_y) d_tz += d_tyc * (jac.ty / tz);
-    d_tz += screen.means2d_ndc[3 * i + 2];  // dL/d(view depth), parked in column 2
-    screen.means2d_ndc[3 * i + 2] = 0.f;
+    d_tz += sg[SCREEN_DEPTH];
 
     // mean through the view transform
     float3 d_mean = make_float3(V[0] * d_tx + V[1] * d_ty + V[2] * d_tz,
                                 V[4] * d_tx + V[5] * d_ty + V[6] * d_tz,
                                 V[8] * d_tx + V[9] * d_ty + V[10] * d_tz);
     // mean through the projected centre (NDC)
-    const float g_ndc_x = screen.means2d_ndc[3 * i], g_ndc_y = screen.means2d_ndc[3 * i + 1];
+    const float g_ndc_x = sg[SCREEN_MEAN], g_ndc_y = sg[SCREEN_MEAN + 1];
     const float* P = cam.proj;
     const float4 hom = transform_point_hom(P, mean);
     const float w = 1.f / hom.w;
@@ -311,9 +360,8 @@ __device__ void gaussian_backward(const Gaussians& g, const Camera& cam, const P
     d_mean.y += P[4] * dhx + P[5] * dhy + P[7] * dhw;
     d_mean.z += P[8] * dhx + P[9] * dhy + P[11] * dhw;
 
-    // read before out.means is written: on the SH path both are the same buffer
-    const float3 g_rgb = make_float3(screen.rgb[3 * i], screen.rgb[3 * i + 1], screen.rgb[3 * i + 2]);
-    if (g.colors == nullptr) {  // precomputed colours take screen.rgb as their gradient as is
+    const float3 g_rgb = make_float3(sg[SCREEN_RGB], sg[SCREEN_RGB + 1], sg[SCREEN_RGB + 2]);
+    if (g.colors == nullptr) {  // precomputed colours take the rgb gradient as is (copy_screen_grads)
         const float3 d = sh_backward(g, i, mean, cam.campos, p.clamped[i], g_rgb, sh_row);
         d_mean.x += d.x; d_mean.y += d.y; d_mean.z += d.z;
     }
@@ -325,6 +373,18 @@ __device__ void gaussian_backward(const Gaussians& g, const Camera& cam, const P
     } else {
         covariance_3d_backward(g, i, G, out.scales + 3 * i, out.rotations + 4 * i);
     }
+}
+
+// The gradients that leave the rasterizer as they were accumulated (zero rows for culled Gaussians).
+__device__ inline void copy_screen_grads(const ScreenGrads& screen, const InputGrads& out, int i) {
+    const float* sg = screen.rows + (int64_t)i * screen.row_length();
+    out.means2d[3 * i] = sg[SCREEN_MEAN];
+    out.means2d[3 * i + 1] = sg[SCREEN_MEAN + 1];
+    out.means2d[3 * i + 2] = 0.f;  // the view depth's gradient goes into means3D instead
+    out.opacities[i] = sg[SCREEN_OPACITY];
+    if (out.colors != nullptr)
+        for (int c = 0; c < 3; c++) out.colors[3 * i + c] = sg[SCREEN_RGB + c];
+    for (int k = 0; k < screen.K; k++) out.features[(int64_t)i * screen.K + k] = sg[SCREEN_FEATURES + k];
 }
 
 // One thread per Gaussian. Its SH gradient row is 3 sh_stride floats long, so stores straight from
@@ -340,6 +400,7 @@ __global__ void __launch_bounds__(PREPROCESS_BW_THREADS) preprocess_backward_ker
     float* sh_row = nullptr;
     if (out.shs != nullptr)
         sh_row = stage_rows ? s_rows + threadIdx.x * (row + 1) : out.shs + (int64_t)i * row;
+    if (valid) copy_screen_grads(screen, out, i);
     if (valid && p.radii[i] > 0) {
         gaussian_backward(g, cam, p, screen, out, i, sh_row);
     } else if (valid && sh_row != nullptr) {  // no gradient; the SH buffer is not zero-initialised

@@ -5,8 +5,9 @@
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     // Built once per draw from the Python side's named inputs (diff_gaussian_rasterization._draw_inputs),
-    // then handed to both passes.
-    pybind11::class_<egorast::RasterInputs>(m, "RasterInputs")
+    // then handed to both passes. Module-local: two builds of the rasterizer can live in one
+    // process (benchmarks/rasterizer_ab.py loads a baseline build beside this one).
+    pybind11::class_<egorast::RasterInputs>(m, "RasterInputs", pybind11::module_local())
         .def(pybind11::init([](at::Tensor bg, at::Tensor means3D, at::Tensor colors, at::Tensor opacities,
                                at::Tensor scales, at::Tensor rotations, double scale_modifier,
                                at::Tensor cov3D_precomp, at::Tensor features, at::Tensor viewmatrix,

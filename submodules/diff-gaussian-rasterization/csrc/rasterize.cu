@@ -259,25 +259,26 @@ std::vector<at::Tensor> rasterize_backward(const RasterInputs& in, const at::Ten
     auto f32 = means3D.options().dtype(at::kFloat);
     const at::Tensor none = at::empty({0}, f32);
 
-    // Final gradient buffers double as the screen-space accumulators (see ScreenGrads).
-    at::Tensor g_means2d = at::zeros({n, 3}, f32), g_means3d = at::zeros({n, 3}, f32);
-    at::Tensor g_opacities = at::zeros({n, 1}, f32), g_features = at::zeros({n, K}, f32);
-    at::Tensor g_colors = g.colors ? at::zeros({n, 3}, f32) : none;
-    at::Tensor g_conic = at::zeros({n, 3}, f32);
-    ScreenGrads screen{g_means2d.data_ptr<float>(), g_conic.data_ptr<float>(), g_opacities.data_ptr<float>(),
-                       g.colors ? g_colors.data_ptr<float>() : g_means3d.data_ptr<float>(),
-                       K > 0 ? g_features.data_ptr<float>() : nullptr};
+    at::Tensor screen_rows = at::zeros({n, SCREEN_FEATURES + K}, f32);  // see ScreenGrads
+    const ScreenGrads screen{screen_rows.data_ptr<float>(), K};
     launch_render_backward(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, in.bg.data_ptr<float>(),
                            final_T.data_ptr<float>(), saved[9].data_ptr<int>(), gc, gd, gf, ga, screen, stream);
     check_kernel("render_backward", debug);
 
+    // Zeroed where culled Gaussians get no write; the rest is written for every Gaussian (InputGrads).
+    at::Tensor g_means3d = at::zeros({n, 3}, f32);
     at::Tensor g_scales = g.scales ? at::zeros({n, 3}, f32) : none;
     at::Tensor g_rotations = g.rotations ? at::zeros({n, 4}, f32) : none;
     at::Tensor g_cov3d = g.cov3d ? at::zeros({n, 6}, f32) : none;
-    at::Tensor g_shs = g.shs ? at::empty_like(in.shs) : none;  // the kernel writes every entry
+    at::Tensor g_shs = g.shs ? at::empty_like(in.shs) : none;
+    at::Tensor g_means2d = at::empty({n, 3}, f32), g_opacities = at::empty({n, 1}, f32);
+    at::Tensor g_features = at::empty({n, K}, f32);
+    at::Tensor g_colors = g.colors ? at::empty({n, 3}, f32) : none;
     InputGrads out{g_means3d.data_ptr<float>(), g.scales ? g_scales.data_ptr<float>() : nullptr,
                    g.rotations ? g_rotations.data_ptr<float>() : nullptr, g.cov3d ? g_cov3d.data_ptr<float>() : nullptr,
-                   g.shs ? g_shs.data_ptr<float>() : nullptr};
+                   g.shs ? g_shs.data_ptr<float>() : nullptr, g_means2d.data_ptr<float>(),
+                   g_opacities.data_ptr<float>(), g.colors ? g_colors.data_ptr<float>() : nullptr,
+                   K > 0 ? g_features.data_ptr<float>() : nullptr};
     launch_preprocess_backward(g, cam, p, screen, out, stream);
     check_kernel("preprocess_backward", debug);
     return {g_means2d, g_colors, g_opacities, g_means3d, g_cov3d, g_shs, g_scales, g_rotations, g_features};

@@ -48,16 +48,16 @@ struct TileLists {
     const int* point_list;        // [L] Gaussian index, sorted by tile then depth
 };
 
-// Per-Gaussian gradients filled by the backward render. To save memory they live in the final
-// gradient buffers where possible: means2d_ndc [N,3] holds dL/d(NDC centre) in columns 0-1 and,
-// until the per-Gaussian backward zeroes it, dL/d(view depth) in column 2; rgb is the means3D
-// gradient buffer on the SH path (read, then overwritten per Gaussian) or the colors_precomp one.
+// Per-Gaussian screen-space gradients the backward render accumulates, one row of 10 + K floats
+// per Gaussian so that the atomics for one Gaussian land in one or two 32-byte sectors, not in
+// five arrays. Row layout (SCREEN_*): dL/d(NDC centre x, y), dL/d(view depth), dL/d(conic a, b,
+// c), dL/d(opacity), dL/d(rgb), dL/d(K features). Zero-initialised by the caller.
+constexpr int SCREEN_MEAN = 0, SCREEN_DEPTH = 2, SCREEN_CONIC = 3, SCREEN_OPACITY = 6, SCREEN_RGB = 7,
+              SCREEN_FEATURES = 10;
 struct ScreenGrads {
-    float* means2d_ndc;           // [N,3]
-    float* conic;                 // [N,3] dL/d(conic a, b, c)
-    float* opacity;               // [N]
-    float* rgb;                   // [N,3]
-    float* features;              // [N,K]
+    float* rows;                  // [N, 10 + K]
+    int K;
+    __host__ __device__ int row_length() const { return SCREEN_FEATURES + K; }
 };
 
 // Strided view of an upstream image gradient [C,H,W] (any strides: expanded ones need no copy).
@@ -66,14 +66,20 @@ struct ImageGrad {
     int64_t stride_c, stride_y, stride_x;
 };
 
-// Gradients w.r.t. the inputs (nullptr where the input is absent). means3d is zero-initialised
-// by the caller; shs is written entirely by the kernel.
+// Gradients w.r.t. the inputs (nullptr where the input is absent). means, scales, rotations and
+// cov3d are zero-initialised by the caller (culled Gaussians get no write); the rest are written
+// for every Gaussian by the kernel: shs, and means2d (dL/d(NDC centre), column 2 zero), opacities,
+// colors (precomputed colours) and features, copied out of the ScreenGrads rows.
 struct InputGrads {
-    float* means;                 // [N,3] (also ScreenGrads.rgb on the SH path)
+    float* means;                 // [N,3]
     float* scales;                // [N,3]
     float* rotations;             // [N,4]
     float* cov3d;                 // [N,6]
     float* shs;                   // [N, sh_stride, 3]
+    float* means2d;               // [N,3]
+    float* opacities;             // [N]
+    float* colors;                // [N,3]
+    float* features;              // [N,K]
 };
 
 void launch_preprocess(const Gaussians& g, const Camera& cam, const Projected& out, cudaStream_t stream);
