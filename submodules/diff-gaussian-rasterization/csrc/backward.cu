@@ -174,11 +174,14 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
                 // (a full sum per value would take 5 shuffles each, then 10 + K atomics from one lane).
                 constexpr int S = SCREEN_VALUES<KCAP> <= 16 ? 16 : 32;
                 float v[S];
-                v[0] = d_mx; v[1] = d_my; v[2] = d_z; v[3] = d_ca; v[4] = d_cb; v[5] = d_cc; v[6] = d_op;
+                v[SCREEN_MEAN] = d_mx; v[SCREEN_MEAN + 1] = d_my; v[SCREEN_DEPTH] = d_z;
+                v[SCREEN_CONIC] = d_ca; v[SCREEN_CONIC + 1] = d_cb; v[SCREEN_CONIC + 2] = d_cc;
+                v[SCREEN_OPACITY] = d_op;
 #pragma unroll
-                for (int c = 0; c < 3; c++) v[7 + c] = d_rgb[c];
+                for (int c = 0; c < 3; c++) v[SCREEN_RGB + c] = d_rgb[c];
 #pragma unroll
-                for (int k = 10; k < S; k++) v[k] = (k - 10 < KCAP) ? d_f[k - 10 < KA ? k - 10 : 0] : 0.f;
+                for (int k = 0; k < S - SCREEN_FEATURES; k++)  // the padding past K stays zero
+                    v[SCREEN_FEATURES + k] = k < KCAP ? d_f[k < KA ? k : 0] : 0.f;
                 const float sum = warp_reduce_scatter<S>(v, lane);
                 const int value = S == 16 ? lane >> 1 : lane;  // which of the 10 + K sums this lane holds
                 if ((S == 32 || (lane & 1) == 0) && value < out.row_length() && sum != 0.f)
