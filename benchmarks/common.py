@@ -1,6 +1,7 @@
 """Small pieces the benchmark scripts share: the device's name, the `-- flags` split, NAME=VALUE
 options, and the synthetic scene they train on (its size flags and its generation)."""
 import os
+import shlex
 import subprocess
 import sys
 from argparse import ArgumentParser
@@ -16,6 +17,12 @@ def device_name() -> str:
         return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     except ImportError:
         return "unknown"
+
+
+def command_line(script: str, argv: Optional[List[str]] = None) -> str:
+    """How the benchmark was run, for its JSON: "python benchmarks/NAME.py ARGS" (argv None: sys.argv's)."""
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", os.path.relpath(os.path.abspath(script), ROOT)] + [shlex.quote(a) for a in args])
 
 
 def split_common_flags(argv: List[str]) -> Tuple[List[str], List[str]]:

@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import platform
 import re
-import shlex
 import subprocess
 import sys
 from argparse import ArgumentParser
@@ -21,6 +20,7 @@ from argparse import ArgumentParser
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import command_line  # noqa: E402
 from full_eval import DEMO_ITERATIONS, scaled_schedule  # noqa: E402
 
 SETTINGS = {"1": ["--cpu_threads", "1"], "default": ["--cpu_threads", "0"]}
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     finally:
         for hog in hogs:
             hog.terminate()
-    record = {"command": "python benchmarks/cpu_threads.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    record = {"command": command_line(__file__),
               "machine": platform.node(), "cores": os.cpu_count(), "iterations": args.iterations,
               "its_per_second": results}
     with open(os.path.join(args.out, "cpu_threads.json"), "w") as f:

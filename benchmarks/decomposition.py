@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.common import (add_run_size_arguments, device_name, parse_named, split_common_flags,  # noqa: E402
+from benchmarks.common import (add_run_size_arguments, command_line, device_name, parse_named, split_common_flags,  # noqa: E402
                                synthetic_scene)
 from full_eval import format_table, scene_row  # noqa: E402
 from utils.schedule import scaled_schedule  # noqa: E402
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     recipes = [parse_recipe(r) for r in args.recipe]
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         rows = list(pool.map(lambda r: run_recipe(r[0], r[1], source, args.out, schedule, common, args), recipes))
-    result = {"command": "python benchmarks/decomposition.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    result = {"command": command_line(__file__),
               "machine": platform.node(), "python": platform.python_version(),
               "device": device_name(), "schedule": schedule, "common_flags": common, "recipes": rows}
     with open(os.path.join(args.out, "decomposition.json"), "w") as f:

@@ -29,6 +29,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import command_line  # noqa: E402
 from scene.synthetic.generator import SyntheticScene  # noqa: E402
 
 POLICIES = ("hold", "linear")
@@ -122,7 +123,7 @@ def main(argv=None) -> Dict:
         raise SystemExit(f"--frames {args.frames} --llffhold {args.llffhold}: need at least 3 frames, "
                          "--llffhold >= 2, and two training frames past each end.")
     rows = view_bounds(args.seed, args.frames, args.width, args.height, args.llffhold)
-    report = {"command": "python benchmarks/motion_bound.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    report = {"command": command_line(__file__, argv),
               "views": rows,
               "mean": {f"IoU_{p}": round(float(np.mean([r[f"IoU_{p}"] for r in rows])), 4) for p in POLICIES}}
     os.makedirs(args.out, exist_ok=True)

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import command_line  # noqa: E402
 from utils.graphics_utils import getProjectionMatrix  # noqa: E402
 
 WIDTH, HEIGHT, FOCAL = 1280, 720, 1000.0
@@ -440,7 +440,7 @@ def main(argv=None):
             sys.exit(2)
 
     device_name = torch.cuda.get_device_name() if cuda else f"CPU ({platform.processor() or platform.machine()})"
-    report = {"command": "python benchmarks/rasterizer.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+    report = {"command": command_line(__file__, argv),
               "commit": _git_commit(), "device": device_name, "torch": torch.__version__, "cuda": torch.version.cuda,
               "resolution": [WIDTH, HEIGHT], "peer": peer_note, "workload": " ".join(__doc__.split("\n\n")[2].split()), "results": rows}
     if trained is not None:

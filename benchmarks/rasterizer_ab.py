@@ -15,7 +15,6 @@ import argparse
 import importlib.util
 import json
 import os
-import shlex
 import statistics
 import sys
 
@@ -25,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import rasterizer as bench  # noqa: E402
+from benchmarks.common import command_line  # noqa: E402
 from utils.cuda_ext import RASTERIZER_DIR, extension_build, load_rasterizer  # noqa: E402
 
 # the files of csrc/ this tree compiles (its extension.py); the other version's csrc must have them too
@@ -160,8 +160,7 @@ def main(argv=None):
                          **interleaved(steps, params, args.repeats)})
             print(rows[-1], flush=True)
 
-    command = "python benchmarks/rasterizer_ab.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    report = {"command": command, "device": torch.cuda.get_device_name(), "torch": torch.__version__, "baseline_csrc": args.baseline_csrc,
+    report = {"command": command_line(__file__, argv), "device": torch.cuda.get_device_name(), "torch": torch.__version__, "baseline_csrc": args.baseline_csrc,
               "repeats": args.repeats, "timing": "CUDA-event medians, variants interleaved call by call",
               "ratio": "baseline / current forward+backward median", "rows": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

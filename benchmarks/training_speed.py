@@ -28,7 +28,7 @@ from typing import List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.common import (add_run_size_arguments, device_name, parse_named, split_common_flags,  # noqa: E402
+from benchmarks.common import (add_run_size_arguments, command_line, device_name, parse_named, split_common_flags,  # noqa: E402
                                synthetic_scene)
 from utils.atomic import write_json_atomic  # noqa: E402
 from utils.schedule import scaled_schedule  # noqa: E402
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     variants = [parse_named(v, "--variant") for v in DEFAULT_VARIANTS + args.variant]
     schedule = scaled_schedule(args.iterations) + ["--llffhold", str(args.llffhold)]
     rows = []
-    command = "python benchmarks/training_speed.py " + " ".join(shlex.quote(a) for a in argv) \
+    command = command_line(__file__, argv) \
         + ((" -- " + " ".join(shlex.quote(a) for a in common)) if common else "")
     for scene, source in scenes:
         for variant, flags in variants:

@@ -1,7 +1,9 @@
 """The benchmark scripts' own arithmetic: ratios per phase, deformation-phase speed, flag splits."""
+import os
+
 import pytest
 
-from benchmarks.common import parse_named, split_common_flags
+from benchmarks.common import ROOT, command_line, parse_named, split_common_flags
 from benchmarks.training_speed import add_ratios, deformation_speed, stop_gently, summary_line
 
 
@@ -63,3 +65,9 @@ def test_stop_gently_asks_with_ctrl_c_before_killing():
                              "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     assert deaf.stdout.readline().strip() == "ready"
     assert stop_gently(deaf, grace=0.5) == -9         # ignored Ctrl-C: killed after the grace period
+
+
+def test_command_line_names_the_script_from_the_repository_root_and_quotes_arguments():
+    script = os.path.join(ROOT, "benchmarks", "rasterizer.py")
+    assert command_line(script, ["--out", "my results", "--sizes", "100"]) == \
+        "python benchmarks/rasterizer.py --out 'my results' --sizes 100"
