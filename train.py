@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_arguments, apply_recipe,
                        explicit_arguments, save_config)
-from gaussian_renderer import DeformedGaussians, background_color, deform_gaussians, render, render_deformed
+from gaussian_renderer import (DeformedGaussians, background_color, deform_gaussians, render, render_deformed,
+                               render_layers)
 from scene import Scene
 from scene.decomposition import check_training_options, deformation_gate
 from scene.deform_model import DeformModel
@@ -147,28 +148,57 @@ def recipe_without_masks(dataset, opt, run: Namespace, scene: Scene, gaussians: 
     return notices
 
 
-def layer_losses(camera, gaussians: DeformedGaussians, pipe, gate: torch.Tensor, opt) -> Dict[str, torch.Tensor]:
-    """Losses on the two layers of the decomposition, each rendered alone on black (the step's
-    deformed Gaussians, shared with its main render).
-
-    hands layer (opacity x gate, the Gaussians that move): its opacity is the hand mask
-    (``hands_alpha``, L1) and its colour the image inside the mask (``hands_color``);
-    static layer (opacity x (1 - gate)): its colour is the image outside the mask (``static_color``).
-    The gate is detached: these losses move, shape and colour the Gaussians, the mask loss labels them.
-    Both layers are drawn from all Gaussians: one whose weighted opacity is below the rasterizers'
-    alpha floor (gate 0 in the hands layer) touches no tile, so it costs its projection only, and
-    no host sync or row gather is needed to pick the layer's Gaussians."""
-    mask = camera.mask.to(gate.device)
-    gt = camera.original_image.to(gate.device)
-    black = torch.zeros(3, device=gate.device)
-    terms = {}
+def decomposition_layers(gate: Optional[torch.Tensor], phase, camera, opt) -> Dict[str, torch.Tensor]:
+    """The decomposition's layers a step draws beside the image, as opacity weights: the hands
+    (opacity x gate, the Gaussians that move) and the static scene (opacity x (1 - gate)), each
+    where its loss weight is > 0, in the phases that use the hand masks. The gate is detached:
+    the layer losses move, shape and colour the Gaussians, the mask loss labels them."""
+    if gate is None or not phase.uses_mask or camera.mask is None:
+        return {}
+    gate = gate.detach()
+    layers = {}
     if opt.hands_layer_weight > 0:
-        hands = render_deformed(camera, gaussians, pipe, black, opacity_weight=gate)
+        layers["hands"] = gate
+    if opt.static_layer_weight > 0:
+        layers["static"] = 1.0 - gate
+    return layers
+
+
+def draw_step(camera, gaussians: DeformedGaussians, pipe, background: torch.Tensor,
+              layers: Dict[str, torch.Tensor], one_draw: bool = True):
+    """The step's image and its decomposition layers (each on black), from the step's deformed
+    Gaussians: (image package, {layer name: package}). one_draw draws them all in one
+    rasterizer call (render_layers); otherwise one call each (the speed baseline). A Gaussian
+    whose weighted opacity is below the rasterizers' alpha floor (gate 0 in the hands layer)
+    touches no tile of that layer, so no host sync or row gather is needed to pick a layer's
+    Gaussians."""
+    if not layers:
+        return render_deformed(camera, gaussians, pipe, background), {}
+    black = torch.zeros(3, device=background.device)
+    if one_draw:
+        packages = render_layers(camera, gaussians, pipe, [background] + [black] * len(layers),
+                                 [None] + list(layers.values()))
+        return packages[0], dict(zip(layers, packages[1:]))
+    return render_deformed(camera, gaussians, pipe, background), {
+        name: render_deformed(camera, gaussians, pipe, black, opacity_weight=weight) for name, weight in layers.items()}
+
+
+def layer_losses(camera, layers: Dict[str, Dict]) -> Dict[str, torch.Tensor]:
+    """Losses on the decomposition's layers (draw_step's packages): the hands layer's opacity is
+    the hand mask (``hands_alpha``, L1) and its colour the image inside the mask
+    (``hands_color``); the static layer's colour is the image outside the mask (``static_color``)."""
+    terms = {}
+    if not layers:
+        return terms
+    device = next(iter(layers.values()))["render"].device
+    mask = camera.mask.to(device)
+    gt = camera.original_image.to(device)
+    if "hands" in layers:
+        hands = layers["hands"]
         terms["hands_alpha"] = (hands["alpha"] - mask).abs().mean()
         terms["hands_color"] = (mask * (hands["render"] - gt).abs()).mean()
-    if opt.static_layer_weight > 0:
-        static = render_deformed(camera, gaussians, pipe, black, opacity_weight=1.0 - gate)
-        terms["static_color"] = ((1.0 - mask) * (static["render"] - gt).abs()).mean()
+    if "static" in layers:
+        terms["static_color"] = ((1.0 - mask) * (layers["static"]["render"] - gt).abs()).mean()
     return terms
 
 
@@ -356,7 +386,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies, precision=precision, device=device,
                          init=dataset.deform_init)
-    deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())   # evaluate's test views
+    deform.set_time_policies(dataset.time_outside, dataset.time_between, scene.getTrainCameras())   # evaluate's test views
     fused = fused_adam(device, pipe)
     gaussians.training_setup(opt, fused=fused)
     deform.train_setting(opt, fused=fused)
@@ -406,13 +436,13 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         gate = deformation_gate(gaussians, opt) if phase.deform else None
         offsets = deform_for(camera, gaussians, deform, phase, gate, noise_std, every_row=pipe.speed_baseline)
         deformed = deform_gaussians(gaussians, *offsets, is_6dof=dataset.is_6dof)  # shared by the step's renders
-        render_pkg = render_deformed(camera, deformed, pipe, background)
+        layers = decomposition_layers(gate, phase, camera, opt)
+        render_pkg, layer_pkgs = draw_step(camera, deformed, pipe, background, layers,
+                                           one_draw=not pipe.speed_baseline)
         terms = compute_losses(render_pkg, camera, phase, opt, dataset.depth_prior_kind)
-        if gate is not None and phase.uses_mask and camera.mask is not None:
-            layers = layer_losses(camera, deformed, pipe, gate, opt)
-            terms.update(layers)
-            for name, value in layers.items():
-                terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value
+        for name, value in layer_losses(camera, layer_pkgs).items():
+            terms[name] = value
+            terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value
         # The host reads the losses (the finite check) after queueing the backward pass, so the GPU
         # works through it during the read instead of idling; only the update needs the check's
         # answer. Under --detect_anomaly, backward itself would raise on a NaN: check first there.

@@ -26,7 +26,8 @@ import train  # noqa: E402
 from scene.densify import DensificationStrategy  # noqa: E402
 from utils.speed import PhaseSpeedMeter  # noqa: E402
 
-LABELLED = ("deform_for", "render_deformed", "layer_losses", "compute_losses", "deformation_gate", "loss_values")
+LABELLED = ("deform_for", "render_deformed", "render_layers", "layer_losses", "compute_losses", "deformation_gate",
+            "loss_values")
 
 
 def labelled(name, fn):

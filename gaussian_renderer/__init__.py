@@ -4,7 +4,7 @@ Training renders one view several times per step (the image and the decompositio
 it deforms once with deform_gaussians and draws each with render_deformed."""
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -77,18 +77,65 @@ def render_deformed(viewpoint_camera, gaussians: DeformedGaussians, pipe, bg_col
                     override_color: Optional[torch.Tensor] = None, gaussian_subset: Optional[torch.Tensor] = None,
                     opacity_weight: Optional[torch.Tensor] = None) -> dict:
     """render() of Gaussians already deformed by deform_gaussians (same arguments and outputs)."""
-    means3D = gaussians.means3D
-    N, device = gaussians.count, means3D.device
-    scales, rotations, opacities = gaussians.scales, gaussians.rotations, gaussians.opacities
+    N, device = gaussians.count, gaussians.means3D.device
+    inputs = _rasterizer_inputs(viewpoint_camera, gaussians, pipe, scaling_modifier, override_color)
     if opacity_weight is not None:
-        opacities = opacities * opacity_weight.reshape(N, 1)
-    screenspace_points = torch.zeros(N, 3, dtype=means3D.dtype, device=device, requires_grad=True)
+        inputs["opacities"] = inputs["opacities"] * opacity_weight.reshape(N, 1)
+    points = inputs["means2D"]   # the leaf: with a subset, the gathered rows pass its gradient back
+    subset_ids = None
+    if gaussian_subset is not None:
+        subset_ids = _subset_ids(gaussian_subset, N, device)
+        inputs = {k: None if v is None else v[subset_ids] for k, v in inputs.items()}
+    color, depth, hand_map, radii, alpha = _rasterizer(viewpoint_camera, gaussians, pipe, bg_color,
+                                                       scaling_modifier)(**inputs)
+    if subset_ids is not None:
+        full = torch.zeros(N, dtype=radii.dtype, device=radii.device)
+        full[subset_ids] = radii
+        radii = full
+    return _package(color, depth, hand_map, alpha, radii, points)
 
+
+def render_layers(viewpoint_camera, gaussians: DeformedGaussians, pipe, bg_colors: Sequence,
+                  opacity_weights: Sequence[Optional[torch.Tensor]]) -> List[dict]:
+    """Several images of the same deformed Gaussians from one camera, in one rasterizer draw:
+    image l with every opacity times opacity_weights[l] ([N] constants in [0, 1], None for 1)
+    over bg_colors[l]. Each dict is render_deformed's for that image with opacity_weight; the
+    first alone carries viewspace_points (its own screen-space gradient, for densification), the
+    others share its radii. Training draws the image and the decomposition's two layers this way:
+    one projection, one sort and one set of launches instead of three (same result)."""
+    N, device = gaussians.count, gaussians.means3D.device
+    if len(bg_colors) != len(opacity_weights) or not opacity_weights:
+        raise ValueError(f"render_layers needs one background per layer, got {len(bg_colors)} backgrounds "
+                         f"for {len(opacity_weights)} layers")
+    inputs = _rasterizer_inputs(viewpoint_camera, gaussians, pipe)
+    ones = None
+    rows = []
+    for weight in opacity_weights:
+        if weight is None:
+            ones = ones if ones is not None else torch.ones(N, device=device)
+            weight = ones
+        rows.append(weight.detach().reshape(N).to(device=device, dtype=torch.float32))
+    bg = torch.stack([torch.as_tensor(c, dtype=torch.float32, device=device).reshape(3) for c in bg_colors])
+    color, depth, hand_map, radii, alpha = _rasterizer(viewpoint_camera, gaussians, pipe, bg)(
+        **inputs, layer_weights=torch.stack(rows))
+    packages = [_package(color[l], depth[l], hand_map[l], alpha[l], radii, None) for l in range(len(rows))]
+    packages[0]["viewspace_points"] = inputs["means2D"]
+    return packages
+
+
+def _rasterizer_inputs(viewpoint_camera, gaussians: DeformedGaussians, pipe, scaling_modifier: float = 1.0,
+                       override_color: Optional[torch.Tensor] = None) -> dict:
+    """GaussianRasterizer's keyword arguments for the deformed Gaussians: covariance and colour
+    in Python or in the rasterizer (--compute_cov3D_python, --convert_SHs_python), a fresh
+    screen-space points tensor whose gradient densification reads."""
+    means3D = gaussians.means3D
+    scales, rotations = gaussians.scales, gaussians.rotations
+    screenspace_points = torch.zeros(gaussians.count, 3, dtype=means3D.dtype, device=means3D.device,
+                                     requires_grad=True)
     cov3D_precomp = None
     if getattr(pipe, "compute_cov3D_python", False):
         cov3D = build_covariance(scales, rotations, scaling_modifier)
         cov3D_precomp, scales, rotations = strip_symmetric(cov3D), None, None
-
     shs, colors_precomp = None, override_color
     if colors_precomp is None:
         if getattr(pipe, "convert_SHs_python", False):
@@ -96,31 +143,28 @@ def render_deformed(viewpoint_camera, gaussians: DeformedGaussians, pipe, bg_col
             colors_precomp = sh_to_color(gaussians.active_sh_degree, gaussians.features, dirs)
         else:
             shs = gaussians.features
+    return dict(means3D=means3D, means2D=screenspace_points, opacities=gaussians.opacities, shs=shs,
+                colors_precomp=colors_precomp, mask_feature=gaussians.mask_feature, scales=scales,
+                rotations=rotations, cov3D_precomp=cov3D_precomp)
 
-    inputs = dict(means3D=means3D, means2D=screenspace_points, opacities=opacities, shs=shs,
-                  colors_precomp=colors_precomp, mask_feature=gaussians.mask_feature, scales=scales,
-                  rotations=rotations, cov3D_precomp=cov3D_precomp)
-    subset_ids = None
-    if gaussian_subset is not None:
-        subset_ids = _subset_ids(gaussian_subset, N, device)
-        inputs = {k: None if v is None else v[subset_ids] for k, v in inputs.items()}
 
+def _rasterizer(viewpoint_camera, gaussians: DeformedGaussians, pipe, bg_color, scaling_modifier: float = 1.0):
+    """The backend's GaussianRasterizer for this camera (--rasterizer picks the backend)."""
+    device = gaussians.means3D.device
     module = get_rasterizer(getattr(pipe, "rasterizer", "auto"), device)
     settings = module.GaussianRasterizationSettings(
         image_height=int(viewpoint_camera.image_height), image_width=int(viewpoint_camera.image_width),
         tanfovx=math.tan(viewpoint_camera.FoVx * 0.5), tanfovy=math.tan(viewpoint_camera.FoVy * 0.5),
-        bg=torch.as_tensor(bg_color, dtype=means3D.dtype, device=device), scale_modifier=scaling_modifier,
+        bg=torch.as_tensor(bg_color, dtype=gaussians.means3D.dtype, device=device), scale_modifier=scaling_modifier,
         viewmatrix=viewpoint_camera.world_view_transform, projmatrix=viewpoint_camera.full_proj_transform,
         sh_degree=gaussians.active_sh_degree, campos=viewpoint_camera.camera_center, prefiltered=False,
         debug=bool(getattr(pipe, "debug", False)))
-    color, depth, hand_map, radii, alpha = module.GaussianRasterizer(raster_settings=settings)(**inputs)
+    return module.GaussianRasterizer(raster_settings=settings)
 
-    if subset_ids is not None:
-        full = torch.zeros(N, dtype=radii.dtype, device=radii.device)
-        full[subset_ids] = radii
-        radii = full
+
+def _package(color, depth, hand_map, alpha, radii, viewspace_points) -> dict:
     return {"render": color, "depth": depth, "hand_map": hand_map, "alpha": alpha,
-            "viewspace_points": screenspace_points, "visibility_filter": radii > 0, "radii": radii}
+            "viewspace_points": viewspace_points, "visibility_filter": radii > 0, "radii": radii}
 
 
 def _offset(name: str, value, n: int, width: int):

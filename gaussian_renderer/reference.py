@@ -23,7 +23,8 @@ import torch
 from gaussian_renderer.compositing import composite
 from gaussian_renderer.dense import dense_composite
 from gaussian_renderer.projection import covariance_from_upper, gaussian_colors, project_gaussians
-from gaussian_renderer.rules import MAX_FEATURES, GaussianRasterizationSettings, RasterizerModule  # shared with CUDA
+from gaussian_renderer.rules import (MAX_FEATURES, GaussianRasterizationSettings, RasterizerModule,  # shared with CUDA
+                                     check_layers)
 from gaussian_renderer.tiling import bin_gaussians
 from utils.general_utils import build_covariance
 
@@ -32,11 +33,16 @@ from utils.general_utils import build_covariance
 
 def rasterize_gaussians(settings: GaussianRasterizationSettings, means3D, means2D, opacities,
                         shs=None, colors_precomp=None, mask_feature=None, scales=None,
-                        rotations=None, cov3D_precomp=None, dense: bool = False):
+                        rotations=None, cov3D_precomp=None, layer_weights=None, dense: bool = False):
     """Functional form of GaussianRasterizer.forward; returns (color, depth, feature_map, radii, alpha).
 
+    layer_weights [L, N]: a layered draw (RasterizerModule says what it is); here, by definition,
+    L plain draws, each with its opacities scaled and its own background, means2D in the first.
     dense=True composites with the naive O(H·W·N) autograd version (tests and benchmark only).
     """
+    if layer_weights is not None:
+        return _layered(settings, means3D, means2D, opacities, shs, colors_precomp, mask_feature, scales,
+                        rotations, cov3D_precomp, layer_weights, dense)
     _check_inputs(settings, means3D, means2D, opacities, shs, colors_precomp, mask_feature,
                   scales, rotations, cov3D_precomp)
     s = settings
@@ -67,6 +73,19 @@ def rasterize_gaussians(settings: GaussianRasterizationSettings, means3D, means2
         for name, value in (("color", color), ("depth", depth), ("feature_map", feature_map)):
             _require_finite(name + " (output)", value)
     return color, depth, feature_map, proj.radii, alpha
+
+
+def _layered(settings, means3D, means2D, opacities, shs, colors_precomp, mask_feature, scales, rotations,
+             cov3D_precomp, layer_weights, dense):
+    check_layers(settings, means3D.shape[0], layer_weights)
+    layers = []
+    for layer, weights in enumerate(layer_weights):
+        screen = means2D if layer == 0 else torch.zeros_like(means2D, requires_grad=means2D.requires_grad)
+        layers.append(rasterize_gaussians(
+            settings._replace(bg=settings.bg[layer]), means3D, screen, opacities * weights.reshape(opacities.shape),
+            shs, colors_precomp, mask_feature, scales, rotations, cov3D_precomp, dense=dense))
+    color, depth, feature_map, _, alpha = (torch.stack(images) for images in zip(*layers))
+    return color, depth, feature_map, layers[0][3], alpha
 
 
 class GaussianRasterizer(RasterizerModule):

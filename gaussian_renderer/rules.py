@@ -26,6 +26,7 @@ def _load():
 _shared = _load()
 GaussianRasterizationSettings = _shared.GaussianRasterizationSettings
 RasterizerModule = _shared.RasterizerModule
+check_layers = _shared.check_layers
 TILE = _shared.TILE
 NEAR_CULL_Z = _shared.NEAR_CULL_Z
 FRUSTUM_GUARD = _shared.FRUSTUM_GUARD
@@ -34,3 +35,4 @@ ALPHA_MAX = _shared.ALPHA_MAX
 ALPHA_MIN = _shared.ALPHA_MIN
 T_MIN = _shared.T_MIN
 MAX_FEATURES = _shared.MAX_FEATURES
+MAX_LAYERS = _shared.MAX_LAYERS

@@ -1,6 +1,7 @@
 """End-to-end training on a tiny synthetic egocentric scene (CPU, reference rasterizer)."""
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -189,13 +190,21 @@ def test_layer_losses_reach_only_the_gaussians_of_their_layer(tiny_scene, tmp_pa
     assert torch.equal(gate > 0, hands)
     opacity = gaussians.tensors["opacity"]
     opacity.requires_grad_(True)
-    terms = train.layer_losses(camera, deform_gaussians(gaussians, 0.0, 0.0, 0.0), pipe, gate, opt)
+    phase = SimpleNamespace(uses_mask=True)
+    layers = train.decomposition_layers(gate, phase, camera, opt)
+    black = torch.zeros(3)
+
+    def layer_terms():
+        _, packages = train.draw_step(camera, deform_gaussians(gaussians, 0.0, 0.0, 0.0), pipe, black, layers)
+        return train.layer_losses(camera, packages)
+
+    terms = layer_terms()
     assert set(terms) == {"hands_alpha", "hands_color", "static_color"}
     (terms["hands_alpha"] + terms["hands_color"]).backward()
     hand_grad = opacity.grad.clone()
     assert hand_grad[~hands].abs().max() == 0 and hand_grad[hands].abs().max() > 0
     opacity.grad = None
-    terms = train.layer_losses(camera, deform_gaussians(gaussians, 0.0, 0.0, 0.0), pipe, gate, opt)
+    terms = layer_terms()
     terms["static_color"].backward()
     assert opacity.grad[hands].abs().max() == 0 and opacity.grad[~hands].abs().max() > 0
     assert gaussians.tensors["mask"].grad is None      # the gate is detached: only the mask loss labels
@@ -218,9 +227,9 @@ def test_one_deformation_shared_by_the_steps_renders_gives_the_gradients_of_sepa
         return {name: t.grad.clone() for name, t in gaussians.tensors.items() if t.grad is not None}
 
     shared = deform_gaussians(gaussians, *offsets)
-    image = train.render_deformed(camera, shared, pipe, black)["render"]
-    layers = train.layer_losses(camera, shared, pipe, gate, opt)
-    a = gradients(image.sum() + sum(layers.values()))
+    layers = train.decomposition_layers(gate, SimpleNamespace(uses_mask=True), camera, opt)
+    image, packages = train.draw_step(camera, shared, pipe, black, layers)
+    a = gradients(image["render"].sum() + sum(train.layer_losses(camera, packages).values()))
     separate_image = render(camera, gaussians, pipe, black, *offsets)["render"]
     hands_render = render(camera, gaussians, pipe, black, *offsets, gaussian_subset=gate > 0, opacity_weight=gate)
     static_render = render(camera, gaussians, pipe, black, *offsets, opacity_weight=1.0 - gate)
@@ -503,7 +512,7 @@ def test_profile_training_labels_each_stage_per_phase_and_leaves_train_as_it_was
     assert profile_training.main(argv) == 0
     text = out.read_text()
     assert "===== phase warm-up" in text and "===== phase mask" in text
-    assert "##render_deformed" in text and "##layer_losses" in text and "##backward" in text
+    assert "##render_deformed" in text and "##render_layers" in text and "##backward" in text
     assert (train.render_deformed, train.GaussianModel, torch.Tensor.backward) == before
 
 

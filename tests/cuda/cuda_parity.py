@@ -144,3 +144,20 @@ def assert_grads_match(grads, ref_grads, label="", rel=2e-3):
         rel_max = (a - b).abs().max().item() / b.abs().max().item()
         assert rel_l2 <= rel and rel_max <= 10 * rel, \
             f"{label} {name}: relative L2 error {rel_l2:.3g}, max error {rel_max:.3g} (tolerance {rel})"
+
+
+def layered_scene(layers: int, seed: int, **scene):
+    """random_scene as a layered draw of `layers` images: layer 0 the plain image, layer 1 a soft
+    hands layer (weights 0, 1 or in between), layer 2 its complement, further layers random; one
+    background per layer (a leaf, so its gradient is checked too)."""
+    settings, inputs = random_scene(seed=seed, **scene)
+    n = inputs["means3D"].shape[0]
+    g = torch.Generator().manual_seed(seed + 1000)
+    gate = torch.rand(n, generator=g, dtype=torch.float64)
+    gate = torch.where(gate < 0.4, 0.0, torch.where(gate > 0.7, 1.0, gate))
+    rows = [torch.ones(n, dtype=torch.float64), gate, 1.0 - gate]
+    rows += [torch.rand(n, generator=g, dtype=torch.float64) for _ in range(layers - 3)]
+    device, dtype = inputs["means3D"].device, inputs["means3D"].dtype
+    inputs["layer_weights"] = torch.stack(rows[:layers]).to(device, dtype)
+    settings["bg"] = torch.rand(layers, 3, generator=g, dtype=torch.float64).to(device, dtype).requires_grad_(True)
+    return settings, inputs

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from cuda_parity import (assert_grads_match, assert_outputs_match, case_pair, random_scene, recast,
+from cuda_parity import (assert_grads_match, assert_outputs_match, case_pair, layered_scene, random_scene, recast,
                          run_backend)
 
 pytestmark = pytest.mark.cuda
@@ -119,3 +119,78 @@ def test_unsupported_channel_count_is_a_clear_error(cuda_rasterizer):
     s = cuda_rasterizer.GaussianRasterizationSettings(**settings)
     with pytest.raises(RuntimeError, match="40 channels"):
         cuda_rasterizer.GaussianRasterizer(s)(**inputs)
+
+
+LAYERED_SCENES = {  # id: (layers, random_scene kwargs)
+    "3-layers-deg2-k3-96x64": (3, dict(seed=21, n=1500, width=96, height=64, sh_degree=2, channels=3)),
+    "2-layers-colors-cov-k0-50x40": (2, dict(seed=22, n=600, width=50, height=40, precomp_colors=True,
+                                             precomp_cov=True, channels=0)),
+    "5-layers-deg1-k16-64x48": (5, dict(seed=23, n=800, width=64, height=48, sh_degree=1, channels=16)),
+    "1-layer-deg3-k1-40x30": (1, dict(seed=24, n=300, width=40, height=30, sh_degree=3, channels=1)),
+}
+
+
+@pytest.mark.parametrize("sort", ["single", "depth_first"])
+@pytest.mark.parametrize("scene", list(LAYERED_SCENES))
+def test_layered_draws_match_the_reference(scene, sort, cuda_rasterizer, reference, monkeypatch):
+    """A layered draw against the reference's, which is by definition one plain draw per layer:
+    every image of every layer, means2D's gradient (layer 0's alone) and all the others."""
+    monkeypatch.setattr(cuda_rasterizer, "DEPTH_FIRST_SORT_MIN_GAUSSIANS", 0 if sort == "depth_first" else 1 << 40)
+    layers, kwargs = LAYERED_SCENES[scene]
+    s32, in32 = layered_scene(layers, **kwargs)
+    s64, in64 = recast(s32, in32, torch.float64)
+    out, grads = run_backend(cuda_rasterizer, s32, in32)
+    ref_out, ref_grads = run_backend(reference, s64, in64)
+    assert out["color"].shape == (layers, 3, kwargs["height"], kwargs["width"])
+    assert_outputs_match(out, ref_out, scene)
+    assert_grads_match(grads, ref_grads, scene)
+    assert "bg" in grads and "layer_weights" not in grads
+
+
+def _plain_draw_leaves(inputs: dict) -> dict:
+    """Fresh float32 leaves of a layered scene's inputs, without the layer weights."""
+    return {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in inputs.items()
+            if k != "layer_weights" and v is not None}
+
+
+def test_a_layered_draw_is_the_plain_draws_of_the_weighted_opacities(cuda_rasterizer):
+    """Every layer's images equal, bit for bit, a plain draw with opacities x the layer's weights
+    (same lists, same order, same products); a layered loss's gradients are the sums of the plain
+    draws' under the same cotangents, except means2D's, which is the first layer's alone."""
+    settings, inputs = layered_scene(3, seed=25, n=2000, width=80, height=60, sh_degree=2, channels=3)
+    rasterizer = lambda s: cuda_rasterizer.GaussianRasterizer(cuda_rasterizer.GaussianRasterizationSettings(**s))
+    layered_out = rasterizer(settings)(**inputs)
+    images = lambda out: (out[0], out[1], out[2], out[4])
+    g = torch.Generator().manual_seed(5)
+    cotangents = [torch.randn(image.shape, generator=g).cuda() for image in images(layered_out)]
+    sum((image * c).sum() for image, c in zip(images(layered_out), cotangents)).backward()
+    layered = {k: v.grad for k, v in inputs.items() if torch.is_tensor(v) and v.requires_grad}
+    weights, bg = inputs["layer_weights"], settings["bg"].detach()
+    expected = {}
+    for layer in range(3):
+        leaves = _plain_draw_leaves(inputs)
+        weighted = dict(leaves, opacities=leaves["opacities"] * weights[layer][:, None])
+        out = rasterizer({**settings, "bg": bg[layer]})(**weighted)
+        for name, a, b in zip(("color", "depth", "feature_map", "alpha"), images(out), images(layered_out)):
+            assert torch.equal(a, b[layer]), (name, layer)
+        assert torch.equal(out[3], layered_out[3])
+        sum((image * c[layer]).sum() for image, c in zip(images(out), cotangents)).backward()
+        for name, leaf in leaves.items():
+            if leaf.requires_grad and (name != "means2D" or layer == 0):
+                expected[name] = expected.get(name, 0) + leaf.grad
+    assert set(expected) == set(layered) and layered["means2D"].abs().max() > 0
+    for name, grad in layered.items():
+        assert torch.allclose(grad, expected[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_a_layered_draw_of_nothing_gives_each_layer_its_background(cuda_rasterizer):
+    settings, inputs = layered_scene(3, seed=27, n=20, width=30, height=20, channels=2)
+    with torch.no_grad():
+        inputs["means3D"].data[:, :] = torch.tensor([0.0, 0.0, -5.0], device="cuda")  # all behind the camera
+    out, grads = run_backend(cuda_rasterizer, settings, inputs)
+    bg = settings["bg"].detach()
+    assert torch.allclose(out["color"], bg[:, :, None, None].expand(3, 3, 20, 30))
+    assert out["alpha"].abs().max() == 0 and grads["means3D"].abs().max() == 0
+    # colour = bg everywhere, so d loss / d bg[l] is the colour cotangent summed over layer l's pixels
+    cotangent = torch.randn(out["color"].shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.allclose(grads["bg"].double().cpu(), cotangent.sum(dim=(2, 3)), atol=1e-3)

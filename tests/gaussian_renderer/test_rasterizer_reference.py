@@ -433,7 +433,8 @@ def test_the_rule_constants_of_config_h_and_the_shared_python_ones_agree(cuda_pa
                         "csrc", "config.h")
     with open(path) as f:
         cuda = dict(re.findall(r"constexpr (?:int|float) (\w+) = ([^;]+);", f.read()))
-    names = ["TILE", "NEAR_CULL_Z", "FRUSTUM_GUARD", "COV2D_BLUR", "ALPHA_MAX", "ALPHA_MIN", "T_MIN", "MAX_FEATURES"]
+    names = ["TILE", "NEAR_CULL_Z", "FRUSTUM_GUARD", "COV2D_BLUR", "ALPHA_MAX", "ALPHA_MIN", "T_MIN", "MAX_FEATURES",
+             "MAX_LAYERS"]
     assert set(names) <= set(cuda)
     for name in names:
         number = eval(re.sub(r"(\d)f\b", r"\1", cuda[name]))   # "1.0f / 255.0f" -> 1.0 / 255.0

@@ -147,6 +147,59 @@ def test_zero_opacity_weight_equals_leaving_the_gaussian_out(rasterizer):
         assert torch.all(a[~keep.to(device)] == 0), name
 
 
+@pytest.mark.parametrize("rasterizer", ["torch", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_render_layers_draws_what_separate_renders_draw(rasterizer):
+    """Training's one-draw image + hands + static layers: each image as render_deformed with its
+    opacity weight and background, the same gradients summed over the layers, and the
+    screen-space gradient for densification from the first image alone."""
+    from gaussian_renderer import deform_gaussians, render_deformed, render_layers
+    device = "cuda" if rasterizer == "cuda" else "cpu"
+    pipe = SimpleNamespace(**{**vars(PIPE), "rasterizer": rasterizer})
+    base, cam = TinyModel(n=40), make_camera()
+    cam.to(device)
+    gate = torch.where(torch.arange(40) % 3 == 0, 1.0, 0.0).to(device)
+    gate[1] = 0.4
+    backgrounds, weights = [BG.to(device), torch.zeros(3, device=device), torch.zeros(3, device=device)], \
+        [None, gate, 1.0 - gate]
+    results = []
+    for one_draw in (True, False):
+        model = _leaf_model(base, device)
+        deformed = deform_gaussians(model, 0.0, 0.0, 0.0)
+        if one_draw:
+            packages = render_layers(cam, deformed, pipe, backgrounds, weights)
+        else:
+            packages = [render_deformed(cam, deformed, pipe, bg, opacity_weight=w) for bg, w in zip(backgrounds, weights)]
+        loss = sum(p["render"].square().sum() + p["alpha"].sum() + p["hand_map"].sum() for p in packages)
+        loss.backward()
+        results.append((packages, model))
+    (layered, layered_model), (separate, separate_model) = results
+    for a, b in zip(layered, separate):
+        assert_same_images(a, b, atol=1e-5)
+        assert torch.equal(a["radii"], b["radii"])
+    assert layered[1]["alpha"].sum() > 1.0 and layered[2]["alpha"].sum() > 1.0   # both layers hold Gaussians
+    torch.testing.assert_close(layered[0]["viewspace_points"].grad, separate[0]["viewspace_points"].grad,
+                               atol=1e-5, rtol=1e-4)
+    assert all(p["viewspace_points"] is None for p in layered[1:])
+    for name in ("get_xyz", "get_features", "get_opacity", "get_scaling", "get_rotation", "get_mask"):
+        torch.testing.assert_close(getattr(layered_model, name).grad, getattr(separate_model, name).grad,
+                                   atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="one background per layer"):
+        render_layers(cam, deform_gaussians(base, 0.0, 0.0, 0.0), pipe, backgrounds[:2], weights)
+
+
+def test_layered_draw_arguments_are_checked():
+    settings = reference.GaussianRasterizationSettings(
+        image_height=8, image_width=8, tanfovx=0.5, tanfovy=0.5, bg=torch.zeros(2, 3), scale_modifier=1.0,
+        viewmatrix=torch.eye(4), projmatrix=torch.eye(4), sh_degree=0, campos=torch.zeros(3), prefiltered=False)
+    n = 5
+    args = dict(means3D=torch.zeros(n, 3), means2D=torch.zeros(n, 3), opacities=torch.ones(n, 1),
+                colors_precomp=torch.zeros(n, 3), scales=torch.ones(n, 3), rotations=torch.ones(n, 4))
+    for weights, message in ((torch.ones(2, n + 1), r"\[L, N=5\]"), (torch.ones(9, n), "L <= 8"),
+                             (torch.ones(2, n, requires_grad=True), "detach"), (torch.ones(3, n), r"bg \[3, 3\]")):
+        with pytest.raises(ValueError, match=message):
+            reference.rasterize_gaussians(settings, layer_weights=weights, **args)
+
+
 def test_python_sh_and_covariance_paths_match_the_rasterizer():
     pc, cam = TinyModel(sh_degree=2), make_camera()
     d_rotation, d_scaling = 0.1 * torch.randn(12, 4), 0.02 * torch.rand(12, 3)

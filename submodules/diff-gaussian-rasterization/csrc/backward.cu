@@ -21,8 +21,8 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-__device__ __forceinline__ float read_grad(const ImageGrad& g, int c, int x, int y) {
-    return g.data[c * g.stride_c + y * g.stride_y + x * g.stride_x];
+__device__ __forceinline__ float read_grad(const ImageGrad& g, int layer, int c, int x, int y) {
+    return g.data[layer * g.stride_l + c * g.stride_c + y * g.stride_y + x * g.stride_x];
 }
 
 // Values per Gaussian the render backward accumulates (a ScreenGrads row) with KCAP channels.
@@ -57,16 +57,17 @@ __device__ __forceinline__ float warp_reduce_scatter(float (&v)[S], int lane) {
     return v[0];
 }
 
-// One thread per pixel, as in the forward; every thread visits every Gaussian of the batch in
-// the same order so that warps stay converged for the reductions. Each batch stages the
-// Gaussians' geometry and payload (colour, depth, features) in shared memory.
+// One thread per pixel, as in the forward (blockIdx.z: the layer); every thread visits every
+// Gaussian of the batch in the same order so that warps stay converged for the reductions. Each
+// batch stages the Gaussians' geometry and payload (colour, depth, features) in shared memory.
 template <int KCAP>
 __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
-    TileLists lists, Camera cam, Projected p, const float* __restrict__ features, int K,
-    const float* __restrict__ bg, const float* __restrict__ final_T, const int* __restrict__ n_contrib,
-    ImageGrad grad_color, ImageGrad grad_depth, ImageGrad grad_feature, ImageGrad grad_alpha, ScreenGrads out) {
+    TileLists lists, Camera cam, Projected p, Layers layers, const float* __restrict__ features, int K,
+    const float* __restrict__ final_T, const int* __restrict__ n_contrib, ImageGrad grad_color,
+    ImageGrad grad_depth, ImageGrad grad_feature, ImageGrad grad_alpha, ScreenGrads out) {
     constexpr int KA = KCAP > 0 ? KCAP : 1;
-    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    const int layer = blockIdx.z;
+    const int tile = (layer * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
     const int rank = threadIdx.y * TILE + threadIdx.x, lane = rank & 31;
     const int px = blockIdx.x * TILE + threadIdx.x, py = blockIdx.y * TILE + threadIdx.y;
     const bool inside = px < cam.width && py < cam.height;
@@ -76,20 +77,20 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
 
     // Per-pixel state: transmittance walked backwards from its final value, the upstream
     // gradients, and the normalized colour / depth / features of everything behind.
-    const int64_t pix = inside ? (int64_t)py * cam.width + px : 0;
+    const int64_t pix = inside ? layer * (int64_t)cam.width * cam.height + (int64_t)py * cam.width + px : 0;
     float T = inside ? final_T[pix] : 1.f;
     const float T_final = T;
     const int last = inside ? n_contrib[pix] : 0;
     float g_c[3], g_d = 0.f, g_a = 0.f, g_f[KA], acc_c[3], acc_d = 0.f, acc_f[KA];
 #pragma unroll
     for (int c = 0; c < 3; c++) {
-        g_c[c] = inside ? read_grad(grad_color, c, px, py) : 0.f;
-        acc_c[c] = bg[c];
+        g_c[c] = inside ? read_grad(grad_color, layer, c, px, py) : 0.f;
+        acc_c[c] = layers.bg[3 * layer + c];
     }
-    if (inside) { g_d = read_grad(grad_depth, 0, px, py); g_a = read_grad(grad_alpha, 0, px, py); }
+    if (inside) { g_d = read_grad(grad_depth, layer, 0, px, py); g_a = read_grad(grad_alpha, layer, 0, px, py); }
 #pragma unroll
     for (int k = 0; k < KA; k++) {
-        g_f[k] = (inside && k < K) ? read_grad(grad_feature, k, px, py) : 0.f;
+        g_f[k] = (inside && k < K) ? read_grad(grad_feature, layer, k, px, py) : 0.f;
         acc_f[k] = 0.f;
     }
 
@@ -102,6 +103,7 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
     const int end = range.x + s_last;
 
     __shared__ int s_id[BLOCK_SIZE];
+    __shared__ float s_weight[BLOCK_SIZE];             // the layer's opacity factor
     __shared__ float2 s_xy[BLOCK_SIZE];
     __shared__ float4 s_conic[BLOCK_SIZE];
     __shared__ float4 s_rgbd[BLOCK_SIZE];              // colour and view depth
@@ -113,7 +115,8 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
         if (rank < batch) {
             const int id = lists.point_list[top - 1 - rank];
             s_id[rank] = id;
-            stage_gaussian<KCAP>(p, features, K, id, rank, s_xy, s_conic, s_rgbd, s_feat);
+            s_weight[rank] = layers.weight(layer, id);
+            stage_gaussian<KCAP>(p, layers, layer, features, K, id, rank, s_xy, s_conic, s_rgbd, s_feat);
         }
         __syncthreads();
         for (int j = 0; j < batch; j++) {
@@ -159,7 +162,7 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
                 }
                 dL_da = dL_da * T + g_a * T_final / (1.f - a);
                 if (!e.saturated) {
-                    d_op = e.gauss * dL_da;
+                    d_op = e.gauss * dL_da * s_weight[j];  // w.r.t. the Gaussian's own opacity
                     const float dL_dpower = conic.w * e.gauss * dL_da;
                     d_mx = dL_dpower * (-conic.x * e.dx - conic.y * e.dy) * ndc_scale_x;
                     d_my = dL_dpower * (-conic.z * e.dy - conic.y * e.dx) * ndc_scale_y;
@@ -184,8 +187,10 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
                     v[SCREEN_FEATURES + k] = k < KCAP ? d_f[k < KA ? k : 0] : 0.f;
                 const float sum = warp_reduce_scatter<S>(v, lane);
                 const int value = S == 16 ? lane >> 1 : lane;  // which of the 10 + K sums this lane holds
-                if ((S == 32 || (lane & 1) == 0) && value < out.row_length() && sum != 0.f)
-                    atomicAdd(out.rows + (int64_t)s_id[j] * out.row_length() + value, sum);
+                // the NDC centre of layers after the first goes to the row's extra pair
+                const int slot = (layer > 0 && value < SCREEN_DEPTH) ? out.other_layers_mean() + value : value;
+                if ((S == 32 || (lane & 1) == 0) && value < out.values() && sum != 0.f)
+                    atomicAdd(out.rows + (int64_t)s_id[j] * out.row_length() + slot, sum);
             } else {
                 // One contributing pixel in the warp adds its own values; otherwise reduce first.
                 const bool single = __popc(active) == 1;
@@ -201,8 +206,9 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_backward_kernel(
                 }
                 if (single ? valid : lane == 0) {
                     float* row = out.rows + (int64_t)s_id[j] * out.row_length();
-                    atomicAdd(row + SCREEN_MEAN, d_mx);
-                    atomicAdd(row + SCREEN_MEAN + 1, d_my);
+                    const int mean_slot = layer > 0 ? out.other_layers_mean() : SCREEN_MEAN;
+                    atomicAdd(row + mean_slot, d_mx);
+                    atomicAdd(row + mean_slot + 1, d_my);
                     atomicAdd(row + SCREEN_DEPTH, d_z);
                     atomicAdd(row + SCREEN_CONIC, d_ca);
                     atomicAdd(row + SCREEN_CONIC + 1, d_cb);
@@ -353,8 +359,12 @@ __device__ void gaussian_backward(const Gaussians& g, const Camera& cam, const P
     float3 d_mean = make_float3(V[0] * d_tx + V[1] * d_ty + V[2] * d_tz,
                                 V[4] * d_tx + V[5] * d_ty + V[6] * d_tz,
                                 V[8] * d_tx + V[9] * d_ty + V[10] * d_tz);
-    // mean through the projected centre (NDC)
-    const float g_ndc_x = sg[SCREEN_MEAN], g_ndc_y = sg[SCREEN_MEAN + 1];
+    // mean through the projected centre (NDC), every layer's
+    float g_ndc_x = sg[SCREEN_MEAN], g_ndc_y = sg[SCREEN_MEAN + 1];
+    if (screen.layered) {
+        g_ndc_x += sg[screen.other_layers_mean()];
+        g_ndc_y += sg[screen.other_layers_mean() + 1];
+    }
     const float* P = cam.proj;
     const float4 hom = transform_point_hom(P, mean);
     const float w = 1.f / hom.w;
@@ -378,7 +388,8 @@ __device__ void gaussian_backward(const Gaussians& g, const Camera& cam, const P
     }
 }
 
-// The gradients that leave the rasterizer as they were accumulated (zero rows for culled Gaussians).
+// The gradients that leave the rasterizer as they were accumulated (zero rows for culled Gaussians);
+// means2d: the first layer's.
 __device__ inline void copy_screen_grads(const ScreenGrads& screen, const InputGrads& out, int i) {
     const float* sg = screen.rows + (int64_t)i * screen.row_length();
     out.means2d[3 * i] = sg[SCREEN_MEAN];
@@ -419,15 +430,15 @@ __global__ void __launch_bounds__(PREPROCESS_BW_THREADS) preprocess_backward_ker
 }
 
 void launch_render_backward(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
-                            const float* features, const float* bg, const float* final_T, const int* n_contrib,
+                            const Layers& layers, const float* features, const float* final_T, const int* n_contrib,
                             const ImageGrad& grad_color, const ImageGrad& grad_depth, const ImageGrad& grad_feature,
                             const ImageGrad& grad_alpha, const ScreenGrads& out, cudaStream_t stream) {
-    const dim3 grid(cam.tiles_x, cam.tiles_y), block(TILE, TILE);
-#define EGORAST_RENDER_BW(CAP)                                                                          \
-    case CAP:                                                                                            \
-        render_backward_kernel<CAP><<<grid, block, 0, stream>>>(lists, cam, p, features, k_features, bg,  \
-                                                                final_T, n_contrib, grad_color, grad_depth, \
-                                                                grad_feature, grad_alpha, out);            \
+    const dim3 grid(cam.tiles_x, cam.tiles_y, layers.count), block(TILE, TILE);
+#define EGORAST_RENDER_BW(CAP)                                                                              \
+    case CAP:                                                                                                \
+        render_backward_kernel<CAP><<<grid, block, 0, stream>>>(lists, cam, p, layers, features, k_features,  \
+                                                                final_T, n_contrib, grad_color, grad_depth,   \
+                                                                grad_feature, grad_alpha, out);              \
         break;
     switch (feature_capacity(k_features)) {
         EGORAST_RENDER_BW(0) EGORAST_RENDER_BW(1) EGORAST_RENDER_BW(3) EGORAST_RENDER_BW(8) EGORAST_RENDER_BW(16)

@@ -13,5 +13,6 @@ constexpr float ALPHA_MAX = 0.99f;             // alpha = min(ALPHA_MAX, o exp(p
 constexpr float ALPHA_MIN = 1.0f / 255.0f;     // alphas below this are skipped
 constexpr float T_MIN = 1e-4f;                 // a pixel stops when T (1 - alpha) would fall below
 constexpr int MAX_FEATURES = 32;               // largest feature-map channel count compiled (feature_capacity)
+constexpr int MAX_LAYERS = 8;                  // images one layered draw may hold
 
 }  // namespace egorast

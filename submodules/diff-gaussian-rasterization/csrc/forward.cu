@@ -72,7 +72,7 @@ __device__ inline float3 sh_colour(const Gaussians& g, int i, float3 mean, const
     return make_float3(c[0], c[1], c[2]);
 }
 
-__global__ void preprocess_kernel(Gaussians g, Camera cam, Projected out) {
+__global__ void preprocess_kernel(Gaussians g, Layers layers, Camera cam, Projected out) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= g.count) return;
     out.radii[i] = 0;
@@ -102,8 +102,14 @@ __global__ void preprocess_kernel(Gaussians g, Camera cam, Projected out) {
     const int4 rect = radius_tile_rect(center, radius, cam.tiles_x, cam.tiles_y);
     if (rect.z <= rect.x || rect.w <= rect.y) return;
 
+    // Each layer lists the Gaussian in the tiles its own opacity (times the layer's weight) reaches.
     const float opacity = g.opacities[i];
-    const int4 tight = opacity_tile_rect(center, cov2d, det, opacity, rect);
+    int64_t touched = 0;
+    for (int l = 0; l < layers.count; l++) {
+        const int4 tight = opacity_tile_rect(center, cov2d, det, opacity * layers.weight(l, i), rect);
+        out.tile_rects[(int64_t)l * g.count + i] = make_ushort4(tight.x, tight.y, tight.z, tight.w);
+        touched += (int64_t)(tight.z - tight.x) * (tight.w - tight.y);
+    }
     float3 rgb;
     if (g.colors != nullptr) {
         rgb = make_float3(g.colors[3 * i], g.colors[3 * i + 1], g.colors[3 * i + 2]);
@@ -115,32 +121,35 @@ __global__ void preprocess_kernel(Gaussians g, Camera cam, Projected out) {
     out.means2d[i] = center;
     out.conic_opacity[i] = make_float4(cov2d.z * inv_det, -cov2d.y * inv_det, cov2d.x * inv_det, opacity);
     out.rgb[3 * i] = rgb.x; out.rgb[3 * i + 1] = rgb.y; out.rgb[3 * i + 2] = rgb.z;
-    out.tile_rects[i] = make_ushort4(tight.x, tight.y, tight.z, tight.w);
-    out.tiles_touched[i] = (int64_t)(tight.z - tight.x) * (tight.w - tight.y);
+    out.tiles_touched[i] = touched;
 }
 
-// One key per (tile, Gaussian), written by the j-th Gaussian of `order` (nullptr: index order).
-// 64-bit keys are (tile << 32 | depth bits): positive floats order like their bit patterns, so one
-// sort groups by tile, then depth. 32-bit keys are the tile alone, for Gaussians already visited
-// front to back (order = depth order): a stable sort by tile then keeps each tile front to back.
+// One key per (layer, tile, Gaussian), written by the j-th Gaussian of `order` (nullptr: index
+// order). The tile of layer l is numbered l * tiles + (its index in the image), so one sort makes
+// every layer's lists. 64-bit keys are (tile << 32 | depth bits): positive floats order like
+// their bit patterns, so one sort groups by tile, then depth. 32-bit keys are the tile alone, for
+// Gaussians already visited front to back (order = depth order): a stable sort by tile then keeps
+// each tile front to back.
 template <typename Key>
-__global__ void emit_keys_kernel(int n, Projected p, const int* order, const int64_t* offsets, int tiles_x,
-                                 Key* keys, int* values) {
+__global__ void emit_keys_kernel(int n, int layers, Projected p, const int* order, const int64_t* offsets,
+                                 int tiles_x, int tiles, Key* keys, int* values) {
     const int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= n) return;
     const int i = order != nullptr ? order[j] : j;
     const int64_t count = p.tiles_touched[i];
     if (count == 0) return;
     int64_t slot = offsets[j] - count;  // offsets: inclusive prefix sum of the counts in visiting order
-    const ushort4 r = p.tile_rects[i];
     const uint64_t depth_bits = __float_as_uint(p.depths[i]);
-    for (int ty = r.y; ty < r.w; ty++)
-        for (int tx = r.x; tx < r.z; tx++) {
-            const uint64_t tile = (uint64_t)(ty * tiles_x + tx);
-            keys[slot] = (Key)(sizeof(Key) == 8 ? (tile << 32) | depth_bits : tile);
-            values[slot] = i;
-            slot++;
-        }
+    for (int l = 0; l < layers; l++) {
+        const ushort4 r = p.tile_rects[(int64_t)l * n + i];
+        for (int ty = r.y; ty < r.w; ty++)
+            for (int tx = r.x; tx < r.z; tx++) {
+                const uint64_t tile = (uint64_t)l * tiles + (uint64_t)(ty * tiles_x + tx);
+                keys[slot] = (Key)(sizeof(Key) == 8 ? (tile << 32) | depth_bits : tile);
+                values[slot] = i;
+                slot++;
+            }
+    }
 }
 
 template <typename Key>
@@ -153,14 +162,15 @@ __global__ void tile_ranges_kernel(int n_keys, const Key* keys, int2* ranges) {
     if (k == n_keys - 1 || (int)(keys[k + 1] >> shift) != tile) ranges[tile].y = k + 1;
 }
 
-// One block per tile, one thread per pixel. Gaussians of the tile (geometry and payload) are
-// staged in shared memory in batches of BLOCK_SIZE and blended front to back.
+// One block per tile (blockIdx.z: the layer), one thread per pixel. Gaussians of the tile
+// (geometry and payload) are staged in shared memory in batches of BLOCK_SIZE and blended front
+// to back.
 template <int KCAP>
 __global__ void __launch_bounds__(BLOCK_SIZE) render_kernel(
-    TileLists lists, Camera cam, Projected p, const float* __restrict__ features, int K,
-    const float* __restrict__ bg, float* color, float* depth, float* feature_map, float* alpha_map,
-    float* final_T, int* n_contrib) {
-    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+    TileLists lists, Camera cam, Projected p, Layers layers, const float* __restrict__ features, int K,
+    float* color, float* depth, float* feature_map, float* alpha_map, float* final_T, int* n_contrib) {
+    const int layer = blockIdx.z;
+    const int tile = (layer * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
     const int rank = threadIdx.y * TILE + threadIdx.x;
     const int px = blockIdx.x * TILE + threadIdx.x, py = blockIdx.y * TILE + threadIdx.y;
     const bool inside = px < cam.width && py < cam.height;
@@ -182,7 +192,7 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_kernel(
         if (__syncthreads_count(done) == BLOCK_SIZE) break;
         if (base + rank < range.y) {
             const int id = lists.point_list[base + rank];
-            stage_gaussian<KCAP>(p, features, K, id, rank, s_xy, s_conic, s_rgbd, s_feat);
+            stage_gaussian<KCAP>(p, layers, layer, features, K, id, rank, s_xy, s_conic, s_rgbd, s_feat);
         }
         __syncthreads();
         const int batch = min(BLOCK_SIZE, range.y - base);
@@ -206,30 +216,34 @@ __global__ void __launch_bounds__(BLOCK_SIZE) render_kernel(
         }
     }
     if (!inside) return;
-    const int64_t pix = (int64_t)py * cam.width + px, plane = (int64_t)cam.width * cam.height;
+    const int64_t plane = (int64_t)cam.width * cam.height;
+    const int64_t pix = (int64_t)py * cam.width + px, layer_pix = layer * plane + pix;
+    const float* bg = layers.bg + 3 * layer;
 #pragma unroll
-    for (int c = 0; c < 3; c++) color[c * plane + pix] = acc_c[c] + T * bg[c];
-    depth[pix] = acc_d;
+    for (int c = 0; c < 3; c++) color[(3 * layer + c) * plane + pix] = acc_c[c] + T * bg[c];
+    depth[layer_pix] = acc_d;
 #pragma unroll
     for (int k = 0; k < KCAP; k++)
-        if (k < K) feature_map[k * plane + pix] = acc_f[k];
-    alpha_map[pix] = 1.f - T;
-    final_T[pix] = T;
-    n_contrib[pix] = last;
+        if (k < K) feature_map[((int64_t)K * layer + k) * plane + pix] = acc_f[k];
+    alpha_map[layer_pix] = 1.f - T;
+    final_T[layer_pix] = T;
+    n_contrib[layer_pix] = last;
 }
 
 static inline int blocks_for(int64_t n, int threads) { return (int)((n + threads - 1) / threads); }
 
-void launch_preprocess(const Gaussians& g, const Camera& cam, const Projected& out, cudaStream_t stream) {
+void launch_preprocess(const Gaussians& g, const Layers& layers, const Camera& cam, const Projected& out,
+                       cudaStream_t stream) {
     if (g.count == 0) return;
-    preprocess_kernel<<<blocks_for(g.count, 256), 256, 0, stream>>>(g, cam, out);
+    preprocess_kernel<<<blocks_for(g.count, 256), 256, 0, stream>>>(g, layers, cam, out);
 }
 
 template <typename Key>
-void launch_emit_keys(int n, const Projected& p, const int* order, const int64_t* offsets, int tiles_x, Key* keys,
-                      int* values, cudaStream_t stream) {
+void launch_emit_keys(int n, int layers, const Projected& p, const int* order, const int64_t* offsets,
+                      const Camera& cam, Key* keys, int* values, cudaStream_t stream) {
     if (n == 0) return;
-    emit_keys_kernel<Key><<<blocks_for(n, 256), 256, 0, stream>>>(n, p, order, offsets, tiles_x, keys, values);
+    emit_keys_kernel<Key><<<blocks_for(n, 256), 256, 0, stream>>>(n, layers, p, order, offsets, cam.tiles_x,
+                                                                  cam.tiles_x * cam.tiles_y, keys, values);
 }
 
 template <typename Key>
@@ -238,10 +252,10 @@ void launch_tile_ranges(int n_keys, const Key* keys, int2* ranges, cudaStream_t 
     tile_ranges_kernel<Key><<<blocks_for(n_keys, 256), 256, 0, stream>>>(n_keys, keys, ranges);
 }
 
-template void launch_emit_keys<uint32_t>(int, const Projected&, const int*, const int64_t*, int, uint32_t*, int*,
-                                         cudaStream_t);
-template void launch_emit_keys<uint64_t>(int, const Projected&, const int*, const int64_t*, int, uint64_t*, int*,
-                                         cudaStream_t);
+template void launch_emit_keys<uint32_t>(int, int, const Projected&, const int*, const int64_t*, const Camera&,
+                                         uint32_t*, int*, cudaStream_t);
+template void launch_emit_keys<uint64_t>(int, int, const Projected&, const int*, const int64_t*, const Camera&,
+                                         uint64_t*, int*, cudaStream_t);
 template void launch_tile_ranges<uint32_t>(int, const uint32_t*, int2*, cudaStream_t);
 template void launch_tile_ranges<uint64_t>(int, const uint64_t*, int2*, cudaStream_t);
 
@@ -252,13 +266,13 @@ int feature_capacity(int k) {
 }
 
 void launch_render(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
-                   const float* features, const float* bg, float* color, float* depth, float* feature_map,
+                   const Layers& layers, const float* features, float* color, float* depth, float* feature_map,
                    float* alpha, float* final_T, int* n_contrib, cudaStream_t stream) {
-    const dim3 grid(cam.tiles_x, cam.tiles_y), block(TILE, TILE);
-#define EGORAST_RENDER(CAP)                                                                         \
-    case CAP:                                                                                        \
-        render_kernel<CAP><<<grid, block, 0, stream>>>(lists, cam, p, features, k_features, bg, color, \
-                                                       depth, feature_map, alpha, final_T, n_contrib); \
+    const dim3 grid(cam.tiles_x, cam.tiles_y, layers.count), block(TILE, TILE);
+#define EGORAST_RENDER(CAP)                                                                              \
+    case CAP:                                                                                             \
+        render_kernel<CAP><<<grid, block, 0, stream>>>(lists, cam, p, layers, features, k_features, color, \
+                                                       depth, feature_map, alpha, final_T, n_contrib);      \
         break;
     switch (feature_capacity(k_features)) {
         EGORAST_RENDER(0) EGORAST_RENDER(1) EGORAST_RENDER(3) EGORAST_RENDER(8) EGORAST_RENDER(16) EGORAST_RENDER(32)

@@ -17,13 +17,16 @@ __device__ inline void load_cov3d(const Gaussians& g, int i, float cov3d[6]) {
     covariance_3d(s, g.scale_modifier, q, cov3d);
 }
 
-// Slot `slot` of a render batch: centre, conic + opacity, colour + view depth, and features
-// ([k][slot] layout, conflict-free) of projected Gaussian `id`.
+// Slot `slot` of a render batch: centre, conic + opacity (times the layer's weight), colour +
+// view depth, and features ([k][slot] layout, conflict-free) of projected Gaussian `id`.
 template <int KCAP>
-__device__ __forceinline__ void stage_gaussian(const Projected& p, const float* features, int K, int id, int slot,
-                                               float2* s_xy, float4* s_conic, float4* s_rgbd, float* s_feat) {
+__device__ __forceinline__ void stage_gaussian(const Projected& p, const Layers& layers, int layer, const float* features,
+                                               int K, int id, int slot, float2* s_xy, float4* s_conic, float4* s_rgbd,
+                                               float* s_feat) {
     s_xy[slot] = p.means2d[id];
-    s_conic[slot] = p.conic_opacity[id];
+    float4 conic_opacity = p.conic_opacity[id];
+    conic_opacity.w *= layers.weight(layer, id);
+    s_conic[slot] = conic_opacity;
     s_rgbd[slot] = make_float4(p.rgb[3 * id], p.rgb[3 * id + 1], p.rgb[3 * id + 2], p.depths[id]);
 #pragma unroll
     for (int k = 0; k < KCAP; k++)

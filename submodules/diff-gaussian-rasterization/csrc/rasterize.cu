@@ -40,19 +40,52 @@ void check_tensor(const at::Tensor& t, const char* name, int64_t n, int64_t widt
     TORCH_CHECK(t.numel() == n * width, name, " must hold ", n, " x ", width, " values, got shape ", shape_of(t));
 }
 
-// An upstream image gradient [channels, H, W] with whatever strides autograd gave it.
-ImageGrad image_grad(const at::Tensor& t, const char* name, int64_t channels, int H, int W) {
-    if (channels == 0) return ImageGrad{nullptr, 0, 0, 0};
+// A draw's layer count and how its images are shaped: [L, C, H, W] when layered, else [C, H, W].
+struct Layered {
+    int64_t count;
+    bool layered;
+    std::vector<int64_t> image(int64_t channels, int64_t H, int64_t W) const {
+        if (layered) return {count, channels, H, W};
+        return {channels, H, W};
+    }
+    std::string describe(int64_t channels, int H, int W) const {
+        return "[" + (layered ? std::to_string(count) + ", " : std::string()) + std::to_string(channels) + ", " +
+               std::to_string(H) + ", " + std::to_string(W) + "]";
+    }
+};
+
+// An upstream image gradient with whatever strides autograd gave it: [layers, channels, H, W] for
+// a layered draw, [channels, H, W] for a plain one.
+ImageGrad image_grad(const at::Tensor& t, const char* name, const Layered& shape, int64_t channels, int H, int W) {
+    if (channels == 0) return ImageGrad{nullptr, 0, 0, 0, 0};
     TORCH_CHECK(t.is_cuda() && t.scalar_type() == at::kFloat, name, " must be a float32 CUDA tensor");
-    TORCH_CHECK(t.dim() == 3 && t.size(0) == channels && t.size(1) == H && t.size(2) == W, name, " must be [",
-                channels, ", ", H, ", ", W, "], got ", shape_of(t));
-    return ImageGrad{t.data_ptr<float>(), t.stride(0), t.stride(1), t.stride(2)};
+    const at::Tensor v = shape.layered ? t : t.unsqueeze(0);
+    TORCH_CHECK(v.dim() == 4 && v.size(0) == shape.count && v.size(1) == channels && v.size(2) == H && v.size(3) == W,
+                name, " must be ", shape.describe(channels, H, W), ", got ", shape_of(t));
+    return ImageGrad{v.data_ptr<float>(), v.stride(0), v.stride(1), v.stride(2), v.stride(3)};
 }
 
 const float* optional_ptr(const at::Tensor& t, const char* name, int64_t n, int64_t width) {
     if (t.numel() == 0) return nullptr;
     check_tensor(t, name, n, width);
     return t.data_ptr<float>();
+}
+
+// The layers of a draw from its inputs (checked): layer_weights [L, N] or empty (one layer), bg [L, 3] or [3].
+Layers make_layers(const RasterInputs& in, int64_t n, Layered* shape) {
+    const at::Tensor& w = in.layer_weights;
+    shape->layered = w.numel() > 0 || w.dim() == 2;
+    shape->count = shape->layered ? w.size(0) : 1;
+    TORCH_CHECK(shape->count >= 1 && shape->count <= MAX_LAYERS, "a layered draw holds 1 to ", MAX_LAYERS,
+                " layers, got ", shape->count);
+    Layers layers{(int)shape->count, (int)n, nullptr, nullptr};
+    if (shape->layered) {
+        check_tensor(w, "layer_weights", shape->count, n);
+        layers.weights = w.data_ptr<float>();
+    }
+    check_tensor(in.bg, "bg", shape->count, 3);
+    layers.bg = in.bg.data_ptr<float>();
+    return layers;
 }
 
 Camera make_camera(const RasterInputs& in, int H, int W) {
@@ -144,7 +177,7 @@ void sort_pairs(const Key* keys_in, Key* keys_out, const int* values_in, int* va
 //    over the long key list, but more launches: it pays for large N (the caller decides).
 // Either way equal depths keep index order. Culled Gaussians emit no keys.
 template <typename Key>
-at::Tensor tile_lists(const Projected& p, const at::Tensor& touched, const Camera& cam, at::Tensor& ranges,
+at::Tensor tile_lists(const Projected& p, const at::Tensor& touched, const Camera& cam, int layers, at::Tensor& ranges,
                       cudaStream_t stream, bool debug) {
     constexpr bool depth_first = sizeof(Key) == 4;
     const int64_t n = touched.size(0);
@@ -170,10 +203,10 @@ at::Tensor tile_lists(const Projected& p, const at::Tensor& touched, const Camer
     at::Tensor values = at::empty({n_keys}, i32);
     Key* k_in = reinterpret_cast<Key*>(keys.data_ptr());
     Key* k_out = reinterpret_cast<Key*>(keys_sorted.data_ptr());
-    launch_emit_keys<Key>((int)n, p, depth_first ? order.data_ptr<int>() : nullptr, offsets.data_ptr<int64_t>(),
-                          cam.tiles_x, k_in, values.data_ptr<int>(), stream);
+    launch_emit_keys<Key>((int)n, layers, p, depth_first ? order.data_ptr<int>() : nullptr,
+                          offsets.data_ptr<int64_t>(), cam, k_in, values.data_ptr<int>(), stream);
     check_kernel("emit_keys", debug);
-    const int tile_bits = bits_for(cam.tiles_x * cam.tiles_y);
+    const int tile_bits = bits_for(layers * cam.tiles_x * cam.tiles_y);
     sort_pairs(k_in, k_out, values.data_ptr<int>(), point_list.data_ptr<int>(), (int)n_keys,
                depth_first ? tile_bits : 32 + tile_bits, i32, stream);
     check_kernel("tile sort", debug);
@@ -195,7 +228,9 @@ std::vector<at::Tensor> rasterize_forward(const RasterInputs& in, bool depth_fir
     const int64_t n = means3D.size(0);
     const Camera cam = make_camera(in, H, W);
     const Gaussians g = make_gaussians(in);
-    check_tensor(in.bg, "bg", 1, 3);
+    Layered shape;
+    const Layers layers = make_layers(in, n, &shape);
+    const int L = layers.count;
     const int K = features.dim() == 2 ? (int)features.size(1) : 0;
     if (n * K > 0) check_tensor(features, "mask_feature", n, K);
     TORCH_CHECK(feature_capacity(K) >= 0, "mask_feature has ", K, " channels; at most ", MAX_FEATURES,
@@ -208,25 +243,25 @@ std::vector<at::Tensor> rasterize_forward(const RasterInputs& in, bool depth_fir
                                          at::empty({n, 4}, f32), at::empty({n, 3}, f32),
                                          at::empty({n}, means3D.options().dtype(at::kByte))};
     Projected p = view_projected(projected);
-    at::Tensor rects = at::empty({n, 4}, means3D.options().dtype(at::kShort));
+    at::Tensor rects = at::empty({L, n, 4}, means3D.options().dtype(at::kShort));
     at::Tensor touched = at::empty({n}, i64);
     p.tile_rects = reinterpret_cast<ushort4*>(rects.data_ptr<int16_t>());
     p.tiles_touched = touched.data_ptr<int64_t>();
-    launch_preprocess(g, cam, p, stream);
+    launch_preprocess(g, layers, cam, p, stream);
     check_kernel("preprocess", debug);
 
     const int n_tiles = cam.tiles_x * cam.tiles_y;
-    at::Tensor ranges = at::zeros({n_tiles, 2}, i32);
-    const at::Tensor point_list = depth_first_sort ? tile_lists<uint32_t>(p, touched, cam, ranges, stream, debug)
-                                                   : tile_lists<uint64_t>(p, touched, cam, ranges, stream, debug);
+    at::Tensor ranges = at::zeros({L * n_tiles, 2}, i32);
+    const at::Tensor point_list = depth_first_sort ? tile_lists<uint32_t>(p, touched, cam, L, ranges, stream, debug)
+                                                   : tile_lists<uint64_t>(p, touched, cam, L, ranges, stream, debug);
 
-    at::Tensor color = at::empty({3, H, W}, f32), depth = at::empty({1, H, W}, f32);
-    at::Tensor feature_map = at::empty({K, H, W}, f32), alpha = at::empty({1, H, W}, f32);
-    at::Tensor final_T = at::empty({H, W}, f32), n_contrib = at::empty({H, W}, i32);
+    at::Tensor color = at::empty(shape.image(3, H, W), f32), depth = at::empty(shape.image(1, H, W), f32);
+    at::Tensor feature_map = at::empty(shape.image(K, H, W), f32), alpha = at::empty(shape.image(1, H, W), f32);
+    at::Tensor final_T = at::empty({L, H, W}, f32), n_contrib = at::empty({L, H, W}, i32);
     const TileLists lists{reinterpret_cast<const int2*>(ranges.data_ptr<int>()), point_list.data_ptr<int>()};
-    launch_render(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, in.bg.data_ptr<float>(),
-                  color.data_ptr<float>(), depth.data_ptr<float>(), K > 0 ? feature_map.data_ptr<float>() : nullptr,
-                  alpha.data_ptr<float>(), final_T.data_ptr<float>(), n_contrib.data_ptr<int>(), stream);
+    launch_render(K, lists, cam, p, layers, K > 0 ? features.data_ptr<float>() : nullptr, color.data_ptr<float>(),
+                  depth.data_ptr<float>(), K > 0 ? feature_map.data_ptr<float>() : nullptr, alpha.data_ptr<float>(),
+                  final_T.data_ptr<float>(), n_contrib.data_ptr<int>(), stream);
     check_kernel("render", debug);
 
     // outputs, then what the backward needs
@@ -244,24 +279,27 @@ std::vector<at::Tensor> rasterize_backward(const RasterInputs& in, const at::Ten
     const c10::cuda::CUDAGuard guard(means3D.device());
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     const at::Tensor& final_T = saved[8];
-    const int H = (int)final_T.size(0), W = (int)final_T.size(1);
+    const int H = (int)final_T.size(1), W = (int)final_T.size(2);
     const int64_t n = means3D.size(0);
     const Camera cam = make_camera(in, H, W);
     const Gaussians g = make_gaussians(in);
+    Layered shape;
+    const Layers layers = make_layers(in, n, &shape);
     const int K = features.dim() == 2 ? (int)features.size(1) : 0;
-    const ImageGrad gc = image_grad(grad_color, "grad of color", 3, H, W);
-    const ImageGrad gd = image_grad(grad_depth, "grad of depth", 1, H, W);
-    const ImageGrad ga = image_grad(grad_alpha, "grad of alpha", 1, H, W);
-    const ImageGrad gf = image_grad(grad_feature, "grad of feature_map", K, H, W);
+    const ImageGrad gc = image_grad(grad_color, "grad of color", shape, 3, H, W);
+    const ImageGrad gd = image_grad(grad_depth, "grad of depth", shape, 1, H, W);
+    const ImageGrad ga = image_grad(grad_alpha, "grad of alpha", shape, 1, H, W);
+    const ImageGrad gf = image_grad(grad_feature, "grad of feature_map", shape, K, H, W);
 
     Projected p = view_projected(saved);
     const TileLists lists{reinterpret_cast<const int2*>(saved[7].data_ptr<int>()), saved[6].data_ptr<int>()};
     auto f32 = means3D.options().dtype(at::kFloat);
     const at::Tensor none = at::empty({0}, f32);
 
-    at::Tensor screen_rows = at::zeros({n, SCREEN_FEATURES + K}, f32);  // see ScreenGrads
-    const ScreenGrads screen{screen_rows.data_ptr<float>(), K};
-    launch_render_backward(K, lists, cam, p, K > 0 ? features.data_ptr<float>() : nullptr, in.bg.data_ptr<float>(),
+    const ScreenGrads layout{nullptr, K, shape.layered};
+    at::Tensor screen_rows = at::zeros({n, layout.row_length()}, f32);  // see ScreenGrads
+    const ScreenGrads screen{screen_rows.data_ptr<float>(), K, shape.layered};
+    launch_render_backward(K, lists, cam, p, layers, K > 0 ? features.data_ptr<float>() : nullptr,
                            final_T.data_ptr<float>(), saved[9].data_ptr<int>(), gc, gd, gf, ga, screen, stream);
     check_kernel("render_backward", debug);
 

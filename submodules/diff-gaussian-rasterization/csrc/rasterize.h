@@ -8,7 +8,9 @@ namespace egorast {
 
 // One draw's inputs, shared by the forward and the backward pass: the Gaussians, the camera and
 // the background. Absent optional inputs (colors or shs, cov3D_precomp or scales + rotations,
-// features) are empty tensors. ext.cpp builds it from Python's arguments, in this order.
+// features, layer_weights) are empty tensors. ext.cpp builds it from Python's arguments, in this
+// order. A layered draw (layer_weights [L, N]: each image sees opacity x its row) has bg [L, 3]
+// and images with a leading layer axis; a plain one bg [3] and images [C, H, W].
 struct RasterInputs {
     at::Tensor bg, means3D, colors, opacities, scales, rotations;
     double scale_modifier;
@@ -18,10 +20,11 @@ struct RasterInputs {
     at::Tensor shs;
     int64_t sh_degree;
     at::Tensor campos;
+    at::Tensor layer_weights;
 };
 
 // Returns color, depth, feature_map, alpha, then what the backward needs: radii, depths, means2d,
-// conic_opacity, rgb, clamped, point_list, ranges, final_T, n_contrib.
+// conic_opacity, rgb, clamped, point_list, ranges, final_T, n_contrib ([L, H, W] both).
 std::vector<at::Tensor> rasterize_forward(const RasterInputs& in, bool depth_first_sort, bool debug);
 
 // Returns the gradients of means2D, colors_precomp, opacities, means3D, cov3D_precomp, shs, scales,

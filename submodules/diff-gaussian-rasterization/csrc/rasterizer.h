@@ -30,6 +30,19 @@ struct Gaussians {
     const float* colors;          // [N,3] precomputed colours or nullptr
 };
 
+// The images one pass draws from the same Gaussians (a "layered" draw): layer l sees every
+// Gaussian's opacity times weights[l][i] over its own background; geometry, colour and sorting
+// work are shared. Layer 0's screen-space gradient is reported apart (means2D's gradient).
+struct Layers {
+    int count;                    // 1 .. MAX_LAYERS
+    int n;                        // Gaussians
+    const float* weights;         // [count, n] opacity factors, or nullptr: 1 everywhere (count 1)
+    const float* bg;              // [count, 3] background colours
+    __host__ __device__ float weight(int layer, int i) const {
+        return weights != nullptr ? weights[(int64_t)layer * n + i] : 1.f;
+    }
+};
+
 // What preprocessing writes per Gaussian (valid where radii > 0).
 struct Projected {
     int* radii;                   // [N] 0 = not rendered
@@ -38,32 +51,38 @@ struct Projected {
     float4* conic_opacity;        // [N] inverse 2D covariance (a, b, c) and opacity
     float* rgb;                   // [N,3] colour (SH evaluated, clamped at 0)
     uint8_t* clamped;             // [N] bit c set where colour channel c was clamped
-    ushort4* tile_rects;          // [N] tiles [x0, x1) x [y0, y1) the Gaussian is listed in
-    int64_t* tiles_touched;       // [N] (x1 - x0) (y1 - y0)
+    ushort4* tile_rects;          // [layers, N] tiles [x0, x1) x [y0, y1) the Gaussian is listed in, per layer
+    int64_t* tiles_touched;       // [N] sum over layers of (x1 - x0) (y1 - y0)
 };
 
 // Blending inputs shared by forward and backward render.
 struct TileLists {
-    const int2* ranges;           // [tiles] [start, end) into point_list
+    const int2* ranges;           // [layers * tiles] [start, end) into point_list (layer-major)
     const int* point_list;        // [L] Gaussian index, sorted by tile then depth
 };
 
 // Per-Gaussian screen-space gradients the backward render accumulates, one row of 10 + K floats
 // per Gaussian so that the atomics for one Gaussian land in one or two 32-byte sectors, not in
 // five arrays. Row layout (SCREEN_*): dL/d(NDC centre x, y), dL/d(view depth), dL/d(conic a, b,
-// c), dL/d(opacity), dL/d(rgb), dL/d(K features). Zero-initialised by the caller.
+// c), dL/d(opacity), dL/d(rgb), dL/d(K features); a layered draw appends the NDC centre gradient
+// of its layers after the first (so that layer 0's can be reported alone). The opacity
+// gradient is w.r.t. the Gaussian's own opacity (the layer weights applied). Zero-initialised by
+// the caller.
 constexpr int SCREEN_MEAN = 0, SCREEN_DEPTH = 2, SCREEN_CONIC = 3, SCREEN_OPACITY = 6, SCREEN_RGB = 7,
               SCREEN_FEATURES = 10;
 struct ScreenGrads {
-    float* rows;                  // [N, 10 + K]
+    float* rows;                  // [N, 10 + K (+ 2 when layered)]
     int K;
-    __host__ __device__ int row_length() const { return SCREEN_FEATURES + K; }
+    bool layered;
+    __host__ __device__ int values() const { return SCREEN_FEATURES + K; }   // accumulated per (Gaussian, pixel)
+    __host__ __device__ int other_layers_mean() const { return SCREEN_FEATURES + K; }
+    __host__ __device__ int row_length() const { return SCREEN_FEATURES + K + (layered ? 2 : 0); }
 };
 
-// Strided view of an upstream image gradient [C,H,W] (any strides: expanded ones need no copy).
+// Strided view of an upstream image gradient [layers, C, H, W] (any strides: expanded ones need no copy).
 struct ImageGrad {
     const float* data;
-    int64_t stride_c, stride_y, stride_x;
+    int64_t stride_l, stride_c, stride_y, stride_x;
 };
 
 // Gradients w.r.t. the inputs (nullptr where the input is absent). means, scales, rotations and
@@ -82,19 +101,22 @@ struct InputGrads {
     float* features;              // [N,K]
 };
 
-void launch_preprocess(const Gaussians& g, const Camera& cam, const Projected& out, cudaStream_t stream);
-// Key = uint64_t (tile << 32 | depth bits, order = nullptr) or uint32_t (tile; order = depth order).
+void launch_preprocess(const Gaussians& g, const Layers& layers, const Camera& cam, const Projected& out,
+                       cudaStream_t stream);
+// Key = uint64_t (tile << 32 | depth bits, order = nullptr) or uint32_t (tile; order = depth order);
+// the tile of layer l is l * tiles + (its index in the image).
 template <typename Key>
-void launch_emit_keys(int n, const Projected& p, const int* order, const int64_t* offsets, int tiles_x,
-                      Key* keys, int* values, cudaStream_t stream);
+void launch_emit_keys(int n, int layers, const Projected& p, const int* order, const int64_t* offsets,
+                      const Camera& cam, Key* keys, int* values, cudaStream_t stream);
 template <typename Key>
 void launch_tile_ranges(int n_keys, const Key* keys, int2* ranges, cudaStream_t stream);
+// Images are [layers, C, H, W] (final_T and n_contrib [layers, H, W]), one grid slice per layer.
 void launch_render(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
-                   const float* features, const float* bg, float* color, float* depth, float* feature_map,
+                   const Layers& layers, const float* features, float* color, float* depth, float* feature_map,
                    float* alpha, float* final_T, int* n_contrib, cudaStream_t stream);
 
 void launch_render_backward(int k_features, const TileLists& lists, const Camera& cam, const Projected& p,
-                            const float* features, const float* bg, const float* final_T, const int* n_contrib,
+                            const Layers& layers, const float* features, const float* final_T, const int* n_contrib,
                             const ImageGrad& grad_color, const ImageGrad& grad_depth, const ImageGrad& grad_feature,
                             const ImageGrad& grad_alpha, const ScreenGrads& out, cudaStream_t stream);
 void launch_preprocess_backward(const Gaussians& g, const Camera& cam, const Projected& p,

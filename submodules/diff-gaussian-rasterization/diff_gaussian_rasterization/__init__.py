@@ -16,7 +16,8 @@ from typing import Optional
 
 import torch
 
-from .settings import MAX_FEATURES, GaussianRasterizationSettings, RasterizerModule  # shared with the reference
+from .settings import (MAX_FEATURES, GaussianRasterizationSettings, RasterizerModule,  # shared with the reference
+                       check_layers)
 
 _extension_module = None
 # From this many Gaussians on, tile lists come from a depth-first pair of 32-bit sorts rather than
@@ -97,7 +98,7 @@ def _dump_inputs(phase: str, inputs: dict, err: Exception) -> RuntimeError:
 
 
 def _draw_inputs(means3D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp, mask_feature, bg,
-                 settings) -> dict:
+                 layer_weights, settings) -> dict:
     """The inputs of one draw, named and in the order of _C.RasterInputs; both passes build them
     from the same tensors and settings."""
     return dict(bg=bg, means3D=means3D, colors=colors_precomp, opacities=opacities, scales=scales,
@@ -106,15 +107,15 @@ def _draw_inputs(means3D, shs, colors_precomp, opacities, scales, rotations, cov
                 projmatrix=_camera_tensor(settings.projmatrix),
                 tan_fovx=float(settings.tanfovx), tan_fovy=float(settings.tanfovy),
                 image_height=int(settings.image_height), image_width=int(settings.image_width), shs=shs,
-                sh_degree=int(settings.sh_degree), campos=_camera_tensor(settings.campos))
+                sh_degree=int(settings.sh_degree), campos=_camera_tensor(settings.campos), layer_weights=layer_weights)
 
 
 class _RasterizeGaussians(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means3D, means2D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp,
-                mask_feature, bg, settings):
+                mask_feature, bg, layer_weights, settings):
         args = _draw_inputs(means3D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp,
-                            mask_feature, bg, settings)
+                            mask_feature, bg, layer_weights, settings)
         depth_first_sort = means3D.shape[0] >= DEPTH_FIRST_SORT_MIN_GAUSSIANS
 
         def run():
@@ -127,7 +128,7 @@ class _RasterizeGaussians(torch.autograd.Function):
         saved = out[4:]
         ctx.settings = settings
         ctx.save_for_backward(means3D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp,
-                              mask_feature, bg, *saved)
+                              mask_feature, bg, layer_weights, *saved)
         radii = saved[0]
         ctx.mark_non_differentiable(radii)
         return color, depth, feature_map, radii, alpha
@@ -136,9 +137,9 @@ class _RasterizeGaussians(torch.autograd.Function):
     def backward(ctx, grad_color, grad_depth, grad_feature, _grad_radii, grad_alpha):
         s = ctx.settings
         (means3D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp, mask_feature, bg,
-         *saved) = ctx.saved_tensors
+         layer_weights, *saved) = ctx.saved_tensors
         args = _draw_inputs(means3D, shs, colors_precomp, opacities, scales, rotations, cov3D_precomp,
-                            mask_feature, bg, s)
+                            mask_feature, bg, layer_weights, s)
         grads_in = dict(grad_color=grad_color, grad_depth=grad_depth, grad_feature=grad_feature,
                         grad_alpha=grad_alpha, saved=list(saved))  # any strides
 
@@ -153,12 +154,13 @@ class _RasterizeGaussians(torch.autograd.Function):
             return grad if tensor.numel() > 0 else None
 
         g_bg = None
-        if ctx.needs_input_grad[9]:  # colour = ... + T_final bg
-            final_T = saved[_SAVED.index("final_T")]
-            g_bg = (grad_color * final_T[None]).sum(dim=(1, 2))
+        if ctx.needs_input_grad[9]:  # colour = ... + T_final bg, per layer
+            final_T = saved[_SAVED.index("final_T")]                         # [L, H, W]
+            layered_color = grad_color if layer_weights.dim() == 2 else grad_color[None]
+            g_bg = (layered_color * final_T[:, None]).sum(dim=(2, 3)).view_as(bg)
         return (g_means3d, g_means2d, present(g_shs, shs), present(g_colors, colors_precomp),
                 g_opacities.view_as(opacities), present(g_scales, scales), present(g_rotations, rotations),
-                present(g_cov3d, cov3D_precomp), present(g_features, mask_feature), g_bg, None)
+                present(g_cov3d, cov3D_precomp), present(g_features, mask_feature), g_bg, None, None)
 
 
 def _call(phase: str, fn, inputs: dict, debug: bool):
@@ -173,8 +175,9 @@ def _call(phase: str, fn, inputs: dict, debug: bool):
 
 
 def rasterize_gaussians(s: GaussianRasterizationSettings, means3D, means2D, opacities, shs=None, colors_precomp=None,
-                        mask_feature=None, scales=None, rotations=None, cov3D_precomp=None):
-    """One draw with the CUDA kernels; the arguments and the result are GaussianRasterizer's."""
+                        mask_feature=None, scales=None, rotations=None, cov3D_precomp=None, layer_weights=None):
+    """One draw with the CUDA kernels; the arguments and the result are GaussianRasterizer's
+    (layer_weights: a layered draw, see RasterizerModule)."""
     if (shs is None) == (colors_precomp is None):
         raise ValueError("GaussianRasterizer: give exactly one of shs and colors_precomp.")
     if (scales is None or rotations is None) == (cov3D_precomp is None):
@@ -187,11 +190,13 @@ def rasterize_gaussians(s: GaussianRasterizationSettings, means3D, means2D, opac
     def prepared(t: Optional[torch.Tensor]) -> torch.Tensor:
         return empty if t is None else t.contiguous()
 
+    if layer_weights is not None:
+        check_layers(s, n, layer_weights)
     features = mask_feature if mask_feature is not None else means3D.new_empty((n, 0))
     return _RasterizeGaussians.apply(
         means3D.contiguous(), means2D, prepared(shs), prepared(colors_precomp), opacities.contiguous(),
         prepared(scales), prepared(rotations), prepared(cov3D_precomp), features.contiguous(),
-        s.bg.contiguous(), s)
+        s.bg.contiguous(), prepared(layer_weights), s)
 
 
 class GaussianRasterizer(RasterizerModule):
