@@ -109,7 +109,7 @@ def load_model(args: Namespace, model_params, device: torch.device):
         deform.load_weights(dataset.model_path, scene.loaded_iter)
     except RuntimeError as err:  # truncated file or another architecture: the message says what to do
         raise RenderError(str(err)) from err
-    deform.set_time_policies(dataset.time_outside, dataset.time_between, scene.getTrainCameras())
+    deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())
     for notice in deform.notices:
         print(notice)
     return dataset, scene, gaussians, deform

@@ -386,7 +386,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies, precision=precision, device=device,
                          init=dataset.deform_init)
-    deform.set_time_policies(dataset.time_outside, dataset.time_between, scene.getTrainCameras())   # evaluate's test views
+    deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())   # evaluate's test views
     fused = fused_adam(device, pipe)
     gaussians.training_setup(opt, fused=fused)
     deform.train_setting(opt, fused=fused)

@@ -52,7 +52,6 @@ class ParamGroup:
 class ModelParams(ParamGroup):
     choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"],
                "deform_init": ["zero", "pytorch"], "time_outside": ["linear", "clamp", "extrapolate"],
-               "time_between": ["linear", "network"],
                "hand_pixels": ["layer", "map"]}
     help = {
         "sh_degree": "highest spherical-harmonics degree of the colours",
@@ -79,9 +78,6 @@ class ModelParams(ParamGroup):
         "time_outside": "times before the first or after the last training frame: linear continues the motion at "
                         "its speed at that end (for up to one frame spacing, then holds); clamp renders them at "
                         "that frame's time; extrapolate asks the deformation network (upstream)",
-        "time_between": "times between two training frames (held-out frames, the viewer): linear blends the "
-                        "deformation at the training frames before and after; network asks the deformation "
-                        "network at that time (upstream)",
         "hand_pixels": "render.py's hand pixels (hands_mask_binary/, mask_IoU): layer, where the hands layer "
                        "covers more than half the pixel; map, where the rendered hand feature is above 0.5 (paper)",
     }
@@ -111,7 +107,6 @@ class ModelParams(ParamGroup):
         # warm-up's scene; "pytorch": every layer at PyTorch's default init (upstream Deformable-3DGS)
         self.deform_init = "zero"
         self.time_outside = "linear"   # DeformModel.set_time_outside says why
-        self.time_between = "linear"   # DeformModel.set_time_between says why
         self.hand_pixels = "layer"     # scene/decomposition.py's hand_pixels says why
         super().__init__(parser, "Loading Parameters", sentinel)
 
@@ -239,7 +234,6 @@ RECIPES = {
     "default": {"time_frequencies": 4},
     "paper": {"deform_gate": "none", "early_mask_weight": 0.0, "hands_layer_weight": 0.0,
               "static_layer_weight": 0.0, "deform_init": "pytorch", "time_outside": "extrapolate",
-              "time_between": "network",
               "time_frequencies": -1, "hand_pixels": "map"},
 }
 

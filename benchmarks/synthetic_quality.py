@@ -45,7 +45,7 @@ def load_model(model_path: str, iteration: int):
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies, device=gaussians.get_xyz.device)
     deform.load_weights(model_path, iteration)
-    deform.set_time_policies(dataset.time_outside, dataset.time_between, scene.getTrainCameras())   # as render.py
+    deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())   # as render.py
     deform.gate = deformation_gate(gaussians, Namespace(**cfg))   # the run's --deform_gate, as render.py
     return dataset, pipe, scene, gaussians, deform
 

@@ -7,7 +7,6 @@ has no effect there either.
 Weights live in ``<model_path>/deform/iteration_N/deform.pth`` as a plain network state dict,
 the upstream file format.
 """
-import bisect
 import contextlib
 import os
 from typing import List, Optional, Tuple
@@ -22,7 +21,6 @@ from utils.atomic import write_atomically
 PRECISIONS = ("fp32", "tf32", "bf16")
 INITS = ("zero", "pytorch")
 TIME_OUTSIDE = ("linear", "clamp", "extrapolate")
-TIME_BETWEEN = ("linear", "network")
 WEIGHTS_DIR = "deform"
 WEIGHTS_FILE = "deform.pth"
 
@@ -50,7 +48,6 @@ class DeformModel:
         self.trainable = True
         self.time_range: Optional[Tuple[float, float]] = None   # set_time_outside: no extrapolation in time
         self.inner_times: Optional[Tuple[float, float]] = None  # --time_outside linear: the trained times next to the ends
-        self.trained_times: Optional[List[float]] = None        # --time_between linear: sorted, distinct
         self.last_rows = 0   # Gaussians the network ran on in the last offsets() call (its cost)
 
     # ---- forward -------------------------------------------------------------------------
@@ -83,14 +80,6 @@ class DeformModel:
             at_inner = self._offsets_at(xyz, inner, 0.0, gate, every_row)
             self.last_rows += rows
             return tuple(a + share * (a - b) for a, b in zip(at_end, at_inner))
-        between = self._between_trained(fid)
-        if between is not None:   # --time_between linear: the trained neighbours' offsets, blended
-            before, after, share = between
-            at_before = self._offsets_at(xyz, before, 0.0, gate, every_row)
-            rows = self.last_rows
-            at_after = self._offsets_at(xyz, after, 0.0, gate, every_row)
-            self.last_rows += rows
-            return tuple(a + share * (b - a) for a, b in zip(at_before, at_after))
         return self._offsets_at(xyz, fid, noise_std, gate, every_row)
 
     def _offsets_at(self, xyz, fid, noise_std, gate, every_row):
@@ -126,39 +115,6 @@ class DeformModel:
             if past > 0.0:
                 return end, inner, min(past / abs(end - inner), 1.0)
         return None
-
-    def _between_trained(self, fid) -> Optional[Tuple[float, float, float]]:
-        """Under --time_between linear, for a time strictly between two consecutive trained
-        times: (the one before, the one after, how far along from the first, in (0, 1)); None
-        for a trained time itself (every training step) or under the "network" policy."""
-        if not self.trained_times:
-            return None
-        t = float(fid)
-        after = bisect.bisect_left(self.trained_times, t)
-        if after == 0 or after == len(self.trained_times) or self.trained_times[after] == t:
-            return None
-        before, after = self.trained_times[after - 1], self.trained_times[after]
-        return before, after, (t - before) / (after - before)
-
-    def set_time_policies(self, outside: str, between: str, cameras) -> None:
-        """Both time policies from the trained cameras (--time_outside, --time_between)."""
-        self.set_time_outside(outside, cameras)
-        self.set_time_between(between, cameras)
-
-    def set_time_between(self, policy: str, cameras) -> None:
-        """What the network sees for a time between two trained times (--time_between).
-
-        The network is fitted at the trained times only; between them (a held-out frame, a
-        viewer's slider) its answer is unconstrained, and with a hand that moves fast across a
-        frame spacing it was off by more than the motion itself (a ghost beside the hand).
-        "linear": the offsets at the trained times before and after, blended linearly in time
-        (two network evaluations): the motion between two frames is taken as uniform.
-        "network": the network at that time (upstream).
-        Training steps are at trained times, so training is the same under both policies."""
-        if policy not in TIME_BETWEEN:
-            raise ValueError(f"--time_between must be one of {', '.join(TIME_BETWEEN)}, got {policy!r}")
-        times = sorted({float(camera.fid) for camera in cameras})
-        self.trained_times = times if policy == "linear" and len(times) > 1 else None
 
     def set_time_outside(self, policy: str, cameras) -> None:
         """What the network sees for a time outside the cameras' [first, last] time (--time_outside).

@@ -178,9 +178,8 @@ def test_a_layered_draw_is_the_plain_draws_of_the_weighted_opacities(cuda_raster
         for name, leaf in leaves.items():
             if leaf.requires_grad and (name != "means2D" or layer == 0):
                 expected[name] = expected.get(name, 0) + leaf.grad
-    assert set(expected) == set(layered) and layered["means2D"].abs().max() > 0
-    for name, grad in layered.items():
-        assert torch.allclose(grad, expected[name], rtol=1e-4, atol=1e-6), name
+    assert layered["means2D"].abs().max() > 0
+    assert_grads_match(layered, expected, "layered vs plain draws", rel=1e-4)   # float32 sums in another order
 
 
 def test_a_layered_draw_of_nothing_gives_each_layer_its_background(cuda_rasterizer):

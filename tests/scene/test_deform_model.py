@@ -418,29 +418,3 @@ def test_time_outside_linear_continues_the_end_motion_for_one_frame_spacing_then
     model.set_time_outside("linear", [SimpleNamespace(fid=torch.tensor(0.5))])
     assert model.inner_times is None and torch.equal(model.offsets(xyz, 0.0)[0], at[0.5][1][0])   # one time: held
 
-
-def test_time_between_linear_blends_the_trained_neighbours_and_leaves_trained_times_alone():
-    """Trained times 0, 0.25, 0.75, 1: t = 0.5 lies halfway between 0.25 and 0.75, so it gets
-    the mean of their offsets; t = 0.3 a tenth of the way; a trained time, and every time under
-    "network", is the network's own answer. Static rows (gate 0) stay exactly at zero."""
-    torch.manual_seed(0)
-    model = DeformModel(**SMALL)
-    xyz = torch.randn(16, 3)
-    gate = torch.tensor([0.0, 1.0, 0.5, 0.0] * 4)
-    network = {t: model.offsets(xyz, t, gate=gate) for t in (0.25, 0.3, 0.5, 0.75)}
-    cameras = [SimpleNamespace(fid=torch.tensor(t)) for t in (0.75, 0.0, 0.25, 1.0)]
-    model.set_time_policies("linear", "linear", cameras)
-    assert model.trained_times == [0.0, 0.25, 0.75, 1.0]
-    for t, share in ((0.5, 0.5), (0.3, 0.1)):
-        got = model.offsets(xyz, torch.tensor(t), gate=gate)
-        assert model.last_rows == 2 * int((gate > 0).sum())                 # two evaluations
-        for g, a, b in zip(got, network[0.25], network[0.75]):
-            assert torch.allclose(g, a + share * (b - a), atol=1e-6), t
-            assert torch.equal(g[gate == 0], torch.zeros_like(g[gate == 0]))
-        assert not torch.allclose(got[0], network[t][0])                    # not the network's answer
-    assert all(torch.equal(a, b) for a, b in zip(model.offsets(xyz, 0.25, gate=gate), network[0.25]))
-    model.set_time_policies("linear", "network", cameras)
-    assert model.trained_times is None
-    assert all(torch.equal(a, b) for a, b in zip(model.offsets(xyz, 0.5, gate=gate), network[0.5]))
-    with pytest.raises(ValueError, match="--time_between"):
-        model.set_time_between("spline", cameras)
