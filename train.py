@@ -5,7 +5,6 @@
 The loss phases live in ``utils/schedule.py``; this file wires data, model, renderer and losses.
 """
 import json
-import math
 import os
 import random
 import shlex
@@ -35,6 +34,7 @@ from utils.atomic import write_json_atomic
 from utils.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from utils.general_utils import seed_everything, set_cpu_threads
 from utils.image_utils import psnr
+from utils.loss_check import LossCheck, drop_unapplied_state
 from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss, photometric_loss
 from utils.model_folder import clear_outputs, latest_checkpoint, trained_outputs
 from utils.schedule import TrainingSchedule
@@ -224,20 +224,6 @@ def compute_losses(render_pkg: Dict, camera, phase, opt, depth_kind_default: str
     return terms
 
 
-def loss_values(terms: Dict[str, torch.Tensor]) -> Dict[str, float]:
-    """Every loss term on the host in one read: each read waits for the GPU, and this one is
-    needed every step (a bad step must not be applied), so the log reuses it."""
-    values = torch.stack([value.detach().float().reshape(()) for value in terms.values()]).tolist()
-    return dict(zip(terms, values))
-
-
-def check_finite(values: Dict[str, float], iteration: int) -> None:
-    """Raise NonFiniteLoss naming the first non-finite term of loss_values()."""
-    for name, value in values.items():
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"The {name} loss is {value} at iteration {iteration}.")
-
-
 def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.Random,
                      config: Optional[Dict] = None) -> Dict:
     return {
@@ -252,19 +238,36 @@ def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.R
     }
 
 
-def checked_loss_values(terms: Dict[str, torch.Tensor], iteration: int, before_step: Dict, state: RunState,
-                        rng: random.Random, gaussians, deform, strategy, dataset, run) -> Dict[str, float]:
-    """loss_values(), or, when one is not finite, the state before this iteration saved as
-    chkpnt<iteration - 1>.pth and NonFiniteLoss raised (no parameter has been updated yet)."""
-    try:
-        values = loss_values(terms)
-        check_finite(values, iteration)
-        return values
-    except NonFiniteLoss as err:
-        rewind(before_step, state, rng, gaussians)   # camera order, RNGs, SH degree: back to iteration - 1
-        path = os.path.join(dataset.model_path, f"chkpnt{iteration - 1}.pth")
-        save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng, run_config(run)))
-        raise NonFiniteLoss(f"{err} Training stopped; the last good state is in {path}.") from None
+def read_losses(check: LossCheck, state: RunState, rng: random.Random, gaussians, deform, strategy, dataset,
+                run) -> Dict[str, float]:
+    """The loss terms of the steps recorded since the last read (the progress bar's running mean
+    follows them); returns the last step's. When one is not finite, the state before that step
+    is saved as chkpnt<its iteration - 1>.pth and NonFiniteLoss raised: no update has been applied
+    since (a deferred check's skipped steps included), so only the step state is rewound."""
+    values = {}
+    for step in check.read():
+        bad = step.first_non_finite()
+        if bad is not None:
+            rewind(step.context, state, rng, gaussians)   # camera order, RNGs, SH degree: back before it
+            state.iteration = step.iteration - 1
+            for optimizer in (gaussians.optimizer, deform.optimizer):
+                drop_unapplied_state(optimizer)
+            path = os.path.join(dataset.model_path, f"chkpnt{state.iteration}.pth")
+            save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng, run_config(run)))
+            raise NonFiniteLoss(f"The {bad} loss is {step.values[bad]} at iteration {step.iteration}. "
+                                f"Training stopped; the last good state is in {path}.")
+        values = step.values
+        state.ema_loss = 0.4 * values["total"] + 0.6 * state.ema_loss
+    return values
+
+
+def loss_read_due(iteration: int, opt, run, strategy, log_interval: int, interrupt) -> bool:
+    """Whether a deferred loss check must be read after this iteration's backward: before
+    anything that uses or keeps the model state (densification, evaluation, a save), at a log,
+    on Ctrl-C and at the end."""
+    return (iteration % log_interval == 0 or iteration == opt.iterations or interrupt.requested
+            or strategy.edits_model_at(iteration) or iteration in run.test_iterations
+            or iteration in run.save_iterations or iteration in run.checkpoint_iterations)
 
 
 def step_snapshot(state: RunState, rng: random.Random, gaussians) -> Dict:
@@ -412,6 +415,9 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     torch.autograd.set_detect_anomaly(run.detect_anomaly)
     meter = PhaseSpeedMeter(device)  # training steps alone (no tests, saving or start-up): the it/s figures
     log_interval = 1 if pipe.speed_baseline else max(1, pipe.log_interval)
+    # Deferred, the finite check reads the losses every log_interval steps instead of every step;
+    # it needs fused Adam, which skips a bad step's update on the device (utils/loss_check.py).
+    check = LossCheck(device, deferred=fused and not run.detect_anomaly)
 
     interrupt = interrupt or InterruptRequest()   # main() installs it as the Ctrl-C handler
     phase_now = {"deform": False}
@@ -443,16 +449,17 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         for name, value in layer_losses(camera, layer_pkgs).items():
             terms[name] = value
             terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value
-        # The host reads the losses (the finite check) after queueing the backward pass, so the GPU
-        # works through it during the read instead of idling; only the update needs the check's
-        # answer. Under --detect_anomaly, backward itself would raise on a NaN: check first there.
-        check = partial(checked_loss_values, terms, iteration, before_step, state, rng, gaussians, deform,
-                        strategy, dataset, run)
-        values = check() if run.detect_anomaly else None
+        # The finite check (utils/loss_check.py) is read after queueing the backward pass, so the
+        # GPU works through it during the read instead of idling; deferred, only every few steps.
+        # Under --detect_anomaly, backward itself would raise on a NaN: read first there.
+        check.record(iteration, terms, before_step)
+        read = partial(read_losses, check, state, rng, gaussians, deform, strategy, dataset, run)
+        values = read() if run.detect_anomaly else None
         with deform.precision_context():  # TF32 is a global switch read when kernels launch
             terms["total"].backward()
-        if values is None:
-            values = check()
+        if values is None and (not check.deferred or
+                               loss_read_due(iteration, opt, run, strategy, log_interval, interrupt)):
+            values = read()
 
         if iteration in run.test_iterations:  # before this iteration's densification and opacity reset
             eval_start = meter.timed_pause()
@@ -465,7 +472,8 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             eval_seconds = time.perf_counter() - eval_start
 
         with torch.no_grad():
-            strategy.step(gaussians, render_pkg, iteration, scene.cameras_extent)
+            strategy.step(gaussians, render_pkg, iteration, scene.cameras_extent, valid=check.valid)
+            check.guard(gaussians.optimizer, deform.optimizer)   # the model may have rebuilt its optimizer
             gaussians.optimizer.step()
             gaussians.optimizer.zero_grad(set_to_none=True)
             deform.optimizer_step()
@@ -473,7 +481,6 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             camera.to("cpu")
 
         state.iteration = iteration
-        state.ema_loss = 0.4 * values["total"] + 0.6 * state.ema_loss
         iter_ms = meter.end_step(eval_seconds, deform.last_rows if phase.deform else 0) * 1000.0
         if viewer is not None:   # between steps, so no frame sees a half-updated model
             phase_now["deform"] = phase.deform

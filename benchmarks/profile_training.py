@@ -27,7 +27,7 @@ from scene.densify import DensificationStrategy  # noqa: E402
 from utils.speed import PhaseSpeedMeter  # noqa: E402
 
 LABELLED = ("deform_for", "render_deformed", "render_layers", "layer_losses", "compute_losses", "deformation_gate",
-            "loss_values")
+            "read_losses")
 
 
 def labelled(name, fn):

@@ -52,20 +52,33 @@ class DensificationStrategy:
         return cls(opt.percent_dense, opt.prune_by_screen_size, timing=opt, white_background=white_background)
 
     # --- when ---------------------------------------------------------------------------------
-    def step(self, model, render_pkg: dict, iteration: int, extent: float) -> None:
+    def step(self, model, render_pkg: dict, iteration: int, extent: float, valid=None) -> None:
         """After ``loss.backward()`` of ``iteration``, before the optimizer step: accumulate the
         statistics, densify and prune every densification_interval iterations in the window
         (densify_from_iter, densify_until_iter), and reset opacities every opacity_reset_interval
-        (and once at densify_from_iter on a white background), as 3DGS."""
+        (and once at densify_from_iter on a white background), as 3DGS. valid: see add_stats."""
         t = self.timing
         if iteration >= t.densify_until_iter:
             return
-        self.add_stats(render_pkg["viewspace_points"], render_pkg["visibility_filter"], render_pkg["radii"])
-        if iteration > t.densify_from_iter and iteration % t.densification_interval == 0:
+        self.add_stats(render_pkg["viewspace_points"], render_pkg["visibility_filter"], render_pkg["radii"], valid)
+        if self._densifies_at(iteration):
             size_threshold = SCREEN_SIZE_LIMIT if iteration > t.opacity_reset_interval else None
             self.densify_and_prune(model, t.densify_grad_threshold, MIN_OPACITY, extent, size_threshold)
-        if iteration % t.opacity_reset_interval == 0 or (self.white_background and iteration == t.densify_from_iter):
+        if self._resets_at(iteration):
             self.reset_opacity(model)
+
+    def edits_model_at(self, iteration: int) -> bool:
+        """Whether step(iteration) densifies, prunes or resets opacities (changes the model)."""
+        return iteration < self.timing.densify_until_iter and (self._densifies_at(iteration) or
+                                                                self._resets_at(iteration))
+
+    def _densifies_at(self, iteration: int) -> bool:
+        t = self.timing
+        return iteration > t.densify_from_iter and iteration % t.densification_interval == 0
+
+    def _resets_at(self, iteration: int) -> bool:
+        t = self.timing
+        return iteration % t.opacity_reset_interval == 0 or (self.white_background and iteration == t.densify_from_iter)
 
     # --- statistics -------------------------------------------------------------------------
     def reset(self, num_gaussians: int, device) -> None:
@@ -79,11 +92,13 @@ class DensificationStrategy:
         return self.denom.shape[0]
 
     def add_stats(self, viewspace_points: torch.Tensor, visibility_filter: torch.Tensor,
-                  radii: torch.Tensor = None) -> None:
+                  radii: torch.Tensor = None, valid: torch.Tensor = None) -> None:
         """Accumulate after ``loss.backward()``.
 
         viewspace_points [N, 3] (its .grad[:, :2] is d loss / d NDC centre), visibility_filter [N]
-        bool, radii [N] screen radii in pixels (optional: a caller may track max_radii2D itself).
+        bool, radii [N] screen radii in pixels (optional: a caller may track max_radii2D itself),
+        valid: 0-d bool tensor, False to add nothing (a step whose loss was not finite, known only
+        on the device: utils/loss_check.py).
         """
         grad = viewspace_points.grad
         if grad is None:
@@ -94,6 +109,8 @@ class DensificationStrategy:
         # gather/scatter per tensor at every step. Hidden Gaussians get no gradient, and adding
         # 0.0 leaves a sum unchanged, so the sums are the same.
         visible = visibility_filter.reshape(-1, 1)
+        if valid is not None:
+            visible = visible & valid
         self.xyz_gradient_accum += torch.where(visible, grad[:, :2].norm(dim=-1, keepdim=True), 0.0)
         self.denom += visible
         if radii is not None:

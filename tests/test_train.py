@@ -67,17 +67,26 @@ def test_resume_is_exact(tiny_scene, tmp_path):
     assert_same_tensors(a["densification"], b["densification"], "densification")
 
 
-@pytest.mark.parametrize("flags", [[], ["--detect_anomaly"]], ids=["check_after_queueing_backward", "anomaly_mode"])
-def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch, capsys, flags):
+@pytest.mark.parametrize("flags, deferred", [([], False), (["--detect_anomaly"], False), ([], True)],
+                         ids=["check_after_queueing_backward", "anomaly_mode", "deferred_check"])
+def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch, capsys, flags, deferred):
     """The finite check runs after backward is queued (before it under --detect_anomaly, whose
-    backward would raise first): either way no update is applied and the last good state is saved."""
+    backward would raise first), or deferred (fused Adam, as on a GPU: read every --log_interval
+    steps, the bad step's update and every later one skipped on the device): either way no update
+    is applied and the last good state is saved."""
+    if deferred:   # fused Adam, and so the deferred check, as train.py takes them on CUDA
+        monkeypatch.setattr(train, "fused_adam", lambda device, pipe: not pipe.speed_baseline)
+        flags = flags + ["--log_interval", "5"]
     real = train.compute_losses
     calls = []  # one call per iteration: its length is the iteration number
+
+    poisoned_at = []
 
     def poisoned(render_pkg, camera, phase, opt, kind):
         calls.append(phase)
         terms = real(render_pkg, camera, phase, opt, kind)
-        if phase.depth_weight > 0:  # the first depth-phase iteration
+        if phase.depth_weight > 0:  # from the first depth-phase iteration on
+            poisoned_at.append(len(calls))
             terms["depth"] = terms["depth"] * float("nan")
             terms["total"] = terms["total"] + terms["depth"]
         return terms
@@ -88,7 +97,8 @@ def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch
         run(tiny_scene, model, *flags)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    bad = len(calls)
+    bad = poisoned_at[0]
+    assert len(calls) == (5 if deferred else bad)   # deferred: read at the next log (--log_interval 5)
     assert bad > 1 and f"depth loss" in err and f"iteration {bad}" in err and f"chkpnt{bad - 1}.pth" in err
     saved = load_checkpoint(os.path.join(model, f"chkpnt{bad - 1}.pth"))
     # exactly what a normal run saves after iteration bad - 1, so resuming from it loses nothing
