@@ -103,7 +103,10 @@ def to_prior_convention(rendered_depth: torch.Tensor, prior_kind: str) -> torch.
 
 
 def _valid_pixels(rendered_depth, prior, prior_kind, valid_mask):
-    """Rendered values in the prior's convention and prior values, both [M], at the valid pixels."""
+    """(rendered values in the prior's convention, prior values, valid pixels as 0/1 floats, their
+    count clamped to >= 1), all [1, H, W] but the count, with zeros at invalid pixels. Every sum
+    below is masked rather than taken over rendered_depth[valid]: boolean indexing would read the
+    pixel count on the host (a GPU sync) at every training step."""
     for name, tensor in (("prior", prior), ("valid_mask", valid_mask)):
         if tensor.shape != rendered_depth.shape:
             raise ValueError(f"depth loss: {name} has shape {list(tensor.shape)} but the rendered depth has "
@@ -111,13 +114,26 @@ def _valid_pixels(rendered_depth, prior, prior_kind, valid_mask):
     if valid_mask.dtype != torch.bool:
         raise ValueError(f"depth loss: valid_mask must be a bool tensor, got {valid_mask.dtype}.")
     valid = valid_mask & torch.isfinite(prior) & (rendered_depth.detach() > _MIN_DEPTH)
-    return to_prior_convention(rendered_depth[valid], prior_kind), prior[valid]
+    zero = rendered_depth.new_zeros(())
+    rendered = torch.where(valid, to_prior_convention(rendered_depth, prior_kind), zero)
+    target = torch.where(valid, prior, zero)
+    weight = valid.to(rendered_depth.dtype)
+    return rendered, target, weight, weight.sum().clamp_min(1.0)
 
 
-def _min_max_normalize(x: torch.Tensor) -> torch.Tensor:
-    """x [M] -> [0, 1]. The floor on the range only acts on (near-)constant inputs, so the
-    result is exactly invariant to positive scale and shift otherwise."""
-    lo, hi = x.min(), x.max()
+def _masked_mean(x: torch.Tensor, weight: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    return (x * weight).sum() / count
+
+
+def _min_max_normalize(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """x [1, H, W] -> [0, 1] over the valid pixels (bool). The floor on the range only acts on
+    (near-)constant inputs, so the result is exactly invariant to positive scale and shift
+    otherwise. Without valid pixels the range is [0, 0] (the caller's mask zeroes the result)."""
+    big = torch.finfo(x.dtype).max
+    lo = torch.where(valid, x, big).amin()
+    hi = torch.where(valid, x, -big).amax()
+    if_any = valid.any()
+    lo, hi = torch.where(if_any, lo, 0.0), torch.where(if_any, hi, 0.0)
     floor = _REL_EPS * torch.maximum(lo.abs(), hi.abs()).detach() + _TINY
     return (x - lo) / (hi - lo).clamp_min(floor)
 
@@ -134,10 +150,10 @@ def depth_loss_minmax(rendered_depth: torch.Tensor, prior: torch.Tensor, prior_k
     converted render is a positive affine image of the prior. Zero (with a graph) when no pixel
     is valid.
     """
-    rendered, target = _valid_pixels(rendered_depth, prior, prior_kind, valid_mask)
-    if rendered.numel() == 0:
-        return rendered_depth.sum() * 0.0
-    return (_min_max_normalize(rendered) - _min_max_normalize(target)).abs().mean()
+    rendered, target, weight, count = _valid_pixels(rendered_depth, prior, prior_kind, valid_mask)
+    valid = weight > 0
+    difference = (_min_max_normalize(rendered, valid) - _min_max_normalize(target, valid)).abs()
+    return _masked_mean(torch.where(valid, difference, 0.0), weight, count)
 
 
 def depth_loss_ssi(rendered_depth: torch.Tensor, prior: torch.Tensor, prior_kind: str,
@@ -150,20 +166,19 @@ def depth_loss_ssi(rendered_depth: torch.Tensor, prior: torch.Tensor, prior_kind
     loss is mean |s r + t − p̂|. Gradients flow through s and t (they are differentiable functions
     of the render). s is not constrained to be positive, so a render with reversed depth order
     also fits; depth_loss_minmax does not have this blind spot.
-    Shapes and zero-valid-pixel behaviour as depth_loss_minmax.
+    Shapes and zero-valid-pixel behaviour as depth_loss_minmax; every mean is over the valid pixels.
     """
-    rendered, target = _valid_pixels(rendered_depth, prior, prior_kind, valid_mask)
-    if rendered.numel() == 0:
-        return rendered_depth.sum() * 0.0
-    deviation_floor = _REL_EPS * target.abs().max() + _TINY
-    target = target - target.mean()
-    target = target / target.abs().mean().clamp_min(deviation_floor)
-    centred = rendered - rendered.mean()
+    rendered, target, weight, count = _valid_pixels(rendered_depth, prior, prior_kind, valid_mask)
+    mean = functools.partial(_masked_mean, weight=weight, count=count)
+    deviation_floor = _REL_EPS * target.abs().amax() + _TINY
+    target = target - mean(target)
+    target = target / mean(target.abs()).clamp_min(deviation_floor)
+    centred = rendered - mean(rendered)
     # The floor only acts on a (near-)constant render, where it sends the scale to 0.
-    variance_floor = _REL_EPS * (rendered.detach() ** 2).mean() + _TINY
-    scale = (centred * target).mean() / (centred * centred).mean().clamp_min(variance_floor)
+    variance_floor = _REL_EPS * mean(rendered.detach() ** 2) + _TINY
+    scale = mean(centred * target) / mean(centred * centred).clamp_min(variance_floor)
     # With a zero-mean target, the optimal shift aligns the means: s r + t - p̂ = s (r - mean r) - p̂.
-    return (scale * centred - target).abs().mean()
+    return mean((scale * centred - target).abs())
 
 
 # ---- hand mask -------------------------------------------------------------------------------

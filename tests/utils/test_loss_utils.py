@@ -241,3 +241,21 @@ def test_mask_loss_shape_errors():
         mask_loss(torch.zeros(0, 4, 4), torch.zeros(1, 4, 4))
     with pytest.raises(ValueError, match=r"\[1, 4, 4\]"):
         mask_loss(torch.zeros(3, 4, 4), torch.zeros(3, 4, 4))
+
+
+def test_masked_depth_losses_equal_the_losses_of_the_valid_pixels_alone():
+    """The losses mask instead of indexing (no host sync); the values are those of the valid
+    pixels taken out and scored on their own, written here the plain way."""
+    g = torch.Generator().manual_seed(3)
+    z = 1.0 + 4.0 * torch.rand(1, 12, 16, generator=g)
+    prior = 1.0 / z + 0.05 * torch.rand(1, 12, 16, generator=g)
+    valid = torch.rand(1, 12, 16, generator=g) > 0.4
+    r, p = 1.0 / z[valid], prior[valid]
+    normalize = lambda x: (x - x.min()) / (x.max() - x.min())
+    assert depth_loss_minmax(z, prior, "disparity", valid).item() == pytest.approx(
+        (normalize(r) - normalize(p)).abs().mean().item(), rel=1e-5)
+    p_hat = (p - p.mean()) / (p - p.mean()).abs().mean()
+    centred = r - r.mean()
+    scale = (centred * p_hat).mean() / (centred * centred).mean()
+    assert depth_loss_ssi(z, prior, "disparity", valid).item() == pytest.approx(
+        (scale * centred - p_hat).abs().mean().item(), rel=1e-5)
