@@ -139,7 +139,8 @@ def _rasterizer_inputs(viewpoint_camera, gaussians: DeformedGaussians, pipe, sca
     shs, colors_precomp = None, override_color
     if colors_precomp is None:
         if getattr(pipe, "convert_SHs_python", False):
-            dirs = torch.nn.functional.normalize(means3D - viewpoint_camera.camera_center[None, :], dim=1)
+            centre = viewpoint_camera.camera_center.to(means3D.device)
+            dirs = torch.nn.functional.normalize(means3D - centre[None, :], dim=1)
             colors_precomp = sh_to_color(gaussians.active_sh_degree, gaussians.features, dirs)
         else:
             shs = gaussians.features
@@ -149,15 +150,18 @@ def _rasterizer_inputs(viewpoint_camera, gaussians: DeformedGaussians, pipe, sca
 
 
 def _rasterizer(viewpoint_camera, gaussians: DeformedGaussians, pipe, bg_color, scaling_modifier: float = 1.0):
-    """The backend's GaussianRasterizer for this camera (--rasterizer picks the backend)."""
+    """The backend's GaussianRasterizer for this camera (--rasterizer picks the backend). The
+    camera's matrices live with its images (--data_device cpu keeps both on the host): they go
+    where the Gaussians are (a no-op when already there)."""
     device = gaussians.means3D.device
     module = get_rasterizer(getattr(pipe, "rasterizer", "auto"), device)
     settings = module.GaussianRasterizationSettings(
         image_height=int(viewpoint_camera.image_height), image_width=int(viewpoint_camera.image_width),
         tanfovx=math.tan(viewpoint_camera.FoVx * 0.5), tanfovy=math.tan(viewpoint_camera.FoVy * 0.5),
         bg=torch.as_tensor(bg_color, dtype=gaussians.means3D.dtype, device=device), scale_modifier=scaling_modifier,
-        viewmatrix=viewpoint_camera.world_view_transform, projmatrix=viewpoint_camera.full_proj_transform,
-        sh_degree=gaussians.active_sh_degree, campos=viewpoint_camera.camera_center, prefiltered=False,
+        viewmatrix=viewpoint_camera.world_view_transform.to(device),
+        projmatrix=viewpoint_camera.full_proj_transform.to(device),
+        sh_degree=gaussians.active_sh_degree, campos=viewpoint_camera.camera_center.to(device), prefiltered=False,
         debug=bool(getattr(pipe, "debug", False)))
     return module.GaussianRasterizer(raster_settings=settings)
 

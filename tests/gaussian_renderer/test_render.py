@@ -187,6 +187,19 @@ def test_render_layers_draws_what_separate_renders_draw(rasterizer):
         render_layers(cam, deform_gaussians(base, 0.0, 0.0, 0.0), pipe, backgrounds[:2], weights)
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("rasterizer", ["torch", "cuda"])
+def test_a_camera_kept_on_the_host_renders_gaussians_on_the_gpu(rasterizer):
+    """--data_device cpu keeps a camera's images and matrices on the host while the Gaussians
+    train on the GPU: the render is the one of a camera on the GPU (it crashed before)."""
+    pipe = SimpleNamespace(**{**vars(PIPE), "rasterizer": rasterizer})
+    model = _leaf_model(TinyModel(n=40), "cuda")
+    host = render(make_camera(), model, pipe, BG.cuda(), 0.0, 0.0, 0.0)
+    device = render(make_camera().to("cuda"), model, pipe, BG.cuda(), 0.0, 0.0, 0.0)
+    assert host["render"].is_cuda and host["alpha"].sum() > 1.0
+    assert_same_images(host, device)
+
+
 def test_layered_draw_arguments_are_checked():
     settings = reference.GaussianRasterizationSettings(
         image_height=8, image_width=8, tanfovx=0.5, tanfovy=0.5, bg=torch.zeros(2, 3), scale_modifier=1.0,
