@@ -17,6 +17,7 @@ from utils.system_utils import saved_iterations
 from utils.schedule import DEFORM_LR_SCALE
 from utils.time_utils import DeformNetwork
 from utils.atomic import write_atomically
+from utils.fused_adam import FusedAdam
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 INITS = ("zero", "pytorch")
@@ -161,9 +162,8 @@ class DeformModel:
         """Adam from an OptimizationParams group, at the schedule's first learning rate
         (TrainingSchedule.deform_lr); fused: torch's one-kernel Adam (see GaussianModel.training_setup)."""
         lr_init = training_args.position_lr_init * DEFORM_LR_SCALE
-        self.optimizer = torch.optim.Adam(
-            [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}], lr=0.0, eps=1e-15,
-            fused=fused or None)
+        groups = [{"params": list(self.deform.parameters()), "lr": lr_init, "name": "deform"}]
+        self.optimizer = FusedAdam(groups, lr=0.0, eps=1e-15) if fused else torch.optim.Adam(groups, lr=0.0, eps=1e-15)
 
     def set_learning_rate(self, lr: float) -> None:
         """The network's learning rate for the next step (TrainingSchedule.deform_lr decays it)."""

@@ -25,6 +25,7 @@ from scene.readers.dataset_types import DatasetError
 from scene.knn import dist2_knn3
 from utils.general_utils import (build_covariance, inverse_sigmoid,
                                  strip_symmetric)
+from utils.fused_adam import FusedAdam
 from utils.graphics_utils import BasicPointCloud
 from utils.sh_utils import MAX_SH_DEGREE, RGB2SH
 from utils.atomic import write_atomically
@@ -135,8 +136,9 @@ class GaussianModel:
     # --- optimizer ------------------------------------------------------------------------
     def training_setup(self, opt, fused: Optional[bool] = None) -> None:
         """Adam with one group per tensor, at the flags' initial learning rates. fused: torch's
-        one-kernel-per-group Adam (the same update in far fewer launches: the training loop is
-        bound by the host); None keeps the last setting (a resumed checkpoint)."""
+        one-kernel-per-group Adam through utils/fused_adam.py (the same update in far fewer
+        launches and less host work: the training loop is bound by the host); None keeps the
+        last setting (a resumed checkpoint)."""
         if fused is not None:
             self.fused_adam = bool(fused)
         if self.spatial_lr_scale is None:
@@ -154,7 +156,8 @@ class GaussianModel:
         }
         groups = [{"params": [self.tensors[name]], "lr": learning_rates[name], "name": name}
                   for name in TENSOR_NAMES]
-        self.optimizer = torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS, fused=self.fused_adam or None)
+        self.optimizer = FusedAdam(groups, lr=0.0, eps=ADAM_EPS) if self.fused_adam else \
+            torch.optim.Adam(groups, lr=0.0, eps=ADAM_EPS)
 
     def set_position_lr(self, lr: float) -> None:
         """The positions' learning rate for the next step (TrainingSchedule.position_lr decays it)."""
