@@ -22,11 +22,14 @@ def capture_rng_state() -> Dict[str, Any]:
 
 
 def restore_rng_state(state: Dict[str, Any]) -> None:
+    """capture_rng_state's inverse. The generator states are CPU byte tensors, but a checkpoint
+    loaded with map_location="cuda" (train.py on a GPU) brings them back on the GPU: they go back
+    to the host first (torch refuses them otherwise)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def save_checkpoint(path: str, state: Dict[str, Any]) -> str:

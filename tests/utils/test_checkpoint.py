@@ -25,6 +25,20 @@ def test_rng_state_restores_the_same_draws():
     assert first[0] == second[0] and first[1] == second[1] and torch.equal(first[2], second[2])
 
 
+@pytest.mark.cuda
+def test_rng_state_of_a_checkpoint_loaded_onto_the_gpu_restores(tmp_path):
+    """train.py loads checkpoints with map_location="cuda" on a GPU, which moves the generator
+    states there too; resuming crashed on them (found running test_resume_is_exact on an H200)."""
+    path = str(tmp_path / "chkpnt1.pth")
+    save_checkpoint(path, {"rng": capture_rng_state()})
+    first = (torch.rand(3), torch.rand(3, device="cuda"))
+    state = load_checkpoint(path, map_location="cuda")
+    assert state["rng"]["torch"].is_cuda
+    restore_rng_state(state["rng"])
+    second = (torch.rand(3), torch.rand(3, device="cuda"))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
 def test_errors_name_the_file(tmp_path):
     missing = str(tmp_path / "nope.pth")
     with pytest.raises(CheckpointError, match="nope.pth"):
