@@ -259,3 +259,22 @@ def test_masked_depth_losses_equal_the_losses_of_the_valid_pixels_alone():
     scale = (centred * p_hat).mean() / (centred * centred).mean()
     assert depth_loss_ssi(z, prior, "disparity", valid).item() == pytest.approx(
         (scale * centred - p_hat).abs().mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("lambda_dssim", [0.2, 0.0, 1.0])
+def test_photometric_loss_backward_by_hand_equals_autograd(lambda_dssim):
+    """Training's photometric loss is one node with a hand-written backward: its value and its
+    gradient are those of (1 − λ) L1 + λ (1 − SSIM) differentiated by autograd (float64), and
+    gradcheck passes on a small image (borders, where the window is cut, included)."""
+    g = torch.Generator().manual_seed(4)
+    gt = torch.rand(3, 20, 24, generator=g, dtype=torch.float64)
+    image = (gt + 0.2 * torch.randn(3, 20, 24, generator=g, dtype=torch.float64)).requires_grad_()
+    by_hand = photometric_loss(image, gt, lambda_dssim)
+    assert by_hand.grad_fn is not None and "Photometric" in type(by_hand.grad_fn).__name__
+    (grad_by_hand,) = torch.autograd.grad(by_hand, image)
+    reference = (1.0 - lambda_dssim) * l1_loss(image, gt) + lambda_dssim * (1.0 - ssim(image, gt))
+    (grad_reference,) = torch.autograd.grad(reference, image)
+    assert by_hand.item() == pytest.approx(reference.item(), rel=1e-12)
+    assert torch.allclose(grad_by_hand, grad_reference, rtol=1e-9, atol=1e-14)
+    small = image.detach()[:, :12, :13].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: photometric_loss(x, gt[:, :12, :13], lambda_dssim), (small,))
