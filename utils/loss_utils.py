@@ -21,6 +21,7 @@ import torch.nn.functional as F
 SSIM_C1 = 0.01 ** 2
 SSIM_C2 = 0.03 ** 2
 SSIM_SIGMA = 1.5
+SSIM_WINDOW = 11
 DEPTH_KINDS = ("disparity", "depth")
 _REL_EPS = 1e-6    # ranges / variances below this fraction of the values' size count as "constant"
 _TINY = 1e-20
@@ -61,7 +62,7 @@ def _build_gaussian_window(window_size, channels, dtype, device) -> torch.Tensor
     return window.expand(channels, 1, window_size, window_size).contiguous()
 
 
-def ssim(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11, size_average: bool = True) -> torch.Tensor:
+def ssim(img1: torch.Tensor, img2: torch.Tensor, window_size: int = SSIM_WINDOW, size_average: bool = True) -> torch.Tensor:
     """SSIM as defined by 3DGS: Gaussian-weighted local statistics ('same' convolution, zero
     padding), C1 = 0.01², C2 = 0.03² (data range 1), averaged over every pixel and channel.
 
@@ -84,7 +85,7 @@ def ssim(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 11, size_ave
     return per_image if img1.dim() == 4 else per_image[0]
 
 
-def _ssim_statistics(x: torch.Tensor, y: torch.Tensor, window_size: int = 11):
+def _ssim_statistics(x: torch.Tensor, y: torch.Tensor, window_size: int = SSIM_WINDOW):
     """Local means and (co)variances of [B, C, H, W] images under ssim's window, in one conv."""
     channels = x.shape[1]
     maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)
@@ -125,8 +126,9 @@ class _PhotometricLoss(torch.autograd.Function):
         g_xx = -s / b2
         g_xy = 2 * s / a2
         channels = image.shape[0]
-        window3 = _gaussian_window(11, 3 * channels, image.dtype, image.device)
-        spread = F.conv2d(torch.cat([g_mu, g_xx, g_xy], dim=1), window3, padding=5, groups=3 * channels)[0]
+        window3 = _gaussian_window(SSIM_WINDOW, 3 * channels, image.dtype, image.device)
+        spread = F.conv2d(torch.cat([g_mu, g_xx, g_xy], dim=1), window3, padding=SSIM_WINDOW // 2,
+                          groups=3 * channels)[0]
         c_mu, c_xx, c_xy = spread.split(channels, dim=0)
         grad = c_mu + 2 * image * c_xx + gt * c_xy
         grad = grad + ((1.0 - lam) * grad_output / count) * torch.sign(difference)
