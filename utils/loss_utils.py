@@ -74,11 +74,8 @@ def ssim(img1: torch.Tensor, img2: torch.Tensor, window_size: int = SSIM_WINDOW,
         raise ValueError(f"ssim expects [C, H, W] or [B, C, H, W] images, got shape {list(img1.shape)}.")
     batched = img1 if img1.dim() == 4 else img1.unsqueeze(0)
     other = img2 if img2.dim() == 4 else img2.unsqueeze(0)
-    # The five local statistics in one depthwise convolution (five would cost five launches
-    # forward and five backward at every training step).
-    mu1, mu2, sigma1_sq, sigma2_sq, sigma12 = _ssim_statistics(batched, other, window_size)
-    ssim_map = ((2 * mu1 * mu2 + SSIM_C1) * (2 * sigma12 + SSIM_C2)) / \
-               ((mu1 * mu1 + mu2 * mu2 + SSIM_C1) * (sigma1_sq + sigma2_sq + SSIM_C2))
+    a1, a2, b1, b2 = _ssim_terms(*_ssim_statistics(batched, other, window_size))
+    ssim_map = (a1 * a2) / (b1 * b2)
     if size_average:
         return ssim_map.mean()
     per_image = ssim_map.flatten(1).mean(dim=1)
@@ -86,13 +83,21 @@ def ssim(img1: torch.Tensor, img2: torch.Tensor, window_size: int = SSIM_WINDOW,
 
 
 def _ssim_statistics(x: torch.Tensor, y: torch.Tensor, window_size: int = SSIM_WINDOW):
-    """Local means and (co)variances of [B, C, H, W] images under ssim's window, in one conv."""
+    """Local means and (co)variances of [B, C, H, W] images under ssim's window: the five local
+    statistics in one depthwise convolution (five would cost five launches forward and five
+    backward at every training step)."""
     channels = x.shape[1]
     maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)
     window5 = _gaussian_window(window_size, 5 * channels, x.dtype, x.device)
     mu_x, mu_y, m_xx, m_yy, m_xy = F.conv2d(maps, window5, padding=window_size // 2, groups=5 * channels).split(
         channels, dim=1)
     return mu_x, mu_y, m_xx - mu_x * mu_x, m_yy - mu_y * mu_y, m_xy - mu_x * mu_y
+
+
+def _ssim_terms(mu_x, mu_y, s_xx, s_yy, s_xy):
+    """SSIM = (A1 A2) / (B1 B2) from the local statistics: (A1, A2, B1, B2)."""
+    return (2 * mu_x * mu_y + SSIM_C1, 2 * s_xy + SSIM_C2,
+            mu_x * mu_x + mu_y * mu_y + SSIM_C1, s_xx + s_yy + SSIM_C2)
 
 
 class _PhotometricLoss(torch.autograd.Function):
@@ -107,9 +112,9 @@ class _PhotometricLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, image, gt, lambda_dssim):
         x, y = image[None], gt[None]
-        mu_x, mu_y, s_xx, s_yy, s_xy = _ssim_statistics(x, y)
-        a1, a2 = 2 * mu_x * mu_y + SSIM_C1, 2 * s_xy + SSIM_C2
-        b1, b2 = mu_x * mu_x + mu_y * mu_y + SSIM_C1, s_xx + s_yy + SSIM_C2
+        statistics = _ssim_statistics(x, y)
+        mu_x, mu_y = statistics[:2]
+        a1, a2, b1, b2 = _ssim_terms(*statistics)
         ssim_map = (a1 * a2) / (b1 * b2)
         difference = image - gt
         ctx.save_for_backward(image, gt, difference, mu_x, mu_y, a1, a2, b1, b2, ssim_map)
