@@ -32,6 +32,7 @@ from scene.densify import DensificationStrategy
 from scene.gaussian_model import GaussianModel
 from utils.atomic import write_json_atomic
 from utils.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from utils.cuda_graphs import GraphedCalls
 from utils.general_utils import seed_everything, set_cpu_threads
 from utils.image_utils import psnr
 from utils.loss_check import LossCheck, drop_unapplied_state
@@ -111,6 +112,14 @@ def fused_adam(device: torch.device, pipe) -> bool:
     """torch's fused Adam: on CUDA under --adam fused, never for --speed_baseline. Not on the CPU,
     where training stays bit-for-bit what it was (exact resume and the demo's figures)."""
     return device.type == "cuda" and pipe.adam == "fused" and not pipe.speed_baseline
+
+
+def cuda_graphs(device: torch.device, pipe, run: Namespace) -> bool:
+    """Replay the losses and the deformation network as CUDA graphs (utils/cuda_graphs.py): on
+    CUDA under --cuda_graphs on, never for --speed_baseline or under --detect_anomaly (whose
+    per-operation checks a replay would skip)."""
+    return (device.type == "cuda" and getattr(pipe, "cuda_graphs", "off") == "on" and not pipe.speed_baseline
+            and not run.detect_anomaly)
 
 
 def pick_camera(state: RunState, cameras: List, rng: random.Random):
@@ -222,6 +231,62 @@ def compute_losses(render_pkg: Dict, camera, phase, opt, depth_kind_default: str
         total = total + phase.mask_weight * terms["mask"]
     terms["total"] = total
     return terms
+
+
+def loss_inputs(render_pkg: Dict, layer_pkgs: Dict[str, Dict], camera) -> Dict[str, torch.Tensor]:
+    """Every tensor the step's losses may read, by name: the render's outputs, each layer's colour
+    and alpha, and the camera's image, hand mask and depth prior (on the render's device)."""
+    device = render_pkg["render"].device
+    named = {key: render_pkg[key] for key in ("render", "alpha", "depth", "hand_map")}
+    named["gt"] = camera.original_image.to(device)
+    if camera.mask is not None:
+        named["mask"] = camera.mask.to(device)
+    if camera.depth_prior is not None:
+        named["prior"] = camera.depth_prior.to(device)
+    for layer, package in layer_pkgs.items():
+        named[f"{layer}/render"], named[f"{layer}/alpha"] = package["render"], package["alpha"]
+    return named
+
+
+def loss_terms(named: Dict[str, torch.Tensor], depth_kind: Optional[str], phase, opt,
+               depth_kind_default: str) -> Dict[str, torch.Tensor]:
+    """compute_losses and layer_losses on loss_inputs' tensors, the layer terms added to the
+    total at their weights: every term, and the total under ``total``."""
+    camera = Namespace(original_image=named["gt"], mask=named.get("mask"), depth_prior=named.get("prior"),
+                       depth_kind=depth_kind)
+    render_pkg = {key: named[key] for key in ("render", "alpha", "depth", "hand_map")}
+    layers = {}
+    for key, value in named.items():
+        if "/" in key:
+            layer, output = key.split("/")
+            layers.setdefault(layer, {})[output] = value
+    terms = compute_losses(render_pkg, camera, phase, opt, depth_kind_default)
+    for name, value in layer_losses(camera, layers).items():
+        terms[name] = value
+        terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value
+    return terms
+
+
+def step_losses(render_pkg: Dict, layer_pkgs: Dict[str, Dict], camera, phase, opt, depth_kind_default: str,
+                graphs: Optional[GraphedCalls] = None) -> Dict[str, torch.Tensor]:
+    """The step's loss terms (loss_terms). With graphs (on CUDA) their forward and backward replay
+    as recorded CUDA graphs: the same kernels, two launches instead of about a hundred. Its key is
+    what loss_terms reads besides tensors and opt (fixed for a run): the phase and the prior's kind.
+    Every term but the total comes back detached (only the total is differentiated)."""
+    named = loss_inputs(render_pkg, layer_pkgs, camera)
+    names = tuple(named)
+
+    def terms_of(*tensors):
+        return loss_terms(dict(zip(names, tensors)), camera.depth_kind, phase, opt, depth_kind_default)
+
+    if graphs is None:
+        return terms_of(*named.values())
+
+    def build():
+        def detached_terms(*tensors):
+            return {name: value if name == "total" else value.detach() for name, value in terms_of(*tensors).items()}
+        return detached_terms
+    return graphs((names, phase, camera.depth_kind), build, list(named.values()))
 
 
 def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.Random,
@@ -418,6 +483,9 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     # Deferred, the finite check reads the losses every log_interval steps instead of every step;
     # it needs fused Adam, which skips a bad step's update on the device (utils/loss_check.py).
     check = LossCheck(device, deferred=fused and not run.detect_anomaly)
+    graphed = cuda_graphs(device, pipe, run)
+    loss_graphs = GraphedCalls("losses") if graphed else None
+    deform.use_cuda_graphs(graphed)
 
     interrupt = interrupt or InterruptRequest()   # main() installs it as the Ctrl-C handler
     phase_now = {"deform": False}
@@ -445,10 +513,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         layers = decomposition_layers(gate, phase, camera, opt)
         render_pkg, layer_pkgs = draw_step(camera, deformed, pipe, background, layers,
                                            one_draw=not pipe.speed_baseline)
-        terms = compute_losses(render_pkg, camera, phase, opt, dataset.depth_prior_kind)
-        for name, value in layer_losses(camera, layer_pkgs).items():
-            terms[name] = value
-            terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value
+        terms = step_losses(render_pkg, layer_pkgs, camera, phase, opt, dataset.depth_prior_kind, loss_graphs)
         # The finite check (utils/loss_check.py) is read after queueing the backward pass, so the
         # GPU works through it during the read instead of idling; deferred, only every few steps.
         # Under --detect_anomaly, backward itself would raise on a NaN: read first there.

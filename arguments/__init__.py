@@ -119,7 +119,7 @@ class ModelParams(ParamGroup):
 
 class PipelineParams(ParamGroup):
     choices = {"rasterizer": ["auto", "cuda", "torch"], "deform_precision": ["fp32", "tf32", "bf16"],
-               "adam": ["fused", "plain"]}
+               "adam": ["fused", "plain"], "cuda_graphs": ["on", "off"]}
     help = {
         "convert_SHs_python": "evaluate the SH colours in PyTorch instead of the rasterizer",
         "compute_cov3D_python": "build the 3D covariances in PyTorch instead of the rasterizer",
@@ -128,9 +128,10 @@ class PipelineParams(ParamGroup):
         "deform_precision": "number format of the deformation MLP",
         "log_interval": "steps between TensorBoard scalars and progress-bar updates",
         "adam": "fused: torch's one-kernel Adam on CUDA (plain on the CPU); plain: its per-op (foreach) Adam",
+        "cuda_graphs": "on: the losses and the deformation network replay as recorded CUDA graphs (CUDA only)",
         "speed_baseline": "train as before the speed work, for benchmarks: the deformation network "
                           "on every Gaussian (static ones get its output times 0), fp32, logged every step, "
-                          "plain Adam",
+                          "plain Adam, no CUDA graphs",
     }
 
     def __init__(self, parser):
@@ -141,6 +142,7 @@ class PipelineParams(ParamGroup):
         self.deform_precision = "fp32"
         self.log_interval = 10
         self.adam = "fused"
+        self.cuda_graphs = "on"
         self.speed_baseline = False
         super().__init__(parser, "Pipeline Parameters")
 

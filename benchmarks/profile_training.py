@@ -26,8 +26,8 @@ import train  # noqa: E402
 from scene.densify import DensificationStrategy  # noqa: E402
 from utils.speed import PhaseSpeedMeter  # noqa: E402
 
-LABELLED = ("deform_for", "render_deformed", "render_layers", "layer_losses", "compute_losses", "deformation_gate",
-            "read_losses")
+LABELLED = ("deform_for", "render_deformed", "render_layers", "step_losses", "layer_losses", "compute_losses",
+            "deformation_gate", "read_losses")
 
 
 def labelled(name, fn):

@@ -12,7 +12,9 @@ import os
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
+from utils.cuda_graphs import GraphedCalls
 from utils.system_utils import saved_iterations
 from utils.schedule import DEFORM_LR_SCALE
 from utils.time_utils import DeformNetwork
@@ -24,6 +26,7 @@ INITS = ("zero", "pytorch")
 TIME_OUTSIDE = ("linear", "clamp", "extrapolate")
 WEIGHTS_DIR = "deform"
 WEIGHTS_FILE = "deform.pth"
+MIN_BUCKET_ROWS = 1024   # smallest padded row count of a recorded network call
 
 
 class DeformModel:
@@ -50,6 +53,7 @@ class DeformModel:
         self.time_range: Optional[Tuple[float, float]] = None   # set_time_outside: no extrapolation in time
         self.inner_times: Optional[Tuple[float, float]] = None  # --time_outside linear: the trained times next to the ends
         self.last_rows = 0   # Gaussians the network ran on in the last offsets() call (its cost)
+        self.graphs: Optional[GraphedCalls] = None   # use_cuda_graphs
 
     # ---- forward -------------------------------------------------------------------------
     def step(self, xyz: torch.Tensor, time_input: torch.Tensor,
@@ -93,15 +97,36 @@ class DeformModel:
             t = t + torch.randn(1, 1, device=xyz.device) * noise_std
         self.last_rows = n
         if gate is None:
-            return self.step(xyz, t.expand(n, 1))
+            return self._rows(xyz, t, None)
         gate = gate.detach().reshape(-1).to(xyz.device)
         if every_row:
             return self.step(xyz, t.expand(n, 1), gate[:, None])
         moving = torch.nonzero(gate > 0).squeeze(1)
         self.last_rows = moving.shape[0]
-        d_xyz, d_rotation, d_scaling = self.step(xyz[moving], t.expand(moving.shape[0], 1), gate[moving, None])
+        d_xyz, d_rotation, d_scaling = self._rows(xyz[moving], t, gate[moving, None])
         return _scatter_rows(d_xyz, moving, n, identity=self.is_6dof), \
             _scatter_rows(d_rotation, moving, n), _scatter_rows(d_scaling, moving, n)
+
+    def use_cuda_graphs(self, enabled: bool) -> None:
+        """While the network learns, run its forward and backward as recorded CUDA graphs
+        (utils/cuda_graphs.py; CUDA, fp32 or TF32): the rows are padded up to a bucket size
+        (bucket_rows) with gate 0, so padded rows have no output and no gradient. The two
+        buckets used last stay recorded (each holds its activations)."""
+        usable = enabled and self.device.type == "cuda" and self.precision != "bf16"
+        self.graphs = GraphedCalls("deformation network", max_recordings=2) if usable else None
+
+    def _rows(self, xyz: torch.Tensor, t: torch.Tensor, gate: Optional[torch.Tensor]):
+        """step() on M rows at time t [1, 1] with gate [M, 1] (None: the full motion), through
+        the recording of their bucket when use_cuda_graphs is on and the network learns."""
+        m = xyz.shape[0]
+        if self.graphs is None or not (self.trainable and torch.is_grad_enabled()) or m == 0:
+            return self.step(xyz, t.expand(m, 1), gate)
+        rows = bucket_rows(m)
+        gate = torch.ones(m, 1, dtype=xyz.dtype, device=xyz.device) if gate is None else gate
+        inputs = (F.pad(xyz, (0, 0, 0, rows - m)), t.expand(rows, 1), F.pad(gate.to(xyz.dtype), (0, 0, 0, rows - m)))
+        with self.precision_context():
+            outputs = self.graphs(self.precision, lambda: _Recorded(self.deform), inputs)
+        return tuple(output[:m] for output in outputs)
 
     def _outside_end(self, fid) -> Optional[Tuple[float, float, float]]:
         """Under --time_outside linear, for a time before the first (after the last) trained time:
@@ -249,6 +274,29 @@ class DeformModel:
         a = self.architecture()
         return (f"depth {a['depth']}, width {a['width']}, is_blender={a['is_blender']}, "
                 f"is_6dof={a['is_6dof']}, time_frequencies={a['time_frequencies']}")
+
+
+def bucket_rows(m: int) -> int:
+    """The smallest size 1024·2^k·(1, 5/4, 3/2 or 7/4) that holds m rows: at most a quarter of
+    padding, and few distinct shapes (so few recordings) as the moving rows change."""
+    size = MIN_BUCKET_ROWS
+    while True:
+        for quarters in (4, 5, 6, 7):
+            if size * quarters // 4 >= m:
+                return size * quarters // 4
+        size *= 2
+
+
+class _Recorded(torch.nn.Module):
+    """The network behind one recording: make_graphed_callables replaces a recorded module's
+    forward, so each recording wraps the network in a module of its own (the same parameters)."""
+
+    def __init__(self, network: DeformNetwork):
+        super().__init__()
+        self.network = network
+
+    def forward(self, xyz, t, gate):
+        return self.network(xyz, t, gate)
 
 
 def latest_iteration(folder: str) -> int:

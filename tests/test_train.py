@@ -542,3 +542,80 @@ def test_fused_adam_only_on_cuda_and_never_for_the_speed_baseline(device, adam, 
     from types import SimpleNamespace
     pipe = SimpleNamespace(adam=adam, speed_baseline=baseline)
     assert train.fused_adam(torch.device(device), pipe) is expected
+
+
+@pytest.mark.parametrize("device, graphs, baseline, anomaly, expected", [
+    ("cuda", "on", False, False, True), ("cuda", "off", False, False, False), ("cuda", "on", True, False, False),
+    ("cuda", "on", False, True, False), ("cpu", "on", False, False, False)])
+def test_cuda_graphs_only_on_cuda_and_never_for_the_speed_baseline_or_anomaly_checks(device, graphs, baseline,
+                                                                                     anomaly, expected):
+    pipe = SimpleNamespace(cuda_graphs=graphs, speed_baseline=baseline)
+    assert train.cuda_graphs(torch.device(device), pipe, SimpleNamespace(detect_anomaly=anomaly)) is expected
+
+
+def loss_case(device, seed):
+    """Render outputs (with gradients), two layers and a camera with mask and depth prior, random."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    h, w = 20, 28
+
+    def rand(*shape, grad=True):
+        return torch.rand(*shape, generator=g, device=device).requires_grad_(grad)
+    render_pkg = {"render": rand(3, h, w), "alpha": rand(1, h, w), "depth": rand(1, h, w) + 0.5,
+                  "hand_map": rand(3, h, w)}
+    layers = {"hands": {"render": rand(3, h, w), "alpha": rand(1, h, w)}, "static": {"render": rand(3, h, w),
+                                                                                     "alpha": rand(1, h, w)}}
+    camera = SimpleNamespace(original_image=rand(3, h, w, grad=False), mask=(rand(1, h, w, grad=False) > 0.6).float(),
+                             depth_prior=rand(1, h, w, grad=False) + 0.1, depth_kind="disparity")
+    return render_pkg, layers, camera
+
+
+@pytest.mark.cuda
+def test_step_losses_replayed_as_cuda_graphs_equal_the_losses_run_op_by_op():
+    from utils.cuda_graphs import GraphedCalls
+    from utils.schedule import Phase
+    phase = Phase(name="mask", deform=True, color_weight=1.0, depth_weight=0.05, mask_weight=0.4,
+                  train_mask_feature=True, train_deform=True, time_noise=True)
+    opt = SimpleNamespace(lambda_dssim=0.2, depth_loss="minmax", hands_layer_weight=0.5, static_layer_weight=0.5)
+    graphs = GraphedCalls("losses")
+    for seed in range(3):   # new inputs each time: the replay must not answer with the first step's values
+        results = []
+        for use in (graphs, None):
+            render_pkg, layers, camera = loss_case("cuda", seed)
+            terms = train.step_losses(render_pkg, layers, camera, phase, opt, "disparity", use)
+            terms["total"].backward()
+            inputs = [render_pkg["render"], render_pkg["alpha"], render_pkg["depth"], render_pkg["hand_map"],
+                      layers["hands"]["render"], layers["hands"]["alpha"], layers["static"]["render"]]
+            results.append(({k: v.detach().clone() for k, v in terms.items()},
+                            [None if x.grad is None else x.grad.clone() for x in inputs]))
+        (graphed_terms, graphed_grads), (eager_terms, eager_grads) = results
+        assert set(graphed_terms) == set(eager_terms) >= {"color", "depth", "mask", "hands_alpha", "hands_color",
+                                                          "static_color", "total"}
+        for name in eager_terms:
+            torch.testing.assert_close(graphed_terms[name], eager_terms[name], rtol=1e-6, atol=1e-7)
+        for a, b in zip(graphed_grads, eager_grads):
+            assert (a is None) == (b is None) or float(b.abs().max()) == 0.0
+            if b is not None and a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-9)
+    assert graphs.recordings_made == 1 and graphs.failure is None
+
+
+@pytest.mark.cuda
+def test_training_with_cuda_graphs_gives_the_model_trained_op_by_op(tiny_scene, tmp_path, monkeypatch):
+    from utils import cuda_graphs
+    made = []
+
+    class Recorder(cuda_graphs.GraphedCalls):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+    monkeypatch.setattr(train, "GraphedCalls", Recorder)
+    monkeypatch.setattr("scene.deform_model.GraphedCalls", Recorder)
+    graphed, plain = str(tmp_path / "graphed"), str(tmp_path / "plain")
+    run(tiny_scene, graphed, "--checkpoint_iterations", "12")
+    assert {c.name for c in made} == {"losses", "deformation network"}
+    assert all(c.recordings_made > 0 and c.failure is None for c in made)
+    run(tiny_scene, plain, "--checkpoint_iterations", "12", "--cuda_graphs", "off")
+    a, b = final_state(graphed)["gaussians"]["tensors"], final_state(plain)["gaussians"]["tensors"]
+    assert a.keys() == b.keys() and a["xyz"].shape == b["xyz"].shape
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-4), name

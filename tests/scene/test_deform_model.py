@@ -418,3 +418,49 @@ def test_time_outside_linear_continues_the_end_motion_for_one_frame_spacing_then
     model.set_time_outside("linear", [SimpleNamespace(fid=torch.tensor(0.5))])
     assert model.inner_times is None and torch.equal(model.offsets(xyz, 0.0)[0], at[0.5][1][0])   # one time: held
 
+
+
+# ---- CUDA graphs ----------------------------------------------------------------------------
+def test_bucket_rows_holds_the_rows_with_at_most_a_quarter_of_padding_and_few_sizes():
+    from scene.deform_model import MIN_BUCKET_ROWS, bucket_rows
+    sizes = set()
+    for m in list(range(1, 3000, 7)) + list(range(3000, 400_000, 997)):
+        b = bucket_rows(m)
+        assert b >= m and (b <= 1.25 * m or b == MIN_BUCKET_ROWS)
+        sizes.add(b)
+    assert len(sizes) <= 4 * 9 + 1   # four sizes per doubling from 1024 to 400k
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("gated", [True, False], ids=["hand_gate", "every_gaussian"])
+def test_offsets_and_network_gradients_through_recorded_graphs_equal_the_network_run_op_by_op(gated):
+    models = []
+    for graphs in (True, False):
+        torch.manual_seed(0)
+        model = DeformModel(depth=4, width=64, device="cuda", init="pytorch")
+        model.train_setting(opt_params())
+        model.use_cuda_graphs(graphs)
+        models.append(model)
+    from scene.deform_model import bucket_rows
+    g = torch.Generator(device="cuda").manual_seed(1)
+    buckets = []
+    for n in (900, 3500, 4000, 900):   # three buckets, then the first again, dropped by then (two kept)
+        xyz = torch.randn(n, 3, device="cuda", generator=g)
+        gate = (torch.rand(n, device="cuda", generator=g) - 0.3).clamp(0, 1) if gated else None
+        upstream = torch.randn(n, 10, device="cuda", generator=g)
+        results = []
+        for model in models:
+            offsets = model.offsets(xyz, 0.37, gate=gate)
+            (torch.cat([o.reshape(n, -1) for o in offsets], dim=1) * upstream).sum().backward()
+            grads = [p.grad.clone() for p in model.deform.parameters()]
+            model.optimizer.zero_grad(set_to_none=True)
+            results.append(([o.detach().clone() for o in offsets], grads))
+        buckets.append(bucket_rows(models[0].last_rows))
+        (graphed, graphed_grads), (eager, eager_grads) = results
+        for a, b in zip(graphed, eager):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        for a, b in zip(graphed_grads, eager_grads):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert len(set(buckets[:3])) == 3 and buckets[3] == buckets[0]
+    assert models[0].graphs.recordings_made == 4 and models[0].graphs.failure is None
+    assert models[1].graphs is None

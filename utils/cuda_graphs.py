@@ -1,0 +1,75 @@
+"""Fixed-shape pieces of the training step replayed as CUDA graphs, forward and backward.
+
+At our scene sizes a training step is bound by the host issuing a few hundred small kernels, not by
+the GPU running them. A CUDA graph records a piece's kernels once and replays them all with one
+launch; ``torch.cuda.make_graphed_callables`` records a function's forward pass and its backward
+pass as two graphs behind one autograd node, so a replay takes part in ``loss.backward()`` like
+any operation. A recording holds for fixed input shapes, fixed Python-side choices and no host
+reads inside the piece: the caller names its choices in a key, and each key (with the inputs'
+shapes) gets a recording of its own, made the first time it is met.
+
+A replay writes into its recording's own buffers: its outputs (and the gradients its backward
+returns) must be used, or copied, before the same recording replays again. The training loop does
+so within a step. Off the GPU, with gradients off, or once a recording has failed, the function
+simply runs (the same operations, one launch each).
+"""
+from collections import OrderedDict
+from typing import Callable, Hashable, Optional, Sequence
+
+import torch
+
+from utils.system_utils import print_once
+
+
+class GraphedCalls:
+    def __init__(self, name: str, max_recordings: int = 8):
+        """name: what is graphed, for the notice when a recording fails. max_recordings: how many
+        are kept (least recently used go first): each holds its intermediate tensors for good."""
+        self.name = name
+        self.max_recordings = max_recordings
+        self.recordings_made = 0
+        self.failure: Optional[str] = None    # set once a recording failed: the function runs unrecorded from then on
+        self._recordings: "OrderedDict[Hashable, Callable]" = OrderedDict()
+
+    def __call__(self, key: Hashable, build: Callable[[], Callable], tensors: Sequence[torch.Tensor]):
+        """build()(*tensors), from the recording for key and the tensors' shapes, dtypes and
+        requires_grad flags. build() returns the function (tensors -> a tuple or dict of tensors,
+        no host reads); it is called only to record, or to run it unrecorded. An nn.Module is
+        recorded with its parameters as inputs (their gradients reach .grad); make_graphed_callables
+        replaces a recorded module's forward, so build() must return a new one each time."""
+        if not self._recordable(tensors):
+            return build()(*tensors)
+        full_key = (key, tuple((tuple(t.shape), t.dtype, t.requires_grad, t.device) for t in tensors))
+        graphed = self._recordings.get(full_key)
+        if graphed is None:
+            graphed = self._record(full_key, build(), tensors)
+            if graphed is None:
+                return build()(*tensors)
+        else:
+            self._recordings.move_to_end(full_key)
+        return graphed(*tensors)
+
+    def clear(self) -> None:
+        """Drop every recording (their memory goes back to PyTorch's allocator)."""
+        self._recordings.clear()
+
+    def _recordable(self, tensors: Sequence[torch.Tensor]) -> bool:
+        return (self.failure is None and torch.is_grad_enabled() and len(tensors) > 0
+                and all(t.is_cuda for t in tensors) and not torch.cuda.is_current_stream_capturing()
+                and not torch.is_autocast_enabled("cuda") and not torch.is_anomaly_enabled())
+
+    def _record(self, key: Hashable, fn: Callable, tensors: Sequence[torch.Tensor]) -> Optional[Callable]:
+        # Recording runs fn a few times on these copies first (warm-up), then records it.
+        samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in tensors)
+        try:
+            graphed = torch.cuda.make_graphed_callables(fn, samples, allow_unused_input=True)
+        except (RuntimeError, AssertionError) as err:
+            self.failure = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            self.clear()
+            print_once(f"CUDA graphs off for the {self.name} ({self.failure}): it runs op by op.")
+            return None
+        while len(self._recordings) >= self.max_recordings:
+            self._recordings.popitem(last=False)
+        self._recordings[key] = graphed
+        self.recordings_made += 1
+        return graphed
