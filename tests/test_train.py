@@ -26,6 +26,10 @@ def tiny_scene(tmp_path_factory):
     return str(out)
 
 
+# On a GPU, training runs there and bit-exact reruns need --deterministic (README).
+EXACT = ["--deterministic"] if torch.cuda.is_available() else []
+
+
 def run(scene, model, *extra):
     return train.main(["-s", scene, "-m", model, "--eval", "--llffhold", "3", *TINY, *extra])
 
@@ -63,6 +67,7 @@ def test_resume_is_exact(tiny_scene, tmp_path, monkeypatch, deferred):
     if deferred:
         monkeypatch.setattr(train, "fused_adam", lambda device, pipe: not pipe.speed_baseline)
         flags = ["--log_interval", "5"]
+    flags += EXACT
     full, part = str(tmp_path / "full"), str(tmp_path / "part")
     run(tiny_scene, full, "--checkpoint_iterations", "12", *flags)
     run(tiny_scene, part, "--checkpoint_iterations", "6", *flags)
@@ -101,6 +106,7 @@ def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch
         return terms
 
     monkeypatch.setattr(train, "compute_losses", poisoned)
+    flags = flags + EXACT + ["--cuda_graphs", "off"]   # a replayed graph would not call compute_losses
     model = str(tmp_path / "nan")
     with pytest.raises(SystemExit) as exit_info:
         run(tiny_scene, model, *flags)
@@ -113,7 +119,7 @@ def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch
     # exactly what a normal run saves after iteration bad - 1, so resuming from it loses nothing
     monkeypatch.setattr(train, "compute_losses", real)
     clean = str(tmp_path / "clean")
-    run(tiny_scene, clean, "--checkpoint_iterations", str(bad - 1))
+    run(tiny_scene, clean, "--checkpoint_iterations", str(bad - 1), *EXACT, "--cuda_graphs", "off")
     expected = load_checkpoint(os.path.join(clean, f"chkpnt{bad - 1}.pth"))
     assert saved["iteration"] == expected["iteration"] == bad - 1
     assert saved["run_state"]["camera_stack"] == expected["run_state"]["camera_stack"]
@@ -290,7 +296,7 @@ def exit_code_and_error(capsys, argv):
 @pytest.fixture(scope="module")
 def trained_model(tiny_scene, tmp_path_factory):
     model = str(tmp_path_factory.mktemp("trained") / "model")
-    run(tiny_scene, model, "--checkpoint_iterations", "12")
+    run(tiny_scene, model, "--checkpoint_iterations", "12", *EXACT)
     return model
 
 
@@ -340,7 +346,7 @@ def test_interrupt_saves_a_checkpoint_and_the_checkpoint_alone_resumes_the_run(t
     monkeypatch.setattr(train, "pick_camera", pick_then_interrupt)
     model = str(tmp_path / "stopped")
     with pytest.raises(SystemExit) as exit_info:
-        run(tiny_scene, model, "--checkpoint_iterations", "12")
+        run(tiny_scene, model, "--checkpoint_iterations", "12", *EXACT)
     assert exit_info.value.code == 130
     err = capsys.readouterr().err
     checkpoint = os.path.join(model, "chkpnt6.pth")
@@ -434,8 +440,11 @@ def saved_deformation(model):
     return torch.load(os.path.join(model, "deform", "iteration_12", "deform.pth"), weights_only=True)
 
 
-def test_speed_baseline_trains_the_same_model_and_the_summary_counts_every_step(tiny_scene, tmp_path):
+def test_speed_baseline_trains_the_same_model_and_the_summary_counts_every_step(tiny_scene, tmp_path, monkeypatch):
     import json
+    # On the CPU: on a GPU the two take different Adam kernels, whose last-bit differences Adam
+    # (eps 1e-15) blows up to a learning rate's step where a gradient is ~0.
+    monkeypatch.setattr(train, "training_device", lambda: torch.device("cpu"))
     fast, baseline = str(tmp_path / "fast"), str(tmp_path / "baseline")
     run(tiny_scene, fast, "--checkpoint_iterations", "12")
     run(tiny_scene, baseline, "--checkpoint_iterations", "12", "--speed_baseline")
@@ -610,12 +619,18 @@ def test_training_with_cuda_graphs_gives_the_model_trained_op_by_op(tiny_scene, 
             made.append(self)
     monkeypatch.setattr(train, "GraphedCalls", Recorder)
     monkeypatch.setattr("scene.deform_model.GraphedCalls", Recorder)
-    graphed, plain = str(tmp_path / "graphed"), str(tmp_path / "plain")
-    run(tiny_scene, graphed, "--checkpoint_iterations", "12")
+    graphed, plain = [], []
+    runs = [graphed]
+    monkeypatch.setattr(train, "log_scalars", lambda writer, values, g, d, iteration, ms:
+                        runs[-1].append(values["total"]))
+    # Every Gaussian deforms (no gate), so the network learns from the first deformed step on.
+    flags = ["--deform_gate", "none", "--log_interval", "1", *EXACT]
+    run(tiny_scene, str(tmp_path / "graphed"), *flags)
     assert {c.name for c in made} == {"losses", "deformation network"}
     assert all(c.recordings_made > 0 and c.failure is None for c in made)
-    run(tiny_scene, plain, "--checkpoint_iterations", "12", "--cuda_graphs", "off")
-    a, b = final_state(graphed)["gaussians"]["tensors"], final_state(plain)["gaussians"]["tensors"]
-    assert a.keys() == b.keys() and a["xyz"].shape == b["xyz"].shape
-    for name in a:
-        assert torch.allclose(a[name], b[name], atol=1e-4), name
+    runs.append(plain)
+    run(tiny_scene, str(tmp_path / "plain"), *flags, "--cuda_graphs", "off")
+    assert len(graphed) == len(plain) == 12
+    # Step for step the same losses: only rounding (padded network rows) tells them apart.
+    for a, b in zip(graphed, plain):
+        assert abs(a - b) <= 1e-3 * abs(b), (graphed, plain)

@@ -13,6 +13,7 @@ returns) must be used, or copied, before the same recording replays again. The t
 so within a step. Off the GPU, with gradients off, or once a recording has failed, the function
 simply runs (the same operations, one launch each).
 """
+import gc
 from collections import OrderedDict
 from typing import Callable, Hashable, Optional, Sequence
 
@@ -51,7 +52,17 @@ class GraphedCalls:
 
     def clear(self) -> None:
         """Drop every recording (their memory goes back to PyTorch's allocator)."""
-        self._recordings.clear()
+        while self._recordings:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        _, graphed = self._recordings.popitem(last=False)
+        if isinstance(graphed, torch.nn.Module):
+            graphed.__dict__.pop("forward", None)   # the recorded forward refers back to the module
+        del graphed
+        # A recording lives in reference cycles (make_graphed_callables makes an autograd
+        # Function class per recording): without a collection its buffers would stay allocated.
+        gc.collect()
 
     def _recordable(self, tensors: Sequence[torch.Tensor]) -> bool:
         return (self.failure is None and torch.is_grad_enabled() and len(tensors) > 0
@@ -69,7 +80,7 @@ class GraphedCalls:
             print_once(f"CUDA graphs off for the {self.name} ({self.failure}): it runs op by op.")
             return None
         while len(self._recordings) >= self.max_recordings:
-            self._recordings.popitem(last=False)
+            self._drop_oldest()
         self._recordings[key] = graphed
         self.recordings_made += 1
         return graphed
