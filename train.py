@@ -447,7 +447,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     # Multithreaded CPU reductions (index_add_) otherwise vary in their last bits from run to run,
     # which would break exact resume; on CUDA determinism costs speed, so it is opt-in there.
     torch.use_deterministic_algorithms(device.type == "cpu" or run.deterministic, warn_only=True)
-    gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension)
+    gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension, device=device)
     scene = Scene(dataset, gaussians)
     recipe_notices = recipe_without_masks(dataset, opt, run, scene, gaussians)   # before the network is built
     precision = "fp32" if pipe.speed_baseline else pipe.deform_precision
