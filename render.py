@@ -148,8 +148,18 @@ class ViewRenderer:
             else (0.0, 0.0, 0.0)
         return deform_gaussians(self.gaussians, *offsets, is_6dof=self.is_6dof)
 
-    def __call__(self, camera, deformed: DeformedGaussians, subset: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        return render_deformed(camera, deformed, self.pipe, self.background, gaussian_subset=subset)
+    def __call__(self, camera, deformed: DeformedGaussians, subset: Optional[torch.Tensor] = None,
+                 opacity_weight: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        return render_deformed(camera, deformed, self.pipe, self.background, gaussian_subset=subset,
+                               opacity_weight=opacity_weight)
+
+    def layer(self, camera, deformed: DeformedGaussians, split: Decomposition, name: str) -> Dict[str, torch.Tensor]:
+        """The "hands" or "static" layer of a decomposition: its Gaussians, or every Gaussian with
+        its opacity weighed (the gate rule)."""
+        weight = getattr(split, f"{name}_weight")
+        if weight is not None:
+            return self(camera, deformed, opacity_weight=weight)
+        return self(camera, deformed, getattr(split, name))
 
     def backend_name(self) -> str:
         module = get_rasterizer(getattr(self.pipe, "rasterizer", "auto"), self.gaussians.get_xyz.device)
@@ -191,8 +201,8 @@ def view_outputs(camera, fix_cam, deformed: DeformedGaussians, full: Dict, rende
     hand_map = hand_map_image(full["hand_map"], image)
     fixed = renderer(fix_cam.to(camera.data_device), deformed)  # the fixed camera at this view's time
     fix_image = fixed["render"].clamp(0.0, 1.0)
-    static = renderer(camera, deformed, split_info.static)["render"].clamp(0.0, 1.0)
-    hands = renderer(camera, deformed, split_info.hands)
+    static = renderer.layer(camera, deformed, split_info, "static")["render"].clamp(0.0, 1.0)
+    hands = renderer.layer(camera, deformed, split_info, "hands")
     hands_image = hands["render"].clamp(0.0, 1.0)
     hands_alpha = hands["alpha"].clamp(0.0, 1.0)
     hand_mask = hand_pixels(pixel_rule, hand_map, hands_alpha, kernel)

@@ -34,7 +34,8 @@ from arguments import ModelParams, PipelineParams
 from gaussian_renderer import background_color, render
 from render import RenderError, deformation_active, hand_map_image, load_model, resolve_args
 from scene.cameras import Camera
-from scene.decomposition import add_decomposition_args, decompose_model, deformation_gate
+from scene.decomposition import (HAND_RULES, Decomposition, add_decomposition_args, decompose_by_gate,
+                                 decompose_model, deformation_gate)
 from scene.readers.dataset_types import DatasetError
 from utils.general_utils import set_cpu_threads
 from utils.graphics_utils import getProjectionMatrix
@@ -152,8 +153,16 @@ class LiveModel:
     def device(self) -> torch.device:
         return self.gaussians.get_xyz.device
 
+    def split(self, settings: LayerSettings) -> Decomposition:
+        """The decomposition the settings ask for (the gate rule uses the model's motion gate)."""
+        gate = self.gate() if settings.hand_rule == "gate" else None
+        if gate is not None:
+            return decompose_by_gate(gate)
+        rule = "threshold" if settings.hand_rule == "gate" else settings.hand_rule
+        return decompose_model(self.gaussians, Namespace(**{**vars(settings), "hand_rule": rule}))
+
     def hands(self, settings: LayerSettings) -> torch.Tensor:
-        return decompose_model(self.gaussians, Namespace(**vars(settings))).hands
+        return self.split(settings).hands
 
     def frame(self, camera: ViewerCamera, time_value: float, settings: LayerSettings) -> np.ndarray:
         """uint8 [H, W, 3] image of settings.layer seen by camera at time_value in [0, 1]."""
@@ -164,12 +173,13 @@ class LiveModel:
             if self.deform_on():
                 fid = torch.tensor(float(time_value), device=self.device)
                 offsets = self.deform.offsets(self.gaussians.get_xyz, fid, gate=self.gate())
-            subset = None
+            subset = weight = None
             if settings.layer in ("static", "hands"):
-                hands = self.hands(settings)
-                subset = hands if settings.layer == "hands" else ~hands
+                split = self.split(settings)
+                subset, weight = getattr(split, settings.layer), getattr(split, f"{settings.layer}_weight")
+                subset = None if weight is not None else subset   # the gate rule weighs every Gaussian
             out = render(camera, self.gaussians, self.pipe, self.background, *offsets,
-                         is_6dof=self.is_6dof, gaussian_subset=subset)
+                         is_6dof=self.is_6dof, gaussian_subset=subset, opacity_weight=weight)
             if settings.layer == "depth":
                 image = depth_for_viewing(out["depth"], out["alpha"]).expand(3, -1, -1)
             elif settings.layer == "hand map":
@@ -256,7 +266,7 @@ class ViewerPage:
         self.go_to = gui.add_button("Back to this camera")   # after flying away from it
         self.follow = gui.add_checkbox("Follow the camera's time", initial_value=True)
         self.layer = gui.add_dropdown("Layer", options=LAYERS, initial_value="full")
-        self.rule = gui.add_dropdown("Hand rule", options=("threshold", "percentile"), initial_value="threshold")
+        self.rule = gui.add_dropdown("Hand rule", options=HAND_RULES, initial_value="threshold")
         self.threshold = gui.add_slider("Hand threshold", min=0.0, max=1.0, step=0.01, initial_value=0.5)
         self.percentile = gui.add_slider("Hand percentile", min=0.0, max=100.0, step=0.5, initial_value=85.0)
         self.width = gui.add_slider("Render width", min=64, max=max(64, 4 * self.max_width), step=16,

@@ -7,6 +7,9 @@ Rules:
   ``threshold`` (default): hand  <=>  mean_k m_k > hand_threshold (0.5: halfway between the targets).
   ``percentile`` (the paper's code): hand  <=>  Σ_k |m_k| > the hand_percentile-th percentile of
       that score over all Gaussians (85 -> the top 15 % are hands, whatever the training reached).
+  ``gate`` (models trained with ``--deform_gate hand``): the two layers as training drew and scored
+      them, each Gaussian's opacity shared between them by its motion gate: hands opacity x gate,
+      static opacity x (1 - gate). A Gaussian counts as a hand (``hands``) when its gate is >= 0.5.
 static is always the complement of hands. With mask_dimension 0 there are no hands.
 
 Hand pixels of a view (``hand_pixels``, used by render.py's hands_mask_binary/ and hands_segment/,
@@ -31,7 +34,7 @@ from scipy import ndimage
 
 from utils.image_utils import clean_mask
 
-HAND_RULES = ("threshold", "percentile")
+HAND_RULES = ("threshold", "percentile", "gate")
 HAND_PIXEL_RULES = ("layer", "map")
 HAND_MAP_THRESHOLD = 0.5
 MIN_PIECE_FRACTION = 0.002  # of the image's pixels: specks below this are not a hand
@@ -43,6 +46,8 @@ class Decomposition:
     static: torch.Tensor   # bool [N], == ~hands
     rule: str
     notice: Optional[str] = None  # one line for the user, e.g. "no hand features: all static"
+    hands_weight: Optional[torch.Tensor] = None    # float [N]: the hands layer's opacity factor (gate rule)
+    static_weight: Optional[torch.Tensor] = None   # float [N]: the static layer's (1 - hands_weight)
 
     @property
     def num_hands(self) -> int:
@@ -67,7 +72,8 @@ def add_decomposition_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Hands decomposition")
     group.add_argument("--hand_rule", choices=HAND_RULES, default="threshold",
                        help="threshold: mean mask feature > --hand_threshold; "
-                            "percentile: summed |mask feature| above --hand_percentile (paper's code)")
+                            "percentile: summed |mask feature| above --hand_percentile (paper's code); "
+                            "gate: each Gaussian's opacity shared by its motion gate, the layers training drew")
     group.add_argument("--hand_threshold", type=_finite_arg, default=0.5)
     group.add_argument("--hand_percentile", type=_percentile_arg, default=85.0)
 
@@ -145,11 +151,25 @@ def decompose(mask_features: torch.Tensor, rule: str = "threshold", threshold: f
 
 
 def decompose_model(gaussians, args: argparse.Namespace) -> Decomposition:
-    """decompose() on a GaussianModel with the --hand_* flags of add_decomposition_args."""
+    """decompose() on a GaussianModel with the --hand_* flags of add_decomposition_args (and, for
+    the gate rule, the model's --deform_gate / --gate_low / --gate_high)."""
     features = gaussians.get_mask
     if features is None:  # tolerate models that store no mask tensor at all when K = 0
         features = torch.zeros(gaussians.get_xyz.shape[0], 0, device=gaussians.get_xyz.device)
+    if args.hand_rule == "gate":
+        gate = deformation_gate(gaussians, args)
+        if gate is not None:
+            return decompose_by_gate(gate.detach())
+        split = decompose(features, "threshold", args.hand_threshold, args.hand_percentile)
+        split.notice = "--hand_rule gate needs a model trained with --deform_gate hand: the threshold rule is used."
+        return split
     return decompose(features, args.hand_rule, args.hand_threshold, args.hand_percentile)
+
+
+def decompose_by_gate(gate: torch.Tensor) -> Decomposition:
+    """The gate rule: the hands layer weighs each opacity by gate [N], the static layer by 1 - gate."""
+    hands = gate >= 0.5
+    return Decomposition(hands=hands, static=~hands, rule="gate", hands_weight=gate, static_weight=1.0 - gate)
 
 
 def hand_pixels(rule: str, hand_map: torch.Tensor, hands_alpha: torch.Tensor, kernel: int = 5) -> torch.Tensor:

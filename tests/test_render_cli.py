@@ -365,3 +365,19 @@ def test_a_full_disk_is_one_line_for_render_and_metrics(rendered, tmp_path, caps
     monkeypatch.setattr(metrics, "write_json", full_disk)
     assert metrics.main(["-m", str(model_dir)]) == 2
     assert "No space left on device" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_the_gate_rule_draws_the_layers_by_opacity_share(rendered, tmp_path, capsys):
+    """Under --hand_rule gate each layer weighs every opacity by the gate (hands) or 1 - gate
+    (static). This model's hand features are 0 or 1, so its gates are too: the layers are then
+    exactly the threshold rule's Gaussian sets, and the images must agree."""
+    model_dir, _, _ = rendered
+    gated = tmp_path / "gated"
+    shutil.copytree(model_dir, gated)
+    assert render_cli.main(["-m", str(gated), "--skip_test", "--quiet", "--no_video", "--hand_rule", "gate"]) == 0
+    assert "needs a model trained with --deform_gate hand" not in capsys.readouterr().out   # the gate rule ran
+    ours, theirs = gated / "train" / f"ours_{ITERATION}", model_dir / "train" / f"ours_{ITERATION}"
+    for name in names_in(ours / "renders"):
+        for folder in ("static", "hands", "hands_alpha"):
+            a, b = read_image(str(ours / folder / f"{name}.png")), read_image(str(theirs / folder / f"{name}.png"))
+            assert np.abs(a - b).max() <= 1 / 255, (folder, name)

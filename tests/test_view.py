@@ -96,6 +96,23 @@ def test_layers_split_the_scene_and_the_rule_is_applied_live(loaded):
         frame_at(live, camera, t, "normals")
 
 
+def test_the_gate_rule_weighs_every_opacity_by_the_motion_gate(loaded):
+    live, scene, _ = loaded
+    camera = scene.getTestCameras()[0]
+    gate = live.gate()
+    with torch.no_grad():
+        offsets = live.deform.offsets(live.gaussians.get_xyz, camera.fid, gate=gate)
+        for layer, weight in (("static", 1.0 - gate), ("hands", gate)):
+            expected = render(camera, live.gaussians, live.pipe, live.background, *offsets, opacity_weight=weight)
+            expected = (expected["render"].clamp(0, 1) * 255).permute(1, 2, 0).numpy()
+            got = frame_at(live, camera, float(camera.fid), layer, hand_rule="gate")
+            assert np.abs(got - expected).max() <= 1.0, layer
+    # It is not the threshold rule's split: some Gaussians share their opacity between the layers.
+    assert ((gate > 0) & (gate < 1)).any()
+    assert np.abs(frame_at(live, camera, float(camera.fid), "static", hand_rule="gate")
+                  - frame_at(live, camera, float(camera.fid), "static")).max() > 1.0
+
+
 def test_time_moves_the_hands_and_not_the_static_scene(loaded):
     live, scene, _ = loaded
     camera = scene.getTrainCameras()[1]

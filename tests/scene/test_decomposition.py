@@ -144,3 +144,22 @@ def test_segment_hand_map_drops_pieces_below_the_minimum_area():
     hand_map[0, 80:80 + side - 1, 80:80 + side] = 1.0
     pixels = segment_hand_map(hand_map, kernel=1)
     assert pixels[0, 10:60, 10:60].all() and int(pixels.sum()) == 50 * 50
+
+
+def test_gate_rule_shares_each_opacity_between_the_layers_by_the_motion_gate():
+    from scene.decomposition import decompose_model, motion_gate
+
+    class Model:
+        mask_dimension = 2
+        get_mask = torch.tensor([[0.0, 0.0], [0.2, 0.4], [0.5, 0.5], [1.0, 0.6], [1.2, 1.0]])
+        get_xyz = torch.zeros(5, 3)
+
+    flags = dict(hand_rule="gate", hand_threshold=0.5, hand_percentile=85.0, gate_low=0.25, gate_high=0.75)
+    split = decompose_model(Model(), argparse.Namespace(deform_gate="hand", **flags))
+    gate = motion_gate(Model.get_mask)
+    assert torch.equal(split.hands_weight, gate) and torch.equal(split.static_weight, 1.0 - gate)
+    assert split.hands.tolist() == [False, False, True, True, True] and torch.equal(split.static, ~split.hands)
+    assert split.rule == "gate" and split.notice is None
+    # a model trained without the gate has no layers to share: the threshold rule, said once
+    fallback = decompose_model(Model(), argparse.Namespace(deform_gate="none", **flags))
+    assert fallback.rule == "threshold" and fallback.hands_weight is None and "--deform_gate hand" in fallback.notice
