@@ -198,7 +198,10 @@ class DeformModel:
 
     def set_trainable(self, flag: bool) -> None:
         """Switch learning on or off (stop_MLP). Off drops pending gradients, so a later
-        optimizer step leaves the weights and the Adam moments exactly as they are."""
+        optimizer step leaves the weights and the Adam moments exactly as they are; its CUDA-graph
+        recordings, used only while it learns, are dropped."""
+        if self.trainable and not flag and self.graphs is not None:
+            self.graphs.clear()
         self.trainable = bool(flag)
         for p in self.deform.parameters():
             p.requires_grad_(self.trainable)

@@ -464,3 +464,5 @@ def test_offsets_and_network_gradients_through_recorded_graphs_equal_the_network
     assert len(set(buckets[:3])) == 3 and buckets[3] == buckets[0]
     assert models[0].graphs.recordings_made == 4 and models[0].graphs.failure is None
     assert models[1].graphs is None
+    models[0].set_trainable(False)   # frozen (stop_MLP): its recordings are of no more use
+    assert not models[0].graphs._recordings
