@@ -46,7 +46,7 @@ import view   # the --viewer page (viser itself is imported only when a page is 
 NUM_TRAIN_EVAL_VIEWS = 5
 # each term of layer_losses and the flag that weighs it
 LAYER_LOSS_WEIGHTS = {"hands_alpha": "hands_layer_weight", "hands_color": "hands_layer_weight",
-                      "static_color": "static_layer_weight", "static_alpha": "static_alpha_weight"}
+                      "static_color": "static_layer_weight"}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -168,7 +168,7 @@ def decomposition_layers(gate: Optional[torch.Tensor], phase, camera, opt) -> Di
     layers = {}
     if opt.hands_layer_weight > 0:
         layers["hands"] = gate
-    if opt.static_layer_weight > 0 or opt.static_alpha_weight > 0:
+    if opt.static_layer_weight > 0:
         layers["static"] = 1.0 - gate
     return layers
 
@@ -192,12 +192,10 @@ def draw_step(camera, gaussians: DeformedGaussians, pipe, background: torch.Tens
         name: render_deformed(camera, gaussians, pipe, black, opacity_weight=weight) for name, weight in layers.items()}
 
 
-def layer_losses(camera, layers: Dict[str, Dict], static_alpha: bool = False) -> Dict[str, torch.Tensor]:
+def layer_losses(camera, layers: Dict[str, Dict]) -> Dict[str, torch.Tensor]:
     """Losses on the decomposition's layers (draw_step's packages): the hands layer's opacity is
     the hand mask (``hands_alpha``, L1) and its colour the image inside the mask
-    (``hands_color``); the static layer's colour is the image outside the mask (``static_color``)
-    and, with static_alpha, its opacity 1 everywhere (``static_alpha``: the scene behind a hand
-    is solid, so the static layer has no holes where a hand was)."""
+    (``hands_color``); the static layer's colour is the image outside the mask (``static_color``)."""
     terms = {}
     if not layers:
         return terms
@@ -210,8 +208,6 @@ def layer_losses(camera, layers: Dict[str, Dict], static_alpha: bool = False) ->
         terms["hands_color"] = (mask * (hands["render"] - gt).abs()).mean()
     if "static" in layers:
         terms["static_color"] = ((1.0 - mask) * (layers["static"]["render"] - gt).abs()).mean()
-        if static_alpha:
-            terms["static_alpha"] = (1.0 - layers["static"]["alpha"]).mean()
     return terms
 
 
@@ -265,7 +261,7 @@ def loss_terms(named: Dict[str, torch.Tensor], depth_kind: Optional[str], phase,
             layer, output = key.split("/")
             layers.setdefault(layer, {})[output] = value
     terms = compute_losses(render_pkg, camera, phase, opt, depth_kind_default)
-    for name, value in layer_losses(camera, layers, static_alpha=opt.static_alpha_weight > 0).items():
+    for name, value in layer_losses(camera, layers).items():
         terms[name] = value
         terms["total"] = terms["total"] + getattr(opt, LAYER_LOSS_WEIGHTS[name]) * value
     return terms

@@ -182,8 +182,6 @@ class OptimizationParams(ParamGroup):
         "early_mask_weight": "mask-loss weight (x loss_reduce) before the mask phase (paper: 0)",
         "hands_layer_weight": "weight of the hands layer's opacity and colour losses (paper: 0)",
         "static_layer_weight": "weight of the static layer's colour loss (paper: 0)",
-        "static_alpha_weight": "weight of the static layer's opacity loss (its alpha towards 1 everywhere: the "
-                               "scene behind a hand has no holes; 0: off)",
     }
 
     def __init__(self, parser):
@@ -226,7 +224,6 @@ class OptimizationParams(ParamGroup):
         # With the gate, losses on each layer rendered alone (train.py's layer_losses); paper: 0.
         self.hands_layer_weight = 0.5
         self.static_layer_weight = 0.5
-        self.static_alpha_weight = 0.0
         super().__init__(parser, "Optimization Parameters")
 
 

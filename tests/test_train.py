@@ -238,27 +238,6 @@ def test_layer_losses_reach_only_the_gaussians_of_their_layer(tiny_scene, tmp_pa
     assert gaussians.tensors["mask"].grad is None      # the gate is detached: only the mask loss labels
 
 
-def test_the_static_alpha_loss_makes_only_static_gaussians_more_opaque(tiny_scene, tmp_path):
-    from scene.decomposition import motion_gate
-    gaussians, camera, opt, pipe, hands = layered_setup(tiny_scene, tmp_path)
-    opt.static_alpha_weight = 0.1
-    gate = motion_gate(gaussians.get_mask, opt.gate_low, opt.gate_high)
-    opacity = gaussians.tensors["opacity"]
-    with torch.no_grad():
-        opacity.fill_(-1.0)   # translucent: the static layer has holes to fill
-    opacity.requires_grad_(True)
-    layers = train.decomposition_layers(gate, SimpleNamespace(uses_mask=True), camera, opt)
-    _, packages = train.draw_step(camera, deform_gaussians(gaussians, 0.0, 0.0, 0.0), pipe, torch.zeros(3), layers)
-    terms = train.layer_losses(camera, packages, static_alpha=True)
-    assert 0.0 < float(terms["static_alpha"]) < 1.0
-    terms["static_alpha"].backward()
-    grad = opacity.grad.reshape(-1)
-    assert grad[hands].abs().max() == 0                        # the hands layer's Gaussians: untouched
-    seen = grad[~hands] != 0
-    assert seen.any() and (grad[~hands][seen] < 0).all()      # descending the loss raises their opacity
-    assert "static_alpha" not in train.layer_losses(camera, packages)   # off unless asked for
-
-
 def test_one_deformation_shared_by_the_steps_renders_gives_the_gradients_of_separate_renders(tiny_scene, tmp_path):
     from gaussian_renderer import render
     from scene.decomposition import motion_gate
@@ -542,7 +521,6 @@ def test_viewer_without_viser_is_a_notice_and_training_goes_on(tiny_scene, tmp_p
     (["--viewer", "--viewer_port", "70000"], "--viewer_port must be in 1..65535"),
     (["--gate_low", "0.8", "--gate_high", "0.2"], "--gate_low (0.8) must be below --gate_high (0.2)"),
     (["--static_layer_weight", "-0.5"], "--static_layer_weight must be >= 0"),
-    (["--static_alpha_weight", "nan"], "--static_alpha_weight must be >= 0"),
     (["--densification_interval", "0"], "--densification_interval must be at least 1"),
     (["--sh_degree", "4"], "sh_degree (4) must be in 0..3"),
     (["--mask_dimension", "33"], "mask_dimension (33) in 0..32"),
@@ -609,8 +587,7 @@ def test_step_losses_replayed_as_cuda_graphs_equal_the_losses_run_op_by_op():
     from utils.schedule import Phase
     phase = Phase(name="mask", deform=True, color_weight=1.0, depth_weight=0.05, mask_weight=0.4,
                   train_mask_feature=True, train_deform=True, time_noise=True)
-    opt = SimpleNamespace(lambda_dssim=0.2, depth_loss="minmax", hands_layer_weight=0.5, static_layer_weight=0.5,
-                          static_alpha_weight=0.1)
+    opt = SimpleNamespace(lambda_dssim=0.2, depth_loss="minmax", hands_layer_weight=0.5, static_layer_weight=0.5)
     graphs = GraphedCalls("losses")
     for seed in range(3):   # new inputs each time: the replay must not answer with the first step's values
         results = []
@@ -624,7 +601,7 @@ def test_step_losses_replayed_as_cuda_graphs_equal_the_losses_run_op_by_op():
                             [None if x.grad is None else x.grad.clone() for x in inputs]))
         (graphed_terms, graphed_grads), (eager_terms, eager_grads) = results
         assert set(graphed_terms) == set(eager_terms) >= {"color", "depth", "mask", "hands_alpha", "hands_color",
-                                                          "static_color", "static_alpha", "total"}
+                                                          "static_color", "total"}
         for name in eager_terms:
             torch.testing.assert_close(graphed_terms[name], eager_terms[name], rtol=1e-6, atol=1e-7)
         for a, b in zip(graphed_grads, eager_grads):
