@@ -270,7 +270,8 @@ def loss_terms(named: Dict[str, torch.Tensor], depth_kind: Optional[str], phase,
 def step_losses(render_pkg: Dict, layer_pkgs: Dict[str, Dict], camera, phase, opt, depth_kind_default: str,
                 graphs: Optional[GraphedCalls] = None) -> Dict[str, torch.Tensor]:
     """The step's loss terms (loss_terms). With graphs (on CUDA) their forward and backward replay
-    as recorded CUDA graphs: the same kernels, two launches instead of about a hundred. Its key is
+    as recorded CUDA graphs: the same kernels, two replays (and the copies of the inputs into the
+    recording) instead of about a hundred launches. Its key is
     what loss_terms reads besides tensors and opt (fixed for a run): the phase and the prior's kind.
     Every term but the total comes back detached (only the total is differentiated)."""
     named = loss_inputs(render_pkg, layer_pkgs, camera)
