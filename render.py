@@ -154,12 +154,8 @@ class ViewRenderer:
                                opacity_weight=opacity_weight)
 
     def layer(self, camera, deformed: DeformedGaussians, split: Decomposition, name: str) -> Dict[str, torch.Tensor]:
-        """The "hands" or "static" layer of a decomposition: its Gaussians, or every Gaussian with
-        its opacity weighed (the gate rule)."""
-        weight = getattr(split, f"{name}_weight")
-        if weight is not None:
-            return self(camera, deformed, opacity_weight=weight)
-        return self(camera, deformed, getattr(split, name))
+        """The "hands" or "static" layer of a decomposition (Decomposition.layer)."""
+        return self(camera, deformed, *split.layer(name))
 
     def backend_name(self) -> str:
         module = get_rasterizer(getattr(self.pipe, "rasterizer", "auto"), self.gaussians.get_xyz.device)
@@ -294,7 +290,8 @@ def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str
     dataset, scene, gaussians, deform = load_model(args, model_params, device)
     pipe = pipeline_params.extract(args)
     iteration = scene.loaded_iter
-    split_info = decompose_model(gaussians, args)
+    gate = deformation_gate(gaussians, args)
+    split_info = decompose_model(gaussians, args, gate)
     if split_info.notice:
         print(split_info.notice)
     print(f"Rendering {dataset.model_path} at iteration {iteration}: {gaussians.get_xyz.shape[0]} Gaussians, "
@@ -304,7 +301,7 @@ def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str
         print(f"Iteration {iteration} is before the deformation warm-up ({args.warm_up}): rendering undeformed.")
     background = background_color(dataset.white_background, device)
     renderer = ViewRenderer(gaussians, deform, pipe, background, dataset.is_6dof, deform_on,
-                            deformation_gate(gaussians, args))
+                            gate)
     try:
         renderer.backend_name()  # --rasterizer cuda without a usable GPU fails here, before any output
     except RuntimeError as err:

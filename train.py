@@ -44,6 +44,7 @@ from utils.system_utils import print_once
 import view   # the --viewer page (viser itself is imported only when a page is served)
 
 NUM_TRAIN_EVAL_VIEWS = 5
+RENDER_LOSS_KEYS = ("render", "alpha", "depth", "hand_map")   # the render's outputs the losses may read
 # each term of layer_losses and the flag that weighs it
 LAYER_LOSS_WEIGHTS = {"hands_alpha": "hands_layer_weight", "hands_color": "hands_layer_weight",
                       "static_color": "static_layer_weight"}
@@ -237,7 +238,7 @@ def loss_inputs(render_pkg: Dict, layer_pkgs: Dict[str, Dict], camera) -> Dict[s
     """Every tensor the step's losses may read, by name: the render's outputs, each layer's colour
     and alpha, and the camera's image, hand mask and depth prior (on the render's device)."""
     device = render_pkg["render"].device
-    named = {key: render_pkg[key] for key in ("render", "alpha", "depth", "hand_map")}
+    named = {key: render_pkg[key] for key in RENDER_LOSS_KEYS}
     named["gt"] = camera.original_image.to(device)
     if camera.mask is not None:
         named["mask"] = camera.mask.to(device)
@@ -254,7 +255,7 @@ def loss_terms(named: Dict[str, torch.Tensor], depth_kind: Optional[str], phase,
     total at their weights: every term, and the total under ``total``."""
     camera = Namespace(original_image=named["gt"], mask=named.get("mask"), depth_prior=named.get("prior"),
                        depth_kind=depth_kind)
-    render_pkg = {key: named[key] for key in ("render", "alpha", "depth", "hand_map")}
+    render_pkg = {key: named[key] for key in RENDER_LOSS_KEYS}
     layers = {}
     for key, value in named.items():
         if "/" in key:
@@ -271,8 +272,8 @@ def step_losses(render_pkg: Dict, layer_pkgs: Dict[str, Dict], camera, phase, op
                 graphs: Optional[GraphedCalls] = None) -> Dict[str, torch.Tensor]:
     """The step's loss terms (loss_terms). With graphs (on CUDA) their forward and backward replay
     as recorded CUDA graphs: the same kernels, two replays (and the copies of the inputs into the
-    recording) instead of about a hundred launches. Its key is
-    what loss_terms reads besides tensors and opt (fixed for a run): the phase and the prior's kind.
+    recording) instead of about a hundred launches. Its key is what loss_terms reads besides
+    tensors and opt (fixed for a run): the phase and the prior's kind.
     Every term but the total comes back detached (only the total is differentiated)."""
     named = loss_inputs(render_pkg, layer_pkgs, camera)
     names = tuple(named)

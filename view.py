@@ -34,8 +34,7 @@ from arguments import ModelParams, PipelineParams
 from gaussian_renderer import background_color, render
 from render import RenderError, deformation_active, hand_map_image, load_model, resolve_args
 from scene.cameras import Camera
-from scene.decomposition import (HAND_RULES, Decomposition, add_decomposition_args, decompose_by_gate,
-                                 decompose_model, deformation_gate)
+from scene.decomposition import HAND_RULES, Decomposition, add_decomposition_args, decompose_model, deformation_gate
 from scene.readers.dataset_types import DatasetError
 from utils.general_utils import set_cpu_threads
 from utils.graphics_utils import getProjectionMatrix
@@ -155,11 +154,7 @@ class LiveModel:
 
     def split(self, settings: LayerSettings) -> Decomposition:
         """The decomposition the settings ask for (the gate rule uses the model's motion gate)."""
-        gate = self.gate() if settings.hand_rule == "gate" else None
-        if gate is not None:
-            return decompose_by_gate(gate)
-        rule = "threshold" if settings.hand_rule == "gate" else settings.hand_rule
-        return decompose_model(self.gaussians, Namespace(**{**vars(settings), "hand_rule": rule}))
+        return decompose_model(self.gaussians, Namespace(**vars(settings)), self.gate())
 
     def hands(self, settings: LayerSettings) -> torch.Tensor:
         return self.split(settings).hands
@@ -175,9 +170,7 @@ class LiveModel:
                 offsets = self.deform.offsets(self.gaussians.get_xyz, fid, gate=self.gate())
             subset = weight = None
             if settings.layer in ("static", "hands"):
-                split = self.split(settings)
-                subset, weight = getattr(split, settings.layer), getattr(split, f"{settings.layer}_weight")
-                subset = None if weight is not None else subset   # the gate rule weighs every Gaussian
+                subset, weight = self.split(settings).layer(settings.layer)
             out = render(camera, self.gaussians, self.pipe, self.background, *offsets,
                          is_6dof=self.is_6dof, gaussian_subset=subset, opacity_weight=weight)
             if settings.layer == "depth":

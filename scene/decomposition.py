@@ -49,6 +49,12 @@ class Decomposition:
     hands_weight: Optional[torch.Tensor] = None    # float [N]: the hands layer's opacity factor (gate rule)
     static_weight: Optional[torch.Tensor] = None   # float [N]: the static layer's (1 - hands_weight)
 
+    def layer(self, name: str):
+        """(gaussian_subset, opacity_weight) that draw the "hands" or "static" layer: its Gaussians,
+        or (the gate rule) every Gaussian with its opacity weighed."""
+        weight = getattr(self, f"{name}_weight")
+        return (None, weight) if weight is not None else (getattr(self, name), None)
+
     @property
     def num_hands(self) -> int:
         return int(self.hands.sum().item())
@@ -150,14 +156,14 @@ def decompose(mask_features: torch.Tensor, rule: str = "threshold", threshold: f
     return Decomposition(hands=hands, static=~hands, rule=rule, notice=notice)
 
 
-def decompose_model(gaussians, args: argparse.Namespace) -> Decomposition:
-    """decompose() on a GaussianModel with the --hand_* flags of add_decomposition_args (and, for
-    the gate rule, the model's --deform_gate / --gate_low / --gate_high)."""
+def decompose_model(gaussians, args: argparse.Namespace, gate: Optional[torch.Tensor] = None) -> Decomposition:
+    """decompose() on a GaussianModel with the --hand_* flags of add_decomposition_args. The gate
+    rule uses gate, the model's motion gate when the caller has it, else deformation_gate(args)."""
     features = gaussians.get_mask
     if features is None:  # tolerate models that store no mask tensor at all when K = 0
         features = torch.zeros(gaussians.get_xyz.shape[0], 0, device=gaussians.get_xyz.device)
     if args.hand_rule == "gate":
-        gate = deformation_gate(gaussians, args)
+        gate = gate if gate is not None else deformation_gate(gaussians, args)
         if gate is not None:
             return decompose_by_gate(gate.detach())
         split = decompose(features, "threshold", args.hand_threshold, args.hand_percentile)
