@@ -119,8 +119,11 @@ class DeformModel:
         """step() on M rows at time t [1, 1] with gate [M, 1] (None: the full motion), through
         the recording of their bucket when use_cuda_graphs is on and the network learns."""
         m = xyz.shape[0]
-        if self.graphs is None or not (self.trainable and torch.is_grad_enabled()) or m == 0:
+        if self.graphs is None or not (self.trainable and torch.is_grad_enabled()):
             return self.step(xyz, t.expand(m, 1), gate)
+        # Even with no moving row the call goes through a recording (all rows padding): a network
+        # run op by op here would leave autograd nodes of its weights on the default stream, and
+        # a later recording that meets them while they live fails (its capture would wait on them).
         rows = bucket_rows(m)
         gate = torch.ones(m, 1, dtype=xyz.dtype, device=xyz.device) if gate is None else gate
         inputs = (F.pad(xyz, (0, 0, 0, rows - m)), t.expand(rows, 1), F.pad(gate.to(xyz.dtype), (0, 0, 0, rows - m)))

@@ -75,7 +75,8 @@ class GraphedCalls:
         try:
             graphed = torch.cuda.make_graphed_callables(fn, samples, allow_unused_input=True)
         except (RuntimeError, AssertionError) as err:
-            self.failure = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            _release_random_generator(tensors[0].device)
+            self.failure = _first_cause(err)
             self.clear()
             print_once(f"CUDA graphs off for the {self.name} ({self.failure}): it runs op by op.")
             return None
@@ -84,3 +85,20 @@ class GraphedCalls:
         self._recordings[key] = graphed
         self.recordings_made += 1
         return graphed
+
+
+def _first_cause(err: BaseException) -> str:
+    """The error that broke a recording, in one line: when an operation inside the capture fails,
+    ending the capture raises a second, vaguer error ("a previous error during capture") on top."""
+    while err.__context__ is not None and isinstance(err.__context__, (RuntimeError, AssertionError)):
+        err = err.__context__
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _release_random_generator(device: torch.device) -> None:
+    """A capture that fails is never closed for the device's default random generator, which then
+    refuses every later draw outside a capture ("Offset increment outside graph capture"). Give it
+    a copy of its own state (same seed and offset), outside any capture."""
+    generator = torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    generator.graphsafe_set_state(generator.clone_state())

@@ -466,3 +466,24 @@ def test_offsets_and_network_gradients_through_recorded_graphs_equal_the_network
     assert models[1].graphs is None
     models[0].set_trainable(False)   # frozen (stop_MLP): its recordings are of no more use
     assert not models[0].graphs._recordings
+
+
+@pytest.mark.cuda
+def test_steps_without_moving_rows_then_with_them_record_the_network_without_failure():
+    # As in training before the hand feature has learned: the gate is zero everywhere for a few
+    # steps, then some rows move; the previous step's offsets are still alive when they do.
+    model = DeformModel(depth=4, width=64, device="cuda", init="pytorch")
+    model.train_setting(opt_params())
+    model.use_cuda_graphs(True)
+    g = torch.Generator(device="cuda").manual_seed(2)
+    xyz = torch.randn(500, 3, device="cuda", generator=g)
+    kept = []
+    for gate in (torch.zeros(500, device="cuda"), torch.zeros(500, device="cuda"),
+                 torch.rand(500, device="cuda", generator=g)):
+        offsets = model.offsets(xyz, 0.3, noise_std=0.01, gate=gate)
+        sum(o.square().sum() for o in offsets).backward()
+        model.optimizer_step()
+        kept.append(offsets)
+    assert model.graphs.failure is None and model.graphs.recordings_made == 1   # one bucket throughout
+    assert all(torch.count_nonzero(o) == 0 for o in kept[0])
+    assert torch.count_nonzero(kept[2][0]) > 0
