@@ -9,7 +9,10 @@ For each split, OUT/<split>/ours_<N>/ receives (one PNG per view, named by the c
   hands_mask/     the rendered hand map (mean over the K mask channels, grey)
   hands_mask_binary/  the hand pixels (scene/decomposition.py's hand_pixels, --hand_pixels: by default where
                   the hands layer covers the pixel, alpha > 0.5; cleaned)
-  static/         only the static Gaussians       hands/      only the hand Gaussians
+  static/         only the static Gaussians (with --static_fill on, the default, the Gaussians no training
+                  frame showed outside the hands take their neighbours' colour and the holes the hands
+                  leave are painted from around them: scene/static_fill.py)
+  hands/          only the hand Gaussians
   hands_alpha/    the opacity of the hands layer (what metrics.py's hands_precision/recall score)
   hands_segment/  the render inside hands_mask_binary, background outside
   fix/, fix_mask/ training camera --fix_view (default: the middle one) at the time of every view
@@ -36,6 +39,7 @@ from scene.readers.dataset_types import DatasetError
 from scene.decomposition import (Decomposition, add_decomposition_args, decompose_model, deformation_gate,
                                  hand_pixels)
 from scene.deform_model import DeformModel
+from scene.static_fill import fill_colours, fill_holes, shown_weight, with_features
 from scene.gaussian_model import GaussianModel
 from utils.atomic import write_json_atomic
 from utils.general_utils import set_cpu_threads
@@ -136,10 +140,11 @@ class ViewRenderer:
     """Deforms the Gaussians to a time and renders one camera, optionally a subset of them."""
 
     def __init__(self, gaussians, deform, pipe, background: torch.Tensor, is_6dof: bool, deform_on: bool,
-                 gate: Optional[torch.Tensor] = None):
+                 gate: Optional[torch.Tensor] = None, fill_static: bool = False):
         self.gaussians, self.deform, self.pipe = gaussians, deform, pipe
         self.background, self.is_6dof, self.deform_on = background, is_6dof, deform_on
         self.gate = gate  # [N] share of the motion per Gaussian (--deform_gate), None: all move
+        self.fill_static = fill_static   # --static_fill on: static_image paints the layer's holes
 
     def deformation(self, fid: float) -> DeformedGaussians:
         """The Gaussians at time fid (Camera.fid), once for every render of that time; undeformed
@@ -149,13 +154,48 @@ class ViewRenderer:
         return deform_gaussians(self.gaussians, *offsets, is_6dof=self.is_6dof)
 
     def __call__(self, camera, deformed: DeformedGaussians, subset: Optional[torch.Tensor] = None,
-                 opacity_weight: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        return render_deformed(camera, deformed, self.pipe, self.background, gaussian_subset=subset,
-                               opacity_weight=opacity_weight)
+                 opacity_weight: Optional[torch.Tensor] = None, colors: Optional[torch.Tensor] = None
+                 ) -> Dict[str, torch.Tensor]:
+        return render_deformed(camera, deformed, self.pipe, self.background, override_color=colors,
+                               gaussian_subset=subset, opacity_weight=opacity_weight)
 
     def layer(self, camera, deformed: DeformedGaussians, split: Decomposition, name: str) -> Dict[str, torch.Tensor]:
-        """The "hands" or "static" layer of a decomposition (Decomposition.layer)."""
+        """The "hands" or "static" layer of a decomposition (Decomposition.layer), the static one
+        with its filled colours when it has them."""
+        if name == "static":
+            deformed = with_features(deformed, split.static_features)
         return self(camera, deformed, *split.layer(name))
+
+    def static_image(self, camera, deformed: DeformedGaussians, split: Decomposition, full: Dict) -> torch.Tensor:
+        """The static layer as static/ shows it; with fill_static, the coverage the hands took from
+        it (full["alpha"], the render of every Gaussian, minus the layer's) painted from around it."""
+        layer = self.layer(camera, deformed, split, "static")
+        if not self.fill_static:
+            return layer["render"]
+        return fill_holes(layer["render"], layer["alpha"], full["alpha"], self.background)
+
+    def fill_static_layer(self, split: Decomposition, cameras: List) -> str:
+        """--static_fill on: give split the static layer's colours (scene/static_fill.py), measured on
+        cameras (the training views, with their hand masks); returns the line to print."""
+        subset, weight = split.layer("static")
+        device = self.gaussians.get_xyz.device
+
+        def views():
+            for camera in cameras:
+                home = camera.data_device
+                camera.to(device)
+                with torch.no_grad():
+                    deformed = self.deformation(camera.fid)
+                yield camera, lambda colors: self(camera, deformed, subset, weight, colors)
+                camera.to(home)
+
+        members = split.members("static")
+        shown = shown_weight(views(), members.shape[0], device)
+        features, filled = fill_colours(self.gaussians.get_xyz, self.gaussians.get_features, members, shown)
+        split.static_features = features if filled else None
+        return (f"Static layer: {filled} of {int(members.sum())} static Gaussians were never shown outside the "
+                "hands in the training views and take their shown neighbours' colour there (--static_fill off: "
+                "their own).")
 
     def backend_name(self) -> str:
         module = get_rasterizer(getattr(self.pipe, "rasterizer", "auto"), self.gaussians.get_xyz.device)
@@ -197,7 +237,7 @@ def view_outputs(camera, fix_cam, deformed: DeformedGaussians, full: Dict, rende
     hand_map = hand_map_image(full["hand_map"], image)
     fixed = renderer(fix_cam.to(camera.data_device), deformed)  # the fixed camera at this view's time
     fix_image = fixed["render"].clamp(0.0, 1.0)
-    static = renderer.layer(camera, deformed, split_info, "static")["render"].clamp(0.0, 1.0)
+    static = renderer.static_image(camera, deformed, split_info, full).clamp(0.0, 1.0)
     hands = renderer.layer(camera, deformed, split_info, "hands")
     hands_image = hands["render"].clamp(0.0, 1.0)
     hands_alpha = hands["alpha"].clamp(0.0, 1.0)
@@ -301,12 +341,14 @@ def render_sets(args: Namespace, model_params, pipeline_params) -> Dict[str, str
         print(f"Iteration {iteration} is before the deformation warm-up ({args.warm_up}): rendering undeformed.")
     background = background_color(dataset.white_background, device)
     renderer = ViewRenderer(gaussians, deform, pipe, background, dataset.is_6dof, deform_on,
-                            gate)
+                            gate, fill_static=args.static_fill == "on")
     try:
         renderer.backend_name()  # --rasterizer cuda without a usable GPU fails here, before any output
     except RuntimeError as err:
         raise RenderError(" ".join(str(err).split())) from err
     fix_cam = fixed_camera(scene.getTrainCameras(), args.fix_view)
+    if args.static_fill == "on" and split_info.num_hands and scene.has_masks:
+        print(renderer.fill_static_layer(split_info, scene.getTrainCameras()))
 
     splits = {"train": scene.getTrainCameras() if not args.skip_train else [],
               "test": scene.getTestCameras() if not args.skip_test else []}

@@ -10,9 +10,16 @@ run --parallel at a time (each a process of its own; on one GPU they share it).
     python benchmarks/decomposition.py --out OUT -s SCENE --iterations 40000 --full_schedule \\
         --recipe default= --recipe paper="--recipe paper"
 
-Flags after ``--`` go to every training run. Writes OUT/decomposition.json (the command, the
-machine, and per recipe: its flags, results.json's test-view averages, training time, Gaussian
-count) and prints the table; one strip image per recipe is copied to OUT/strip_<recipe>.png.
+Flags after ``--`` go to every training run. ``--render NAME=FLAGS`` (repeatable) also renders and
+scores every trained model with those render.py flags, in a copy of its folder (OUT/<recipe>@NAME),
+so render-time choices are compared on the same trainings:
+
+    python benchmarks/decomposition.py --out OUT --synthetic --iterations 3000 --recipe default= \
+        --render "raw=--static_fill off" --render "gate=--hand_rule gate"
+
+Writes OUT/decomposition.json (the command, the machine, and per recipe and render variant: its
+flags, results.json's test-view averages, training time, Gaussian count) and prints the table; one
+strip image per row is copied to OUT/strip_<row>.png.
 """
 import json
 import os
@@ -53,9 +60,28 @@ def run_recipe(name: str, flags, source: str, out: str, schedule, common, args) 
             code = subprocess.run([python] + step, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
             seconds[step[0]] = time.perf_counter() - start
             if code != 0:
-                return {"recipe": name, "flags": flags, "error": f"{step[0]} exited {code}; see {log_path}"}
+                return [{"recipe": name, "flags": flags, "error": f"{step[0]} exited {code}; see {log_path}"}]
+    rows = [scored_row(name, model, out, {"recipe": name, "flags": flags, "train_seconds": seconds["train.py"]})]
+    for variant, render_flags in args.render:
+        copy = f"{model}@{variant}"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(model, copy, ignore=shutil.ignore_patterns("test", "train"))
+        with open(log_path, "a") as log:
+            for step in (["render.py", "-m", copy, "--skip_train", "--quiet", *render_flags], ["metrics.py", "-m", copy]):
+                if subprocess.run([python] + step, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                    rows.append({"recipe": f"{name}@{variant}", "error": f"{step[0]} failed; see {log_path}"})
+                    break
+            else:
+                rows.append(scored_row(f"{name}@{variant}", copy, out,
+                                       {"recipe": f"{name}@{variant}", "flags": flags, "render_flags": render_flags}))
+    return rows
+
+
+def scored_row(name: str, model: str, out: str, extra: dict) -> dict:
+    """full_eval's row of a rendered and scored model, plus extra; its middle test strip copied
+    to OUT/strip_<name>.png."""
     row = scene_row(name, model)
-    row.update({"recipe": name, "flags": flags, "train_seconds": seconds["train.py"]})
+    row.update(extra)
     strip_dir = os.path.join(model, "test", row.get("method", ""), "strip")
     if os.path.isdir(strip_dir):
         frames = sorted(f for f in os.listdir(strip_dir) if f.endswith(".png"))
@@ -76,6 +102,8 @@ def main(argv=None) -> int:
                         help="train.py's own schedule with --iterations (no scaling)")
     parser.add_argument("--recipe", action="append", required=True, help="NAME=FLAGS, repeatable")
     parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--render", action="append", default=[], type=parse_recipe,
+                        help="NAME=FLAGS for render.py, repeatable: each model is also scored rendered so")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     source = (synthetic_scene(os.path.join(args.out, "data"), args.frames, args.width, args.height, args.points)
@@ -84,7 +112,8 @@ def main(argv=None) -> int:
     schedule += ["--llffhold", str(args.llffhold)]
     recipes = [parse_recipe(r) for r in args.recipe]
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        rows = list(pool.map(lambda r: run_recipe(r[0], r[1], source, args.out, schedule, common, args), recipes))
+        rows = [row for rows in pool.map(lambda r: run_recipe(r[0], r[1], source, args.out, schedule, common, args),
+                                         recipes) for row in rows]
     result = {"command": command_line(__file__),
               "machine": platform.node(), "python": platform.python_version(),
               "device": device_name(), "schedule": schedule, "common_flags": common, "recipes": rows}

@@ -11,6 +11,8 @@ Rules:
       them, each Gaussian's opacity shared between them by its motion gate: hands opacity x gate,
       static opacity x (1 - gate). A Gaussian counts as a hand (``hands``) when its gate is >= 0.5.
 static is always the complement of hands. With mask_dimension 0 there are no hands.
+The static layer may be drawn with other colours for the static Gaussians that no training frame
+showed outside the hands (``--static_fill``, scene/static_fill.py).
 
 Hand pixels of a view (``hand_pixels``, used by render.py's hands_mask_binary/ and hands_segment/,
 hence by metrics.py's mask_IoU), by --hand_pixels:
@@ -48,12 +50,18 @@ class Decomposition:
     notice: Optional[str] = None  # one line for the user, e.g. "no hand features: all static"
     hands_weight: Optional[torch.Tensor] = None    # float [N]: the hands layer's opacity factor (gate rule)
     static_weight: Optional[torch.Tensor] = None   # float [N]: the static layer's (1 - hands_weight)
+    static_features: Optional[torch.Tensor] = None  # [N, S, 3] SH the static layer is drawn with (static_fill.py)
 
     def layer(self, name: str):
         """(gaussian_subset, opacity_weight) that draw the "hands" or "static" layer: its Gaussians,
         or (the gate rule) every Gaussian with its opacity weighed."""
         weight = getattr(self, f"{name}_weight")
         return (None, weight) if weight is not None else (getattr(self, name), None)
+
+    def members(self, name: str) -> torch.Tensor:
+        """bool [N]: the Gaussians that appear in the "hands" or "static" layer at all."""
+        weight = getattr(self, f"{name}_weight")
+        return getattr(self, name) if weight is None else weight > 0
 
     @property
     def num_hands(self) -> int:
@@ -82,6 +90,9 @@ def add_decomposition_args(parser: argparse.ArgumentParser) -> None:
                             "gate: each Gaussian's opacity shared by its motion gate, the layers training drew")
     group.add_argument("--hand_threshold", type=_finite_arg, default=0.5)
     group.add_argument("--hand_percentile", type=_percentile_arg, default=85.0)
+    group.add_argument("--static_fill", choices=("on", "off"), default="on",
+                       help="on: static Gaussians never shown outside the hands in the training frames take "
+                            "their shown neighbours' colour in the static layer (scene/static_fill.py)")
 
 
 def percentile(values: torch.Tensor, q: float) -> torch.Tensor:

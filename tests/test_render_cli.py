@@ -168,10 +168,14 @@ def test_hand_pixels_follow_the_hands_layer_by_default_and_the_hand_map_under_th
 
 def test_static_gaussians_never_move_with_the_hand_gate(rendered, tiny_scene, tmp_path):
     """The same Gaussians rendered deformed (warm-up passed, random network) and undeformed: with
-    --deform_gate hand (the default) the static layer is identical, the hands layer moves."""
-    undeformed = rendered[0] / "train" / f"ours_{ITERATION}"
+    --deform_gate hand (the default) the static layer is identical, the hands layer moves. (The
+    layers as drawn: --static_fill would paint the static layer where the hands are.)"""
+    raw = ["--skip_test", "--quiet", "--no_video", "--static_fill", "off"]
+    shutil.copytree(rendered[0], tmp_path / "still")
+    assert render_cli.main(["-m", str(tmp_path / "still"), *raw]) == 0
+    undeformed = tmp_path / "still" / "train" / f"ours_{ITERATION}"
     build_model(tiny_scene, tmp_path / "m", warm_up=0)
-    assert render_cli.main(["-m", str(tmp_path / "m"), "--skip_test", "--quiet", "--no_video"]) == 0
+    assert render_cli.main(["-m", str(tmp_path / "m"), *raw]) == 0
     deformed = tmp_path / "m" / "train" / f"ours_{ITERATION}"
     hands_moved = False
     for name in names_in(deformed / "renders"):
@@ -381,3 +385,29 @@ def test_the_gate_rule_draws_the_layers_by_opacity_share(rendered, tmp_path, cap
         for folder in ("static", "hands", "hands_alpha"):
             a, b = read_image(str(ours / folder / f"{name}.png")), read_image(str(theirs / folder / f"{name}.png"))
             assert np.abs(a - b).max() <= 1 / 255, (folder, name)
+
+
+def test_static_fill_off_writes_the_raw_static_layer_and_on_fills_it(rendered, tmp_path, capsys):
+    """--static_fill on (the default, as `rendered` ran) gives never-shown static Gaussians their
+    neighbours' colour and paints the holes the hands left; off writes the layer as drawn, whose
+    holes are the background (black here)."""
+    model_dir, scene, num_hands = rendered
+    raw = tmp_path / "raw"
+    shutil.copytree(model_dir, raw)
+    assert render_cli.main(["-m", str(raw), "--skip_train", "--quiet", "--no_video", "--static_fill", "off"]) == 0
+    assert "Static layer:" not in capsys.readouterr().out
+    filled = tmp_path / "filled"
+    shutil.copytree(model_dir, filled)
+    assert render_cli.main(["-m", str(filled), "--skip_train", "--quiet", "--no_video"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("Static layer:"))
+    static_count = int(line.split(" of ")[1].split()[0])
+    assert static_count == scene.gaussians.get_xyz.shape[0] - num_hands
+    ours, theirs = filled / "test" / f"ours_{ITERATION}", raw / "test" / f"ours_{ITERATION}"
+    changed = 0
+    for name in names_in(ours / "static"):
+        on, off = read_rgb(str(ours / "static" / f"{name}.png")), read_rgb(str(theirs / "static" / f"{name}.png"))
+        hands_alpha = read_image(str(theirs / "hands_alpha" / f"{name}.png"))[..., 0]
+        hole = (hands_alpha > 0.5) & (off.sum(axis=2) < 0.05)   # the hands covered it, the raw layer is empty
+        changed += hole.sum()
+        assert (on[hole].sum(axis=1) > 0.05).all()   # every hole is painted
+    assert changed > 0
