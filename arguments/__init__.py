@@ -52,7 +52,7 @@ class ParamGroup:
 class ModelParams(ParamGroup):
     choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"],
                "deform_init": ["zero", "pytorch"], "time_outside": ["linear", "clamp", "extrapolate"],
-               "hand_pixels": ["layer", "map"]}
+               "hand_pixels": ["layer", "map"], "static_fill": ["on", "off"]}
     help = {
         "sh_degree": "highest spherical-harmonics degree of the colours",
         "source_path": "scene folder (COLMAP/EgoMask, Blender or Nerfies layout)",
@@ -80,6 +80,9 @@ class ModelParams(ParamGroup):
                         "that frame's time; extrapolate asks the deformation network (upstream)",
         "hand_pixels": "render.py's hand pixels (hands_mask_binary/, mask_IoU): layer, where the hands layer "
                        "covers more than half the pixel; map, where the rendered hand feature is above 0.5 (paper)",
+        "static_fill": "render.py's static layer (static/): on, static Gaussians no training view showed outside the "
+                       "hands take their shown neighbours' colour and the holes the hands leave are painted from "
+                       "around them; off, the layer as drawn (paper)",
     }
 
     def __init__(self, parser, sentinel=False):
@@ -108,6 +111,7 @@ class ModelParams(ParamGroup):
         self.deform_init = "zero"
         self.time_outside = "linear"   # DeformModel.set_time_outside says why
         self.hand_pixels = "layer"     # scene/decomposition.py's hand_pixels says why
+        self.static_fill = "on"        # scene/static_fill.py says why
         super().__init__(parser, "Loading Parameters", sentinel)
 
     def extract(self, args):
@@ -236,7 +240,7 @@ RECIPES = {
     "default": {"time_frequencies": 4},
     "paper": {"deform_gate": "none", "early_mask_weight": 0.0, "hands_layer_weight": 0.0,
               "static_layer_weight": 0.0, "deform_init": "pytorch", "time_outside": "extrapolate",
-              "time_frequencies": -1, "hand_pixels": "map"},
+              "time_frequencies": -1, "hand_pixels": "map", "static_fill": "off"},
 }
 
 

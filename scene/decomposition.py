@@ -90,9 +90,6 @@ def add_decomposition_args(parser: argparse.ArgumentParser) -> None:
                             "gate: each Gaussian's opacity shared by its motion gate, the layers training drew")
     group.add_argument("--hand_threshold", type=_finite_arg, default=0.5)
     group.add_argument("--hand_percentile", type=_percentile_arg, default=85.0)
-    group.add_argument("--static_fill", choices=("on", "off"), default="on",
-                       help="on: static Gaussians never shown outside the hands in the training frames take "
-                            "their shown neighbours' colour in the static layer (scene/static_fill.py)")
 
 
 def percentile(values: torch.Tensor, q: float) -> torch.Tensor:

@@ -394,11 +394,13 @@ def test_static_fill_off_writes_the_raw_static_layer_and_on_fills_it(rendered, t
     model_dir, scene, num_hands = rendered
     raw = tmp_path / "raw"
     shutil.copytree(model_dir, raw)
-    assert render_cli.main(["-m", str(raw), "--skip_train", "--quiet", "--no_video", "--static_fill", "off"]) == 0
+    config = json.loads((raw / "cfg_args.json").read_text())
+    (raw / "cfg_args.json").write_text(json.dumps({**config, "static_fill": "off"}))   # as --recipe paper saves
+    assert render_cli.main(["-m", str(raw), "--skip_train", "--quiet", "--no_video"]) == 0
     assert "Static layer:" not in capsys.readouterr().out
     filled = tmp_path / "filled"
-    shutil.copytree(model_dir, filled)
-    assert render_cli.main(["-m", str(filled), "--skip_train", "--quiet", "--no_video"]) == 0
+    shutil.copytree(raw, filled, ignore=shutil.ignore_patterns("test", "train"))
+    assert render_cli.main(["-m", str(filled), "--skip_train", "--quiet", "--no_video", "--static_fill", "on"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("Static layer:"))
     static_count = int(line.split(" of ")[1].split()[0])
     assert static_count == scene.gaussians.get_xyz.shape[0] - num_hands

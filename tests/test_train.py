@@ -167,7 +167,7 @@ def resolved(argv):
 def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
     ours = resolved(["-s", "scene"])
     assert (ours.deform_gate, ours.deform_init, ours.time_outside) == ("hand", "zero", "linear")
-    assert ours.hand_pixels == "layer"
+    assert ours.hand_pixels == "layer" and ours.static_fill == "on"
     assert ours.time_frequencies == 4 and ours.recipe_set == ["time_frequencies"]
     assert ours.early_mask_weight > 0 and ours.hands_layer_weight > 0 and ours.static_layer_weight > 0
     paper = resolved(["-s", "scene", "--recipe", "paper"])
@@ -175,6 +175,7 @@ def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
     assert paper.hands_layer_weight == 0.0 and paper.static_layer_weight == 0.0
     assert paper.time_outside == "extrapolate" and paper.time_frequencies == -1   # upstream's encoding
     assert paper.hand_pixels == "map"   # hand pixels from the rendered hand feature, as the paper
+    assert paper.static_fill == "off"   # the static layer as drawn: a dark hole where the hands were
     assert resolved(["-s", "scene", "--time_frequencies", "6"]).time_frequencies == 6
     mixed = resolved(["-s", "scene", "--recipe", "paper", "--deform_init", "zero", "--early_mask_weight", "0.3"])
     assert (mixed.deform_gate, mixed.deform_init, mixed.early_mask_weight) == ("none", "zero", 0.3)
