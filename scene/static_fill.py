@@ -46,8 +46,10 @@ def shown_weight(views: Iterable[Tuple[object, Callable]], count: int, device) -
         with torch.enable_grad():
             image = draw(probe)["render"]
             free = hand_free_pixels(camera.mask.to(image.device))
-            (image[:1] * free).sum().backward()
-        total += probe.grad[:, 0]
+            if image.requires_grad:   # not when nothing is drawn (an empty layer, on some backends)
+                (image[:1] * free).sum().backward()
+        if probe.grad is not None:
+            total += probe.grad[:, 0]
     return total
 
 

@@ -40,6 +40,10 @@ def test_shown_weight_is_each_gaussians_blending_weight_summed_over_hand_free_pi
     assert shown.max() > 0.1
     unmasked = make_camera()   # a view without a hand mask tells nothing: skipped
     assert torch.equal(shown_weight([(unmasked, draw)], 10, "cpu"), torch.zeros(10))
+    nothing_static = torch.zeros(10, dtype=torch.bool)   # every Gaussian a hand: an empty static layer
+    empty = shown_weight([(camera, lambda colors: render_deformed(camera, deformed, PIPE, black, override_color=colors,
+                                                                  gaussian_subset=nothing_static))], 10, "cpu")
+    assert torch.equal(empty, torch.zeros(10))
 
 
 def test_unseen_static_gaussians_take_the_inverse_distance_mean_colour_of_their_shown_neighbours():
