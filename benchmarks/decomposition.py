@@ -14,7 +14,7 @@ Flags after ``--`` go to every training run. ``--render NAME=FLAGS`` (repeatable
 scores every trained model with those render.py flags, in a copy of its folder (OUT/<recipe>@NAME),
 so render-time choices are compared on the same trainings:
 
-    python benchmarks/decomposition.py --out OUT --synthetic --iterations 3000 --recipe default= \
+    python benchmarks/decomposition.py --out OUT --synthetic --iterations 3000 --recipe default= \\
         --render "raw=--static_fill off" --render "gate=--hand_rule gate"
 
 Writes OUT/decomposition.json (the command, the machine, and per recipe and render variant: its
