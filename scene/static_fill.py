@@ -19,6 +19,8 @@ from typing import Callable, Iterable, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from utils.image_utils import dilate
+
 SEEN_PIXELS = 0.1        # shown less than a tenth of a pixel in all the frames together: never shown
 FILL_NEIGHBOURS = 32     # shown static Gaussians that give an unseen one its colour
 MASK_MARGIN_PX = 2       # hand masks are grown by this much: their edges are not exact
@@ -28,9 +30,7 @@ DISTANCE_CHUNK = 256     # unseen rows per distance block (memory: chunk x shown
 def hand_free_pixels(mask: torch.Tensor, margin: int = MASK_MARGIN_PX) -> torch.Tensor:
     """[K, H, W] hand masks (1 = hand) -> [1, H, W] float, 1 where no hand is within margin px."""
     hand = (mask.amax(dim=0, keepdim=True) > 0.5).float()
-    if margin > 0:
-        hand = F.max_pool2d(hand[None], 2 * margin + 1, stride=1, padding=margin)[0]
-    return 1.0 - hand
+    return 1.0 - dilate(hand, 2 * margin + 1)
 
 
 def shown_weight(views: Iterable[Tuple[object, Callable]], count: int, device) -> torch.Tensor:
