@@ -38,7 +38,7 @@ from scene import Scene
 from scene.readers.dataset_types import DatasetError
 from scene.decomposition import (Decomposition, add_decomposition_args, decompose_model, deformation_gate,
                                  hand_pixels)
-from scene.deform_model import DeformModel
+from scene.deform_model import DeformModel, resolve_precision
 from scene.static_fill import fill_colours, fill_holes, shown_weight, with_features
 from scene.gaussian_model import GaussianModel
 from utils.atomic import write_json_atomic
@@ -108,7 +108,8 @@ def load_model(args: Namespace, model_params, device: torch.device):
     scene = Scene(dataset, gaussians, load_iteration=args.iteration)
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies,
-                         precision=getattr(args, "deform_precision", "fp32"), device=device)
+                         precision=resolve_precision(getattr(args, "deform_precision", "auto"), device, recorded=False),
+                         device=device)
     try:
         deform.load_weights(dataset.model_path, scene.loaded_iter)
     except RuntimeError as err:  # truncated file or another architecture: the message says what to do

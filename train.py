@@ -26,7 +26,7 @@ from gaussian_renderer import (DeformedGaussians, background_color, deform_gauss
                                render_layers)
 from scene import Scene
 from scene.decomposition import check_training_options, deformation_gate
-from scene.deform_model import DeformModel
+from scene.deform_model import DeformModel, resolve_precision
 from scene.readers.dataset_types import DatasetError
 from scene.densify import DensificationStrategy
 from scene.gaussian_model import GaussianModel
@@ -452,7 +452,8 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension, device=device)
     scene = Scene(dataset, gaussians)
     recipe_notices = recipe_without_masks(dataset, opt, run, scene, gaussians)   # before the network is built
-    precision = "fp32" if pipe.speed_baseline else pipe.deform_precision
+    graphed = cuda_graphs(device, pipe, run)
+    precision = "fp32" if pipe.speed_baseline else resolve_precision(pipe.deform_precision, device, graphed)
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                          time_frequencies=dataset.time_frequencies, precision=precision, device=device,
                          init=dataset.deform_init)
@@ -485,7 +486,6 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     # Deferred, the finite check reads the losses every log_interval steps instead of every step;
     # it needs fused Adam, which skips a bad step's update on the device (utils/loss_check.py).
     check = LossCheck(device, deferred=fused and not run.detect_anomaly)
-    graphed = cuda_graphs(device, pipe, run)
     loss_graphs = GraphedCalls("losses") if graphed else None
     deform.use_cuda_graphs(graphed)
 
@@ -522,7 +522,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         check.record(iteration, terms, before_step)
         read = partial(read_losses, check, state, rng, gaussians, deform, strategy, dataset, run)
         values = read() if run.detect_anomaly else None
-        with deform.precision_context():  # TF32 is a global switch read when kernels launch
+        with deform.backward_precision_context():
             terms["total"].backward()
         if values is None and (not check.deferred or
                                loss_read_due(iteration, opt, run, strategy, log_interval, interrupt)):

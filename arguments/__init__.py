@@ -122,14 +122,15 @@ class ModelParams(ParamGroup):
 
 
 class PipelineParams(ParamGroup):
-    choices = {"rasterizer": ["auto", "cuda", "torch"], "deform_precision": ["fp32", "tf32", "bf16"],
+    choices = {"rasterizer": ["auto", "cuda", "torch"], "deform_precision": ["auto", "fp32", "tf32", "bf16"],
                "adam": ["fused", "plain"], "cuda_graphs": ["on", "off"]}
     help = {
         "convert_SHs_python": "evaluate the SH colours in PyTorch instead of the rasterizer",
         "compute_cov3D_python": "build the 3D covariances in PyTorch instead of the rasterizer",
         "debug": "check the rasterizer's inputs and dump them when a kernel fails",
         "rasterizer": "auto: CUDA where it builds, else the PyTorch reference",
-        "deform_precision": "number format of the deformation MLP",
+        "deform_precision": "number format of the deformation MLP; auto: TF32 while it trains as recorded "
+                            "CUDA graphs (its own matmuls only), fp32 elsewhere (CPU, rendering, --cuda_graphs off)",
         "log_interval": "steps between TensorBoard scalars and progress-bar updates",
         "adam": "fused: torch's one-kernel Adam on CUDA (plain on the CPU); plain: its per-op (foreach) Adam",
         "cuda_graphs": "on: the losses and the deformation network replay as recorded CUDA graphs (CUDA only)",
@@ -143,7 +144,7 @@ class PipelineParams(ParamGroup):
         self.compute_cov3D_python = False
         self.debug = False
         self.rasterizer = "auto"
-        self.deform_precision = "fp32"
+        self.deform_precision = "auto"
         self.log_interval = 10
         self.adam = "fused"
         self.cuda_graphs = "on"
@@ -240,7 +241,7 @@ RECIPES = {
     "default": {"time_frequencies": 4},
     "paper": {"deform_gate": "none", "early_mask_weight": 0.0, "hands_layer_weight": 0.0,
               "static_layer_weight": 0.0, "deform_init": "pytorch", "time_outside": "extrapolate",
-              "time_frequencies": -1, "hand_pixels": "map", "static_fill": "off"},
+              "time_frequencies": -1, "hand_pixels": "map", "static_fill": "off", "deform_precision": "fp32"},
 }
 
 

@@ -22,11 +22,29 @@ from utils.atomic import write_atomically
 from utils.fused_adam import FusedAdam
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISION_CHOICES = ("auto",) + PRECISIONS   # --deform_precision; resolve_precision() settles "auto"
 INITS = ("zero", "pytorch")
 TIME_OUTSIDE = ("linear", "clamp", "extrapolate")
 WEIGHTS_DIR = "deform"
 WEIGHTS_FILE = "deform.pth"
 MIN_BUCKET_ROWS = 1024   # smallest padded row count of a recorded network call
+
+
+def resolve_precision(requested: str, device, recorded: bool) -> str:
+    """The number format the network runs in for --deform_precision ``requested``.
+
+    "auto" (the default) is TF32 where the network trains through its CUDA-graph recordings
+    (``recorded``, train.py under --cuda_graphs on): the recordings hold the network's own forward
+    and backward matmuls, so TF32 covers exactly those and nothing else of the step. Everywhere
+    else it is fp32: on the CPU (no TF32), when rendering (no recordings; fp32 costs little
+    there), and when training op by op, where TF32, a global switch, would also cover every
+    other matmul of the step's backward pass. An explicit choice is returned as given."""
+    if requested not in PRECISION_CHOICES:
+        raise ValueError(f"Unknown deformation precision {requested!r}: use one of "
+                         f"{', '.join(PRECISION_CHOICES)} (--deform_precision).")
+    if requested != "auto":
+        return requested
+    return "tf32" if recorded and torch.device(device).type == "cuda" else "fp32"
 
 
 class DeformModel:
@@ -174,6 +192,16 @@ class DeformModel:
         if self.precision == "tf32":
             return _allow_tf32()
         return contextlib.nullcontext()
+
+    def backward_precision_context(self):
+        """The context train.py wraps ``loss.backward()`` in. With recorded CUDA graphs the
+        network's backward replays the kernels recorded under precision_context(), so nothing is
+        switched and the rest of the backward stays fp32. Without recordings (--cuda_graphs off),
+        TF32 must be on while backward runs for the network's gradients to use it (the switch then
+        covers the whole backward pass). After a failed recording the backward stays fp32."""
+        if self.graphs is not None:
+            return contextlib.nullcontext()
+        return self.precision_context() if self.precision == "tf32" else contextlib.nullcontext()
 
     def _usable_precision(self, precision: str) -> str:
         if precision == "bf16" and not torch.amp.is_autocast_available(self.device.type):

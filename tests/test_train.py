@@ -170,12 +170,14 @@ def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
     assert ours.hand_pixels == "layer" and ours.static_fill == "on"
     assert ours.time_frequencies == 4 and ours.recipe_set == ["time_frequencies"]
     assert ours.early_mask_weight > 0 and ours.hands_layer_weight > 0 and ours.static_layer_weight > 0
+    assert ours.deform_precision == "auto"   # TF32 where the network trains as recorded graphs
     paper = resolved(["-s", "scene", "--recipe", "paper"])
     assert (paper.deform_gate, paper.deform_init, paper.early_mask_weight) == ("none", "pytorch", 0.0)
     assert paper.hands_layer_weight == 0.0 and paper.static_layer_weight == 0.0
     assert paper.time_outside == "extrapolate" and paper.time_frequencies == -1   # upstream's encoding
     assert paper.hand_pixels == "map"   # hand pixels from the rendered hand feature, as the paper
     assert paper.static_fill == "off"   # the static layer as drawn: a dark hole where the hands were
+    assert paper.deform_precision == "fp32"   # upstream's numerics
     assert resolved(["-s", "scene", "--time_frequencies", "6"]).time_frequencies == 6
     mixed = resolved(["-s", "scene", "--recipe", "paper", "--deform_init", "zero", "--early_mask_weight", "0.3"])
     assert (mixed.deform_gate, mixed.deform_init, mixed.early_mask_weight) == ("none", "zero", 0.3)
@@ -566,6 +568,22 @@ def test_cuda_graphs_only_on_cuda_and_never_for_the_speed_baseline_or_anomaly_ch
     assert train.cuda_graphs(torch.device(device), pipe, SimpleNamespace(detect_anomaly=anomaly)) is expected
 
 
+@pytest.mark.cuda
+def test_default_network_precision_is_tf32_in_its_recordings_and_fp32_op_by_op(tiny_scene, tmp_path, monkeypatch):
+    from scene.deform_model import DeformModel
+    made = []
+
+    class Tracked(DeformModel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+    monkeypatch.setattr(train, "DeformModel", Tracked)
+    run(tiny_scene, str(tmp_path / "graphed"), "--deform_gate", "none")
+    run(tiny_scene, str(tmp_path / "plain"), "--deform_gate", "none", "--cuda_graphs", "off")
+    assert [model.precision for model in made] == ["tf32", "fp32"]
+    assert made[0].graphs.recordings_made > 0 and made[0].graphs.failure is None
+
+
 def loss_case(device, seed):
     """Render outputs (with gradients), two layers and a camera with mask and depth prior, random."""
     g = torch.Generator(device=device).manual_seed(seed)
@@ -628,7 +646,8 @@ def test_training_with_cuda_graphs_gives_the_model_trained_op_by_op(tiny_scene, 
     monkeypatch.setattr(train, "log_scalars", lambda writer, values, g, d, iteration, ms:
                         runs[-1].append(values["total"]))
     # Every Gaussian deforms (no gate), so the network learns from the first deformed step on.
-    flags = ["--deform_gate", "none", "--log_interval", "1", *EXACT]
+    # fp32 in both: the default (auto) would put TF32 in the recordings and not in the op-by-op run.
+    flags = ["--deform_gate", "none", "--log_interval", "1", "--deform_precision", "fp32", *EXACT]
     run(tiny_scene, str(tmp_path / "graphed"), *flags)
     assert {c.name for c in made} == {"losses", "deformation network"}
     assert all(c.recordings_made > 0 and c.failure is None for c in made)

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from scene.deform_model import DeformModel, latest_iteration
+from scene.deform_model import DeformModel, latest_iteration, resolve_precision
+from utils.cuda_graphs import GraphedCalls
 from utils.time_utils import DeformNetwork, PositionalEncoding
 
 SMALL = dict(depth=4, width=32, device="cpu", init="pytorch")  # random heads: outputs move
@@ -144,6 +145,46 @@ def test_tf32_on_cpu_falls_back_with_a_notice_and_leaves_the_flag_alone():
     model.step(*inputs(4))
     assert model.precision == "fp32" and "TF32" in model.notices[0]
     assert torch.backends.cuda.matmul.allow_tf32 == before
+
+
+@pytest.mark.parametrize("requested, device, recorded, expected", [
+    ("auto", "cpu", True, "fp32"),     # no TF32 off CUDA, and no notice: fp32 is what auto means there
+    ("auto", "cpu", False, "fp32"),
+    ("auto", "cuda", True, "tf32"),    # training through the network's recordings
+    ("auto", "cuda", False, "fp32"),   # rendering, or training op by op (the switch would reach other matmuls)
+    ("tf32", "cpu", False, "tf32"),    # explicit choices pass through (DeformModel falls back with a notice)
+    ("bf16", "cuda", True, "bf16"),
+    ("fp32", "cuda", True, "fp32"),
+])
+def test_resolve_precision_settles_auto_by_device_and_recordings(requested, device, recorded, expected):
+    assert resolve_precision(requested, device, recorded) == expected
+
+
+def test_resolve_precision_names_the_choices_for_an_unknown_value():
+    with pytest.raises(ValueError, match="auto, fp32, tf32, bf16"):
+        resolve_precision("fp16", "cpu", False)
+
+
+def test_backward_switches_tf32_on_only_without_recordings():
+    """train.py wraps loss.backward() in backward_precision_context(): TF32 there only when the
+    network's backward runs op by op; with recordings their own kernels carry TF32 and the rest of
+    the backward must stay fp32."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    model = DeformModel(**SMALL)
+    model.precision = "tf32"   # as on CUDA (on the CPU the constructor falls back to fp32)
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        with model.backward_precision_context():
+            assert torch.backends.cuda.matmul.allow_tf32
+        assert not torch.backends.cuda.matmul.allow_tf32
+        model.graphs = GraphedCalls("deformation network")
+        with model.backward_precision_context():
+            assert not torch.backends.cuda.matmul.allow_tf32
+        model.graphs, model.precision = None, "fp32"
+        with model.backward_precision_context():
+            assert not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 @pytest.mark.cuda
