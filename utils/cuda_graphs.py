@@ -13,6 +13,7 @@ returns) must be used, or copied, before the same recording replays again. The t
 so within a step. Off the GPU, with gradients off, or once a recording has failed, the function
 simply runs (the same operations, one launch each).
 """
+import contextlib
 import gc
 from collections import OrderedDict
 from typing import Callable, Hashable, Optional, Sequence
@@ -73,7 +74,8 @@ class GraphedCalls:
         # Recording runs fn a few times on these copies first (warm-up), then records it.
         samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in tensors)
         try:
-            graphed = torch.cuda.make_graphed_callables(fn, samples, allow_unused_input=True)
+            with _no_automatic_collection():
+                graphed = torch.cuda.make_graphed_callables(fn, samples, allow_unused_input=True)
         except (RuntimeError, AssertionError) as err:
             _release_random_generator(tensors[0].device)
             self.failure = _first_cause(err)
@@ -85,6 +87,24 @@ class GraphedCalls:
         self._recordings[key] = graphed
         self.recordings_made += 1
         return graphed
+
+
+@contextlib.contextmanager
+def _no_automatic_collection():
+    """Python's cyclic garbage collector held off while a recording is made. Recordings live in
+    reference cycles, so one that was let go (a GraphedCalls of an earlier run in the same
+    process) is freed whenever the collector happens to run; if that is during a capture, its
+    graph's destruction is an operation a capturing stream forbids, and the capture fails ("a
+    previous error during capture"; seen on the H200 when a CUDA test ran after trainings in one
+    process). So: collect first, then no automatic collection until the recording is made."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _first_cause(err: BaseException) -> str:

@@ -8,7 +8,7 @@ paths); they also run, quickly, in every `pytest -m cuda`."""
 import pytest
 import torch
 
-from cuda_parity import random_scene, run_backend
+from cuda_parity import layered_scene, random_scene, run_backend
 
 pytestmark = pytest.mark.cuda
 
@@ -27,6 +27,19 @@ def test_each_rasterizer_case_runs_forward_and_backward(depth_first_from, monkey
         out, grads = run_backend(module, settings, inputs)
         torch.cuda.synchronize()
         assert all(torch.isfinite(g).all() for g in grads.values()), (channels, kwargs)
+
+
+@pytest.mark.parametrize("depth_first_from", [0, 1 << 40], ids=["depth_first_sort", "single_sort"])
+def test_a_layered_draw_runs_forward_and_backward(depth_first_from, monkeypatch):
+    """Training's draw: the image and the hands and static layers in one call (grid z = layer)."""
+    from utils.cuda_ext import load_rasterizer
+    module = load_rasterizer()
+    monkeypatch.setattr(module, "DEPTH_FIRST_SORT_MIN_GAUSSIANS", depth_first_from)
+    settings, inputs = layered_scene(3, seed=23, n=500, width=45, height=37, channels=3, sh_degree=2)
+    out, grads = run_backend(module, settings, inputs)
+    torch.cuda.synchronize()
+    assert out["color"].shape == (3, 3, 37, 45)
+    assert all(torch.isfinite(g).all() for g in grads.values())
 
 
 def test_knn_runs():

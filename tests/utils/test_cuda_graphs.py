@@ -31,6 +31,27 @@ def test_off_the_gpu_the_function_runs_unrecorded():
         assert torch.equal(a, b)
 
 
+def test_no_garbage_collection_runs_while_a_recording_is_made(monkeypatch):
+    """A recording let go earlier lives in reference cycles; were the collector to free it during
+    a capture, the capture would fail. _record collects first and holds the collector off until
+    the recording is made (or has failed), then restores it."""
+    import gc
+    seen = []
+
+    def fake_record(fn, samples, allow_unused_input):
+        seen.append(gc.isenabled())
+        if len(seen) == 2:
+            raise RuntimeError("capture failed")
+        return fn
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_record)
+    monkeypatch.setattr("utils.cuda_graphs._release_random_generator", lambda device: None)
+    calls = GraphedCalls("test")
+    assert gc.isenabled()
+    assert calls._record("a", smooth, (torch.zeros(2),)) is smooth
+    assert calls._record("b", smooth, (torch.zeros(2),)) is None and calls.failure is not None
+    assert seen == [False, False] and gc.isenabled()
+
+
 @pytest.mark.cuda
 def test_replays_give_the_functions_values_and_gradients_for_each_new_input():
     calls = GraphedCalls("test")
