@@ -27,7 +27,6 @@ from gaussian_renderer import (DeformedGaussians, background_color, deform_gauss
 from scene import Scene
 from scene.decomposition import check_training_options, deformation_gate
 from scene.deform_model import DeformModel, resolve_precision
-from scene.rigidity import NeighbourDistances
 from scene.readers.dataset_types import DatasetError
 from scene.densify import DensificationStrategy
 from scene.gaussian_model import GaussianModel
@@ -104,7 +103,6 @@ class RunState:
     best_psnr: float = 0.0
     best_iteration: int = 0
     test_psnr: Dict[int, float] = field(default_factory=dict)  # iteration -> mean test PSNR
-    rigidity_pairs: Optional[Dict] = None   # NeighbourDistances.state_dict(): a resumed run keeps its pairs
 
 
 def training_device() -> torch.device:
@@ -293,21 +291,6 @@ def step_losses(render_pkg: Dict, layer_pkgs: Dict[str, Dict], camera, phase, op
     return graphs((names, phase, camera.depth_kind), build, list(named.values()))
 
 
-def add_rigidity(terms: Dict[str, torch.Tensor], rigidity: NeighbourDistances, state: RunState, iteration: int,
-                 gaussians, deformed, gate, opt, strategy, seed: int) -> None:
-    """--rigidity_weight: the moving Gaussians' neighbour distances kept (scene/rigidity.py),
-    added to the step's total. The pairs are made again after the model was edited, when the
-    Gaussians changed in number, and every densification interval (new Gaussians may move);
-    from the run's seed and the iteration, so a rerun makes the same."""
-    if (rigidity.stale(gaussians.get_xyz.shape[0]) or strategy.edits_model_at(iteration - 1)
-            or iteration % opt.densification_interval == 0):
-        rigidity.refresh(gaussians.get_xyz, gate, seed=seed * 1_000_003 + iteration)
-        state.rigidity_pairs = rigidity.state_dict()
-    value = rigidity.loss(deformed.means3D, gate)
-    terms["total"] = terms["total"] + opt.rigidity_weight * value
-    terms["rigidity"] = value.detach()
-
-
 def checkpoint_state(state: RunState, gaussians, deform, strategy, rng: random.Random,
                      config: Optional[Dict] = None) -> Dict:
     return {
@@ -490,9 +473,6 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     if checkpoint is not None:
         state = restore_checkpoint(checkpoint, gaussians, deform, strategy, rng, opt)
         print(f"Resuming from {run.start_checkpoint} at iteration {state.iteration}.")
-    rigidity = NeighbourDistances() if opt.rigidity_weight > 0 else None
-    if rigidity is not None and state.rigidity_pairs is not None:
-        rigidity.load_state_dict(state.rigidity_pairs, device)
     write_model_folder(run, scene)
 
     background = background_color(dataset.white_background, device)
@@ -536,8 +516,6 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         render_pkg, layer_pkgs = draw_step(camera, deformed, pipe, background, layers,
                                            one_draw=not pipe.speed_baseline)
         terms = step_losses(render_pkg, layer_pkgs, camera, phase, opt, dataset.depth_prior_kind, loss_graphs)
-        if rigidity is not None and phase.train_deform:
-            add_rigidity(terms, rigidity, state, iteration, gaussians, deformed, gate, opt, strategy, run.seed)
         # The finite check (utils/loss_check.py) is read after queueing the backward pass, so the
         # GPU works through it during the read instead of idling; deferred, only every few steps.
         # Under --detect_anomaly, backward itself would raise on a NaN: read first there.

@@ -186,7 +186,6 @@ class OptimizationParams(ParamGroup):
         "gate_high": "hand score from which a Gaussian takes the full motion",
         "early_mask_weight": "mask-loss weight (x loss_reduce) before the mask phase (paper: 0)",
         "hands_layer_weight": "weight of the hands layer's opacity and colour losses (paper: 0)",
-        "rigidity_weight": "weight of the moving Gaussians' neighbour-distance loss (scene/rigidity.py; 0: off)",
         "static_layer_weight": "weight of the static layer's colour loss (paper: 0)",
     }
 
@@ -229,7 +228,6 @@ class OptimizationParams(ParamGroup):
         self.early_mask_weight = 0.1
         # With the gate, losses on each layer rendered alone (train.py's layer_losses); paper: 0.
         self.hands_layer_weight = 0.5
-        self.rigidity_weight = 0.0
         self.static_layer_weight = 0.5
         super().__init__(parser, "Optimization Parameters")
 

@@ -118,7 +118,7 @@ def check_training_options(opt) -> None:
     if not opt.gate_low < opt.gate_high:
         raise ValueError(f"--gate_low ({opt.gate_low}) must be below --gate_high ({opt.gate_high}): the motion "
                          "share ramps from 0 at gate_low to 1 at gate_high.")
-    for flag in ("hands_layer_weight", "static_layer_weight", "rigidity_weight"):
+    for flag in ("hands_layer_weight", "static_layer_weight"):
         if not getattr(opt, flag) >= 0:   # also refuses NaN
             raise ValueError(f"--{flag} must be >= 0 (got {getattr(opt, flag)}).")
 

@@ -81,27 +81,6 @@ def test_resume_is_exact(tiny_scene, tmp_path, monkeypatch, deferred):
     assert a["run_state"]["ema_loss"] == b["run_state"]["ema_loss"]
 
 
-def test_rigidity_trains_from_pairs_kept_in_checkpoints_and_resumes_exactly(tiny_scene, tmp_path):
-    """--rigidity_weight (scene/rigidity.py) with every Gaussian moving: the pairs are made in
-    training and saved in the checkpoint's run state. Checkpoint 7 falls after a refresh (the
-    model was edited at 6) and before the next (9), so step 8 of the resumed run uses the saved
-    pairs: remade at 8 from the model as it is then they would differ."""
-    flags = ["--deform_gate", "none", *EXACT]
-    plain, full, part = (str(tmp_path / name) for name in ("plain", "full", "part"))
-    run(tiny_scene, plain, "--checkpoint_iterations", "12", *flags)
-    run(tiny_scene, full, "--checkpoint_iterations", "12", "--rigidity_weight", "1", *flags)
-    run(tiny_scene, part, "--checkpoint_iterations", "7", "--rigidity_weight", "1", *flags)
-    saved = final_state(part, 7)["run_state"]["rigidity_pairs"]
-    assert saved is not None and saved["first"].numel() > 0 and saved["count"] > 0
-    run(tiny_scene, part, "--checkpoint_iterations", "12", "--rigidity_weight", "1",
-        "--start_checkpoint", os.path.join(part, "chkpnt7.pth"), *flags)
-    a, b = final_state(full), final_state(part)
-    assert_same_tensors(a["gaussians"], b["gaussians"], "gaussians")
-    assert_same_tensors(a["deform"], b["deform"], "deform")
-    weights = final_state(plain)["deform"]
-    assert any(not torch.equal(x, y) for x, y in zip(a["deform"]["network"].values(), weights["network"].values()))
-
-
 @pytest.mark.parametrize("flags, deferred", [([], False), (["--detect_anomaly"], False), ([], True)],
                          ids=["check_after_queueing_backward", "anomaly_mode", "deferred_check"])
 def test_non_finite_loss_stops_with_checkpoint(tiny_scene, tmp_path, monkeypatch, capsys, flags, deferred):
