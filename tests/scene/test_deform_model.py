@@ -528,3 +528,13 @@ def test_steps_without_moving_rows_then_with_them_record_the_network_without_fai
     assert model.graphs.failure is None and model.graphs.recordings_made == 1   # one bucket throughout
     assert all(torch.count_nonzero(o) == 0 for o in kept[0])
     assert torch.count_nonzero(kept[2][0]) > 0
+
+
+def test_the_command_lines_choices_are_the_models():
+    """arguments/ (which imports no scene code) lists the flags' choices; DeformModel validates them:
+    one set of values for both."""
+    from arguments import ModelParams, PipelineParams
+    from scene.deform_model import INITS, PRECISION_CHOICES, TIME_OUTSIDE
+    assert tuple(PipelineParams.choices["deform_precision"]) == PRECISION_CHOICES
+    assert tuple(ModelParams.choices["deform_init"]) == INITS
+    assert tuple(ModelParams.choices["time_outside"]) == TIME_OUTSIDE
