@@ -1,0 +1,109 @@
+"""How a trained model moves its hands between the training frames around each held-out view.
+
+A held-out view's time t lies between two training times a < t < b. For the hand Gaussians that
+move most from a to b (the upper half by distance), this script takes their centres at a, t and b
+from the model's own deformation and measures, per Gaussian,
+
+    progress  s = ((x_t - x_a) . (x_b - x_a)) / |x_b - x_a|^2      (0 at a's position, 1 at b's)
+    sideways  |x_t - x_a - s (x_b - x_a)| / |x_b - x_a|            (off the straight path)
+
+A hand that moves steadily has s close to the view's time fraction f = (t - a) / (b - a) for all
+its Gaussians and little sideways motion. "held" counts the Gaussians still near a's position
+(s < f - 0.35), "ahead" those already near b's (s > f + 0.35): a model that holds the pose and
+then jumps, or that draws two copies of a fast hand (one subset early, one late), shows up there.
+Views before the first or after the last training time are skipped (no frame on one side).
+
+    python benchmarks/held_out_motion.py -m MODEL [--out FILE.json] [render.py's --hand_rule ... flags]
+
+Prints one line per view; writes the same rows as JSON with --out.
+"""
+import json
+import os
+import sys
+from argparse import ArgumentParser
+from typing import Dict, List, Optional
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import render  # noqa: E402
+from benchmarks.common import command_line  # noqa: E402
+from gaussian_renderer import deform_gaussians  # noqa: E402
+from scene.decomposition import decompose_model, deformation_gate  # noqa: E402
+
+OFF_PACE = 0.35   # progress this far from the time fraction counts as held back or ahead
+
+
+def motion_progress(x_a: torch.Tensor, x_t: torch.Tensor, x_b: torch.Tensor, fraction: float) -> Dict[str, float]:
+    """The statistics above for centres [M, 3] at a, t and b (rows with x_a == x_b are skipped)."""
+    step = x_b - x_a
+    length2 = step.square().sum(dim=1)
+    keep = length2 > 0
+    step, length2, travel = step[keep], length2[keep], (x_t - x_a)[keep]
+    if length2.numel() == 0:
+        return {"fraction": fraction, "gaussians": 0}
+    progress = (travel * step).sum(dim=1) / length2
+    sideways = (travel - progress[:, None] * step).norm(dim=1) / length2.sqrt()
+    return {"fraction": round(fraction, 4), "gaussians": int(progress.numel()),
+            "progress_median": round(float(progress.median()), 4),
+            "held": round(float((progress < fraction - OFF_PACE).float().mean()), 4),
+            "ahead": round(float((progress > fraction + OFF_PACE).float().mean()), 4),
+            "sideways_median": round(float(sideways.median()), 4)}
+
+
+def view_rows(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool,
+              train_times: List[float], test_times: List[float]) -> List[Dict]:
+    def centres(t: float) -> torch.Tensor:
+        with torch.no_grad():
+            offsets = deform.offsets(gaussians.get_xyz, t, 0.0, gate)
+            return deform_gaussians(gaussians, *offsets, is_6dof=is_6dof).means3D[hands]
+
+    rows = []
+    for t in test_times:
+        before, after = [s for s in train_times if s < t], [s for s in train_times if s > t]
+        if not before or not after:
+            continue
+        a, b = before[-1], after[0]
+        x_a, x_t, x_b = centres(a), centres(t), centres(b)
+        distance = (x_b - x_a).norm(dim=1)
+        moving = distance > distance.median() if distance.numel() else distance > 0
+        row = {"time": round(t, 6), "between": [round(a, 6), round(b, 6)]}
+        row.update(motion_progress(x_a[moving], x_t[moving], x_b[moving], (t - a) / (b - a)))
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> List[Dict]:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-m", "--model_path", required=True)
+    parser.add_argument("--iteration", type=int, default=-1)
+    parser.add_argument("--out", default=None, help="JSON file for the rows")
+    args, render_flags = parser.parse_known_args(argv)   # the rest: render.py's (which Gaussians are hands)
+    render_parser, model_params, _ = render.build_parser()
+    try:
+        model_args = render.resolve_args(["-m", args.model_path, "--iteration", str(args.iteration), *render_flags],
+                                         render_parser)
+        dataset, scene, gaussians, deform = render.load_model(model_args, model_params, torch.device("cpu"))
+    except (render.RenderError, render.DatasetError, OSError) as err:   # bad input: one line, status 2
+        print(f"held_out_motion.py: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+    gate = deformation_gate(gaussians, model_args)
+    hands = decompose_model(gaussians, model_args, gate).hands
+    train_times = sorted({float(c.fid) for c in scene.getTrainCameras()})
+    test_times = sorted({float(c.fid) for c in scene.getTestCameras()})
+    rows = view_rows(gaussians, deform, hands, gate, dataset.is_6dof, train_times, test_times)
+    for row in rows:
+        if row["gaussians"]:
+            print(f"t={row['time']:.3f} (f={row['fraction']:.2f}): progress median {row['progress_median']:.2f}, "
+                  f"held {row['held']:.2f}, ahead {row['ahead']:.2f}, sideways {row['sideways_median']:.2f} "
+                  f"({row['gaussians']} hand Gaussians)")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"command": command_line(__file__, argv), "model": args.model_path, "views": rows}, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
