@@ -32,6 +32,7 @@ import render  # noqa: E402
 from benchmarks.common import command_line  # noqa: E402
 from gaussian_renderer import deform_gaussians  # noqa: E402
 from scene.decomposition import decompose_model, deformation_gate  # noqa: E402
+from utils.errors import DatasetError  # noqa: E402
 
 OFF_PACE = 0.35   # progress this far from the time fraction counts as held back or ahead
 
@@ -86,7 +87,7 @@ def main(argv=None) -> List[Dict]:
         model_args = render.resolve_args(["-m", args.model_path, "--iteration", str(args.iteration), *render_flags],
                                          render_parser)
         dataset, scene, gaussians, deform = render.load_model(model_args, model_params, torch.device("cpu"))
-    except (render.RenderError, render.DatasetError, OSError) as err:   # bad input: one line, status 2
+    except (render.RenderError, DatasetError, OSError) as err:   # bad input: one line, status 2
         print(f"held_out_motion.py: {' '.join(str(err).split())}", file=sys.stderr)
         raise SystemExit(2) from None
     gate = deformation_gate(gaussians, model_args)
