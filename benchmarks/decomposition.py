@@ -46,34 +46,41 @@ def parse_recipe(text: str):
     return name, shlex.split(flags)
 
 
-def run_recipe(name: str, flags, source: str, out: str, schedule, common, args) -> dict:
+def run_steps(steps, log):
+    """Runs each tool (its argv after python) from the repository root, its output into log, until
+    one fails: (None or "<tool> exited <code>", seconds per tool)."""
+    seconds = {}
+    for step in steps:
+        start = time.perf_counter()
+        code = subprocess.run([sys.executable] + step, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+        seconds[step[0]] = time.perf_counter() - start
+        if code != 0:
+            return f"{step[0]} exited {code}", seconds
+    return None, seconds
+
+
+def run_recipe(name: str, flags, source: str, out: str, schedule, common, args) -> list:
+    """The recipe trained, rendered and scored; then each --render variant in a copy of its folder.
+    One row each (a row with "error" for a step that failed)."""
     model = os.path.join(out, name)
     log_path = os.path.join(out, f"{name}.log")
-    python = sys.executable
     steps = [["train.py", "-s", source, "-m", model, "--eval", "--quiet", "--overwrite"] + schedule + common + flags,
              ["render.py", "-m", model, "--skip_train", "--quiet"],
              ["metrics.py", "-m", model]]
-    seconds = {}
     with open(log_path, "w") as log:
-        for step in steps:
-            start = time.perf_counter()
-            code = subprocess.run([python] + step, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-            seconds[step[0]] = time.perf_counter() - start
-            if code != 0:
-                return [{"recipe": name, "flags": flags, "error": f"{step[0]} exited {code}; see {log_path}"}]
+        error, seconds = run_steps(steps, log)
+    if error:
+        return [{"recipe": name, "flags": flags, "error": f"{error}; see {log_path}"}]
     rows = [scored_row(name, model, out, {"recipe": name, "flags": flags, "train_seconds": seconds["train.py"]})]
     for variant, render_flags in args.render:
-        copy = f"{model}@{variant}"
+        row_name, copy = f"{name}@{variant}", f"{model}@{variant}"
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(model, copy, ignore=shutil.ignore_patterns("test", "train"))
         with open(log_path, "a") as log:
-            for step in (["render.py", "-m", copy, "--skip_train", "--quiet", *render_flags], ["metrics.py", "-m", copy]):
-                if subprocess.run([python] + step, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
-                    rows.append({"recipe": f"{name}@{variant}", "error": f"{step[0]} failed; see {log_path}"})
-                    break
-            else:
-                rows.append(scored_row(f"{name}@{variant}", copy, out,
-                                       {"recipe": f"{name}@{variant}", "flags": flags, "render_flags": render_flags}))
+            error, _ = run_steps([["render.py", "-m", copy, "--skip_train", "--quiet", *render_flags],
+                                  ["metrics.py", "-m", copy]], log)
+        rows.append({"recipe": row_name, "error": f"{error}; see {log_path}"} if error else
+                    scored_row(row_name, copy, out, {"recipe": row_name, "flags": flags, "render_flags": render_flags}))
     return rows
 
 
