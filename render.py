@@ -107,7 +107,7 @@ def load_model(args: Namespace, model_params, device: torch.device):
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension, device=device)
     scene = Scene(dataset, gaussians, load_iteration=args.iteration)
     deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
-                         time_frequencies=dataset.time_frequencies,
+                         time_frequencies=dataset.time_frequencies, scale_offsets=dataset.deform_scale == "on",
                          precision=resolve_precision(getattr(args, "deform_precision", "auto"), device, recorded=False),
                          device=device)
     try:

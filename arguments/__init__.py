@@ -52,7 +52,7 @@ class ParamGroup:
 class ModelParams(ParamGroup):
     choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"],
                "deform_init": ["zero", "pytorch"], "time_outside": ["linear", "clamp", "extrapolate"],
-               "hand_pixels": ["layer", "map"], "static_fill": ["on", "off"]}
+               "hand_pixels": ["layer", "map"], "static_fill": ["on", "off"], "deform_scale": ["on", "off"]}
     help = {
         "sh_degree": "highest spherical-harmonics degree of the colours",
         "source_path": "scene folder (COLMAP/EgoMask, Blender or Nerfies layout)",
@@ -75,6 +75,9 @@ class ModelParams(ParamGroup):
         "deform_width": "width of the deformation MLP",
         "time_frequencies": "frequencies of the time encoding (-1: upstream's 10, or 6 with --is_blender)",
         "deform_init": "zero: the deformation starts as the identity; pytorch: upstream's random init",
+        "deform_scale": "on: the deformation network also changes each Gaussian's size over time (upstream); off: "
+                        "sizes are fixed and only positions and rotations move (hands and handled objects are "
+                        "rigid; a size that changes lets a fit switch Gaussians on and off between frames)",
         "time_outside": "times before the first or after the last training frame: linear continues the motion at "
                         "its speed at that end (for up to one frame spacing, then holds); clamp renders them at "
                         "that frame's time; extrapolate asks the deformation network (upstream)",
@@ -109,6 +112,7 @@ class ModelParams(ParamGroup):
         # "zero": the deformation starts as the identity, so switching it on after warm-up keeps the
         # warm-up's scene; "pytorch": every layer at PyTorch's default init (upstream Deformable-3DGS)
         self.deform_init = "zero"
+        self.deform_scale = "on"
         self.time_outside = "linear"   # DeformModel.set_time_outside says why
         self.hand_pixels = "layer"     # scene/decomposition.py's hand_pixels says why
         self.static_fill = "on"        # scene/static_fill.py says why

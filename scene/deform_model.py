@@ -50,9 +50,10 @@ def resolve_precision(requested: str, device, recorded: bool) -> str:
 class DeformModel:
     def __init__(self, is_blender: bool = False, is_6dof: bool = False, depth: int = 8, width: int = 256,
                  precision: str = "fp32", device=None, init: str = "zero",
-                 time_frequencies: int = -1):
+                 time_frequencies: int = -1, scale_offsets: bool = True):
         """init: "zero" starts as the identity deformation (output heads at zero); "pytorch" keeps
-        PyTorch's default init of every layer, as upstream Deformable-3DGS."""
+        PyTorch's default init of every layer, as upstream Deformable-3DGS. scale_offsets=False:
+        the Gaussians keep their size at every time (--deform_scale off, arguments/ says why)."""
         if init not in INITS:
             raise ValueError(f"Unknown deformation init {init!r}: use one of {', '.join(INITS)} (--deform_init).")
         if precision not in PRECISIONS:
@@ -61,7 +62,7 @@ class DeformModel:
         self.device = _resolve_device(device)
         self.is_blender, self.is_6dof = is_blender, is_6dof
         self.deform = DeformNetwork(D=depth, W=width, is_blender=is_blender, is_6dof=is_6dof,
-                                    time_frequencies=time_frequencies).to(self.device)
+                                    time_frequencies=time_frequencies, scale_offsets=scale_offsets).to(self.device)
         if init == "zero":
             self.deform.zero_heads_()
         self.notices: List[str] = []   # one-line messages the caller prints once

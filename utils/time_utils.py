@@ -3,10 +3,12 @@
 Architecture (Yang et al. 2024): NeRF positional encodings of xyz (10 frequencies) and t
 (10, or 6 for Blender / D-NeRF scenes, which also pass the encoded time through a small
 256 -> 30 network; ``time_frequencies`` overrides the count: fewer frequencies make the motion
-smoother in time, so held-out frames between training frames are interpolated rather than guessed), D ReLU layers of width W with the encoded inputs concatenated again after
-layer D // 2, and linear heads. Module names follow the public Deformable-3DGS release
-(``linear.i``, ``timenet``, ``gaussian_warp``, ``gaussian_rotation``, ``gaussian_scaling``,
-``branch_w``, ``branch_v``) so its ``deform.pth`` files load here unchanged.
+smoother in time, so held-out frames between training frames are interpolated rather than
+guessed), D ReLU layers of width W with the encoded inputs concatenated again after layer D // 2,
+and linear heads. ``scale_offsets=False`` zeroes the scale head's output (--deform_scale off).
+Module names follow the public Deformable-3DGS release (``linear.i``, ``timenet``,
+``gaussian_warp``, ``gaussian_rotation``, ``gaussian_scaling``, ``branch_w``, ``branch_v``) so its
+``deform.pth`` files load here unchanged.
 """
 from typing import Optional
 
@@ -45,13 +47,14 @@ class PositionalEncoding(nn.Module):
 
 class DeformNetwork(nn.Module):
     def __init__(self, D: int = 8, W: int = 256, is_blender: bool = False, is_6dof: bool = False,
-                 time_frequencies: int = -1):
+                 time_frequencies: int = -1, scale_offsets: bool = True):
         super().__init__()
         if D < 1 or W < 1:
             raise ValueError(f"DeformNetwork needs depth >= 1 and width >= 1 (got depth={D}, width={W}); "
                              "check --deform_depth / --deform_width.")
         self.D, self.W = D, W
         self.is_blender, self.is_6dof = is_blender, is_6dof
+        self.scale_offsets = scale_offsets   # False: sizes fixed in time (--deform_scale off)
         self.skip_after = D // 2
 
         self.embed_xyz = PositionalEncoding(3, XYZ_FREQUENCIES)
@@ -117,7 +120,12 @@ class DeformNetwork(nn.Module):
             d_xyz = self._screw_motion(scale(self.branch_w(h)), scale(self.branch_v(h)))
         else:
             d_xyz = scale(self.gaussian_warp(h))
-        return d_xyz, scale(self.gaussian_rotation(h)), scale(self.gaussian_scaling(h))
+        d_scaling = scale(self.gaussian_scaling(h))
+        if not self.scale_offsets:
+            # Zero, yet still an output of the head: the head stays in the weights' layout (upstream's
+            # deform.pth files load) and every output keeps a gradient path (recorded graphs need one).
+            d_scaling = d_scaling * 0.0
+        return d_xyz, scale(self.gaussian_rotation(h)), d_scaling
 
     @staticmethod
     def _screw_motion(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
