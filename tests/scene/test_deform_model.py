@@ -115,6 +115,26 @@ def test_output_depends_on_time_and_gradients_reach_every_weight():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.deform.parameters())
 
 
+def test_fixed_sizes_zero_the_scale_offsets_and_leave_the_rest_of_the_motion_as_it_was():
+    """--deform_scale off: the same weights give the same position and rotation offsets, no size
+    change at any time, and no gradient into the scale head (which stays in the weights' layout)."""
+    models = []
+    for scale_offsets in (True, False):
+        torch.manual_seed(3)
+        models.append(DeformModel(**SMALL, scale_offsets=scale_offsets))
+    x, t = inputs(32)
+    (moving, fixed) = [m.step(x, t) for m in models]
+    assert moving[2].abs().min() > 0 and torch.count_nonzero(fixed[2]) == 0
+    torch.testing.assert_close(fixed[0], moving[0], rtol=0, atol=0)
+    torch.testing.assert_close(fixed[1], moving[1], rtol=0, atol=0)
+    for model, out in zip(models, (moving, fixed)):
+        sum(o.square().sum() for o in out).backward()
+    head = models[1].deform.gaussian_scaling
+    assert torch.count_nonzero(head.weight.grad) == 0 and torch.count_nonzero(head.bias.grad) == 0
+    assert models[0].deform.gaussian_scaling.weight.grad.abs().sum() > 0
+    assert sorted(models[1].deform.state_dict()) == sorted(models[0].deform.state_dict())
+
+
 def test_bad_inputs_are_rejected_with_shapes_in_the_message():
     model = DeformModel(**SMALL)
     with pytest.raises(ValueError, match=r"\[N, 3\]"):
@@ -473,12 +493,13 @@ def test_bucket_rows_holds_the_rows_with_at_most_a_quarter_of_padding_and_few_si
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("gated", [True, False], ids=["hand_gate", "every_gaussian"])
-def test_offsets_and_network_gradients_through_recorded_graphs_equal_the_network_run_op_by_op(gated):
+@pytest.mark.parametrize("gated, scale_offsets", [(True, True), (False, True), (True, False)],
+                         ids=["hand_gate", "every_gaussian", "hand_gate_fixed_sizes"])
+def test_offsets_and_network_gradients_through_recorded_graphs_equal_the_network_run_op_by_op(gated, scale_offsets):
     models = []
     for graphs in (True, False):
         torch.manual_seed(0)
-        model = DeformModel(depth=4, width=64, device="cuda", init="pytorch")
+        model = DeformModel(depth=4, width=64, device="cuda", init="pytorch", scale_offsets=scale_offsets)
         model.train_setting(opt_params())
         model.use_cuda_graphs(graphs)
         models.append(model)
