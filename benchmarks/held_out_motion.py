@@ -13,9 +13,14 @@ its Gaussians and little sideways motion. "held" counts the Gaussians still near
 then jumps, or that draws two copies of a fast hand (one subset early, one late), shows up there.
 Views before the first or after the last training time are skipped (no frame on one side).
 
+It also says how much the hand Gaussians change size over the training times (``sizes``): the
+share whose largest axis grows or shrinks by more than 2x, 3x and 10x between two training times,
+plain and weighted by opacity. A fit that turns Gaussians on and off by size (--deform_scale on
+lets the network change sizes) shows up there; rigid hands would need none.
+
     python benchmarks/held_out_motion.py -m MODEL [--out FILE.json] [render.py's --hand_rule ... flags]
 
-Prints one line per view; writes the same rows as JSON with --out.
+Prints one line per view and one for the sizes; writes the same as JSON with --out.
 """
 import json
 import os
@@ -35,6 +40,7 @@ from scene.decomposition import decompose_model, deformation_gate  # noqa: E402
 from utils.errors import DatasetError  # noqa: E402
 
 OFF_PACE = 0.35   # progress this far from the time fraction counts as held back or ahead
+SIZE_RATIOS = (2.0, 3.0, 10.0)   # size changes counted by size_changes
 
 
 def motion_progress(x_a: torch.Tensor, x_t: torch.Tensor, x_b: torch.Tensor, fraction: float) -> Dict[str, float]:
@@ -52,6 +58,33 @@ def motion_progress(x_a: torch.Tensor, x_t: torch.Tensor, x_b: torch.Tensor, fra
             "held": round(float((progress < fraction - OFF_PACE).float().mean()), 4),
             "ahead": round(float((progress > fraction + OFF_PACE).float().mean()), 4),
             "sideways_median": round(float(sideways.median()), 4)}
+
+
+def size_changes(sizes: torch.Tensor, opacity: torch.Tensor) -> Dict[str, float]:
+    """sizes [T, M]: each Gaussian's largest axis at T times; opacity [M]. The share of Gaussians
+    whose largest/smallest size over the times exceeds each of SIZE_RATIOS, plain and weighted by
+    opacity."""
+    sizes = sizes.abs()   # a scale offset can flip an axis's sign; the covariance sees its square
+    ratio = sizes.max(dim=0).values / sizes.min(dim=0).values.clamp_min(torch.finfo(sizes.dtype).tiny)
+    weight = opacity / opacity.sum().clamp_min(torch.finfo(opacity.dtype).tiny)
+    stats = {"gaussians": int(ratio.numel())}
+    for r in SIZE_RATIOS:
+        changed = (ratio > r).to(weight.dtype)
+        stats[f"over_{r:g}x"] = round(float(changed.mean()), 4) if ratio.numel() else 0.0
+        stats[f"over_{r:g}x_by_opacity"] = round(float((changed * weight).sum()), 4)
+    return stats
+
+
+def hand_sizes(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool,
+               times: List[float]) -> Dict[str, float]:
+    """size_changes of the hand Gaussians over the given (training) times."""
+    sizes = []
+    with torch.no_grad():
+        for t in times:
+            deformed = deform_gaussians(gaussians, *deform.offsets(gaussians.get_xyz, t, 0.0, gate), is_6dof=is_6dof)
+            sizes.append(deformed.scales[hands].abs().max(dim=1).values)
+        opacity = gaussians.get_opacity[hands].reshape(-1)
+    return size_changes(torch.stack(sizes), opacity)
 
 
 def view_rows(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool,
@@ -100,9 +133,14 @@ def main(argv=None) -> List[Dict]:
             print(f"t={row['time']:.3f} (f={row['fraction']:.2f}): progress median {row['progress_median']:.2f}, "
                   f"held {row['held']:.2f}, ahead {row['ahead']:.2f}, sideways {row['sideways_median']:.2f} "
                   f"({row['gaussians']} hand Gaussians)")
+    sizes = hand_sizes(gaussians, deform, hands, gate, dataset.is_6dof, train_times)
+    print("sizes over the training times: " + ", ".join(
+        f"{sizes[f'over_{r:g}x']:.2f} change by over {r:g}x ({sizes[f'over_{r:g}x_by_opacity']:.2f} by opacity)"
+        for r in SIZE_RATIOS) + f" ({sizes['gaussians']} hand Gaussians)")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"command": command_line(__file__, argv), "model": args.model_path, "views": rows}, f, indent=2)
+            json.dump({"command": command_line(__file__, argv), "model": args.model_path, "views": rows,
+                       "sizes": sizes}, f, indent=2)
     return rows
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import train
-from benchmarks.held_out_motion import main, motion_progress
+from benchmarks.held_out_motion import main, motion_progress, size_changes
 
 
 def test_a_steady_motion_is_on_pace_and_on_the_path():
@@ -30,6 +30,17 @@ def test_two_copies_show_as_held_and_ahead_and_a_detour_as_sideways():
     assert still["gaussians"] == 0 and "progress_median" not in still
 
 
+def test_size_changes_count_the_gaussians_that_grow_or_shrink_past_each_ratio():
+    # four Gaussians over three times: steady, 2.5x, 5x (through a sign flip), 20x
+    sizes = torch.tensor([[1.0, 1.0, 1.0, 0.1],
+                          [1.0, 2.5, -0.5, 1.0],
+                          [1.0, 1.0, 2.5, 2.0]])
+    stats = size_changes(sizes, torch.tensor([0.1, 0.1, 0.4, 0.4]))
+    assert stats["gaussians"] == 4
+    assert (stats["over_2x"], stats["over_3x"], stats["over_10x"]) == (0.75, 0.5, 0.25)
+    assert (stats["over_2x_by_opacity"], stats["over_3x_by_opacity"], stats["over_10x_by_opacity"]) == (0.9, 0.8, 0.4)
+
+
 def test_a_trained_model_gives_one_row_per_inner_test_view(tmp_path):
     from scene.synthetic import generate
     scene = tmp_path / "scene"
@@ -44,7 +55,9 @@ def test_a_trained_model_gives_one_row_per_inner_test_view(tmp_path):
     # 9 frames, every 4th held out: frames 0, 4, 8; only frame 4 has training frames on both sides
     assert [row["time"] for row in rows] == [0.5] and rows[0]["between"] == [0.375, 0.625]
     assert rows[0]["fraction"] == 0.5 and rows[0]["gaussians"] > 0
-    assert json.loads(out.read_text())["views"] == rows
+    saved = json.loads(out.read_text())
+    assert saved["views"] == rows
+    assert saved["sizes"]["gaussians"] > 0 and 0.0 <= saved["sizes"]["over_2x"] <= 1.0
 
 
 def test_a_folder_that_is_not_a_model_is_one_line_and_status_2(tmp_path, capsys):
