@@ -106,10 +106,9 @@ def load_model(args: Namespace, model_params, device: torch.device):
         dataset.data_device = "cpu"  # a config saved on a GPU machine, rendered on a CPU one
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension, device=device)
     scene = Scene(dataset, gaussians, load_iteration=args.iteration)
-    deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
-                         time_frequencies=dataset.time_frequencies, scale_offsets=dataset.deform_scale == "on",
-                         precision=resolve_precision(getattr(args, "deform_precision", "auto"), device, recorded=False),
-                         device=device)
+    deform = DeformModel.for_model(
+        dataset, precision=resolve_precision(getattr(args, "deform_precision", "auto"), device, recorded=False),
+        device=device)
     try:
         deform.load_weights(dataset.model_path, scene.loaded_iter)
     except RuntimeError as err:  # truncated file or another architecture: the message says what to do

@@ -454,9 +454,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     recipe_notices = recipe_without_masks(dataset, opt, run, scene, gaussians)   # before the network is built
     graphed = cuda_graphs(device, pipe, run)
     precision = "fp32" if pipe.speed_baseline else resolve_precision(pipe.deform_precision, device, graphed)
-    deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
-                         time_frequencies=dataset.time_frequencies, precision=precision, device=device,
-                         init=dataset.deform_init, scale_offsets=dataset.deform_scale == "on")
+    deform = DeformModel.for_model(dataset, precision=precision, device=device)
     deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())   # evaluate's test views
     fused = fused_adam(device, pipe)
     gaussians.training_setup(opt, fused=fused)

@@ -42,9 +42,7 @@ def load_model(model_path: str, iteration: int):
     dataset, pipe = lp.extract(args), pp.extract(args)
     gaussians = GaussianModel(dataset.sh_degree, dataset.mask_dimension)
     scene = Scene(dataset, gaussians, load_iteration=iteration)
-    deform = DeformModel(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
-                         time_frequencies=dataset.time_frequencies, scale_offsets=dataset.deform_scale == "on",
-                         device=gaussians.get_xyz.device)
+    deform = DeformModel.for_model(dataset, device=gaussians.get_xyz.device)
     deform.load_weights(model_path, iteration)
     deform.set_time_outside(dataset.time_outside, scene.getTrainCameras())   # as render.py
     deform.gate = deformation_gate(gaussians, Namespace(**cfg))   # the run's --deform_gate, as render.py

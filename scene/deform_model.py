@@ -74,6 +74,15 @@ class DeformModel:
         self.last_rows = 0   # Gaussians the network ran on in the last offsets() call (its cost)
         self.graphs: Optional[GraphedCalls] = None   # use_cuda_graphs
 
+    @classmethod
+    def for_model(cls, dataset, precision: str = "fp32", device=None) -> "DeformModel":
+        """The network a run's model parameters describe (arguments.ModelParams: --is_blender,
+        --is_6dof, --deform_depth, --deform_width, --time_frequencies, --deform_init,
+        --deform_scale): the one place that turns those flags into a DeformModel."""
+        return cls(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
+                   precision=precision, device=device, init=dataset.deform_init,
+                   time_frequencies=dataset.time_frequencies, scale_offsets=dataset.deform_scale == "on")
+
     # ---- forward -------------------------------------------------------------------------
     def step(self, xyz: torch.Tensor, time_input: torch.Tensor,
              gate: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

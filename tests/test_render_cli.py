@@ -275,6 +275,27 @@ def test_a_model_with_its_own_time_encoding_renders_from_its_saved_config(tiny_s
     assert names_in(tmp_path / "tf" / "train" / f"ours_{ITERATION}" / "renders")
 
 
+def test_fixed_sizes_come_from_the_saved_config_and_an_older_folder_renders_with_sizes_that_move(tiny_scene, tmp_path):
+    """A run's --deform_scale is saved in cfg_args.json and render.py follows it; a folder written
+    before the flag existed (no such key) was trained with sizes that move, and renders so."""
+    build_model(tiny_scene, tmp_path / "m", warm_up=0, mask_dimension=0)   # random heads, every Gaussian moves
+    config_path = tmp_path / "m" / "cfg_args.json"
+    config = json.loads(config_path.read_text())
+
+    def renders(deform_scale):
+        saved = {k: v for k, v in config.items() if k != "deform_scale"}
+        if deform_scale is not None:
+            saved["deform_scale"] = deform_scale
+        config_path.write_text(json.dumps(saved))
+        assert render_cli.main(["-m", str(tmp_path / "m"), "--skip_test", "--quiet", "--no_video"]) == 0
+        out = tmp_path / "m" / "train" / f"ours_{ITERATION}" / "renders"
+        return [read_rgb(str(out / f"{n}.png")) for n in names_in(out)]
+
+    moving, fixed, older = renders("on"), renders("off"), renders(None)
+    assert any(not np.array_equal(a, b) for a, b in zip(moving, fixed))
+    assert all(np.array_equal(a, b) for a, b in zip(moving, older))
+
+
 # ---------------------------------------------------------------- bad inputs
 
 def one_line_error(capsys):

@@ -135,6 +135,16 @@ def test_fixed_sizes_zero_the_scale_offsets_and_leave_the_rest_of_the_motion_as_
     assert sorted(models[1].deform.state_dict()) == sorted(models[0].deform.state_dict())
 
 
+def test_for_model_builds_the_network_the_model_flags_describe():
+    flags = SimpleNamespace(is_blender=False, is_6dof=False, deform_depth=3, deform_width=24, time_frequencies=2,
+                            deform_init="zero", deform_scale="off")
+    model = DeformModel.for_model(flags, device="cpu")
+    assert model.architecture() == {"is_blender": False, "is_6dof": False, "depth": 3, "width": 24,
+                                    "time_frequencies": 2}
+    assert not model.deform.scale_offsets and torch.count_nonzero(model.deform.gaussian_warp.weight) == 0   # zero init
+    assert DeformModel.for_model(SimpleNamespace(**{**vars(flags), "deform_scale": "on"})).deform.scale_offsets
+
+
 def test_bad_inputs_are_rejected_with_shapes_in_the_message():
     model = DeformModel(**SMALL)
     with pytest.raises(ValueError, match=r"\[N, 3\]"):
