@@ -75,24 +75,24 @@ def size_changes(sizes: torch.Tensor, opacity: torch.Tensor) -> Dict[str, float]
     return stats
 
 
+def hands_at(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool, t: float):
+    """The hand Gaussians' centres [H, 3] and scales [H, 3] at time t, deformed as render.py does."""
+    with torch.no_grad():
+        deformed = deform_gaussians(gaussians, *deform.offsets(gaussians.get_xyz, t, 0.0, gate), is_6dof=is_6dof)
+    return deformed.means3D[hands], deformed.scales[hands]
+
+
 def hand_sizes(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool,
                times: List[float]) -> Dict[str, float]:
     """size_changes of the hand Gaussians over the given (training) times."""
-    sizes = []
-    with torch.no_grad():
-        for t in times:
-            deformed = deform_gaussians(gaussians, *deform.offsets(gaussians.get_xyz, t, 0.0, gate), is_6dof=is_6dof)
-            sizes.append(deformed.scales[hands].abs().max(dim=1).values)
-        opacity = gaussians.get_opacity[hands].reshape(-1)
-    return size_changes(torch.stack(sizes), opacity)
+    largest_axis = [hands_at(gaussians, deform, hands, gate, is_6dof, t)[1].abs().max(dim=1).values for t in times]
+    return size_changes(torch.stack(largest_axis), gaussians.get_opacity[hands].detach().reshape(-1))
 
 
 def view_rows(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool,
               train_times: List[float], test_times: List[float]) -> List[Dict]:
     def centres(t: float) -> torch.Tensor:
-        with torch.no_grad():
-            offsets = deform.offsets(gaussians.get_xyz, t, 0.0, gate)
-            return deform_gaussians(gaussians, *offsets, is_6dof=is_6dof).means3D[hands]
+        return hands_at(gaussians, deform, hands, gate, is_6dof, t)[0]
 
     rows = []
     for t in test_times:
