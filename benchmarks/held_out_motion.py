@@ -13,7 +13,9 @@ its Gaussians and little sideways motion. "held" counts the Gaussians still near
 then jumps, or that draws two copies of a fast hand (one subset early, one late), shows up there.
 Views before the first or after the last training time are skipped (no frame on one side).
 
-It also says how much the hand Gaussians change size over the training times (``sizes``): the
+Per view it also gives the share of the hand Gaussians' opacity whose size (largest axis) changes
+by more than 2x from a to b (``resized_2x_by_opacity``, all hand Gaussians, moving or not). And
+it says how much the hand Gaussians change size over the training times (``sizes``): the
 share whose largest axis grows or shrinks by more than 2x, 3x and 10x between two training times,
 plain and weighted by opacity. A fit that turns Gaussians on and off by size (--deform_scale on
 lets the network change sizes) shows up there; rigid hands would need none.
@@ -91,20 +93,22 @@ def hand_sizes(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tens
 
 def view_rows(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool,
               train_times: List[float], test_times: List[float]) -> List[Dict]:
-    def centres(t: float) -> torch.Tensor:
-        return hands_at(gaussians, deform, hands, gate, is_6dof, t)[0]
-
+    opacity = gaussians.get_opacity[hands].detach().reshape(-1)
     rows = []
     for t in test_times:
         before, after = [s for s in train_times if s < t], [s for s in train_times if s > t]
         if not before or not after:
             continue
         a, b = before[-1], after[0]
-        x_a, x_t, x_b = centres(a), centres(t), centres(b)
+        (x_a, s_a), (x_t, _), (x_b, s_b) = (hands_at(gaussians, deform, hands, gate, is_6dof, time) for time in (a, t, b))
         distance = (x_b - x_a).norm(dim=1)
         moving = distance > distance.median() if distance.numel() else distance > 0
         row = {"time": round(t, 6), "between": [round(a, 6), round(b, 6)]}
         row.update(motion_progress(x_a[moving], x_t[moving], x_b[moving], (t - a) / (b - a)))
+        # every hand Gaussian, moving or not: one that fades out from a to b while another fades in
+        # draws two half-opaque copies at t
+        largest_axes = torch.stack([s_a.abs().max(dim=1).values, s_b.abs().max(dim=1).values])
+        row["resized_2x_by_opacity"] = size_changes(largest_axes, opacity)["over_2x_by_opacity"]
         rows.append(row)
     return rows
 
@@ -132,7 +136,8 @@ def main(argv=None) -> List[Dict]:
         if row["gaussians"]:
             print(f"t={row['time']:.3f} (f={row['fraction']:.2f}): progress median {row['progress_median']:.2f}, "
                   f"held {row['held']:.2f}, ahead {row['ahead']:.2f}, sideways {row['sideways_median']:.2f} "
-                  f"({row['gaussians']} hand Gaussians)")
+                  f"({row['gaussians']} hand Gaussians); size changes over 2x from a to b: "
+                  f"{row['resized_2x_by_opacity']:.2f} of the hand opacity")
     sizes = hand_sizes(gaussians, deform, hands, gate, dataset.is_6dof, train_times)
     print("sizes over the training times: " + ", ".join(
         f"{sizes[f'over_{r:g}x']:.2f} change by over {r:g}x ({sizes[f'over_{r:g}x_by_opacity']:.2f} by opacity)"

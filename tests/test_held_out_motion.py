@@ -54,7 +54,7 @@ def test_a_trained_model_gives_one_row_per_inner_test_view(tmp_path):
     rows = main(["-m", str(model), "--out", str(out), "--hand_rule", "percentile"])   # the top 15 % are hands
     # 9 frames, every 4th held out: frames 0, 4, 8; only frame 4 has training frames on both sides
     assert [row["time"] for row in rows] == [0.5] and rows[0]["between"] == [0.375, 0.625]
-    assert rows[0]["fraction"] == 0.5 and rows[0]["gaussians"] > 0
+    assert rows[0]["fraction"] == 0.5 and rows[0]["gaussians"] > 0 and 0.0 <= rows[0]["resized_2x_by_opacity"] <= 1.0
     saved = json.loads(out.read_text())
     assert saved["views"] == rows
     assert saved["sizes"]["gaussians"] > 0 and 0.0 <= saved["sizes"]["over_2x"] <= 1.0
