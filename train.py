@@ -36,8 +36,7 @@ from utils.cuda_graphs import GraphedCalls
 from utils.general_utils import seed_everything, set_cpu_threads
 from utils.image_utils import psnr
 from utils.loss_check import LossCheck, drop_unapplied_state
-from utils.loss_utils import (depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss,
-                              photometric_loss, size_change_loss)
+from utils.loss_utils import depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss, photometric_loss
 from utils.model_folder import clear_outputs, latest_checkpoint, trained_outputs
 from utils.schedule import TrainingSchedule
 from utils.speed import PhaseSpeedMeter
@@ -157,15 +156,6 @@ def recipe_without_masks(dataset, opt, run: Namespace, scene: Scene, gaussians: 
         dataset.time_frequencies = run.time_frequencies = -1
         notices.append("No hand masks: the time encoding is upstream's (--time_frequencies -1 for this run).")
     return notices
-
-
-def add_size_change(terms: Dict[str, torch.Tensor], gaussians: GaussianModel, d_scaling: torch.Tensor,
-                    gate: Optional[torch.Tensor], weight: float) -> None:
-    """--size_change_weight: the size_change_loss term of the Gaussians the deformation moves
-    (gate > 0; every one without a gate), added to the total."""
-    moving = gate > 0 if gate is not None else torch.ones(d_scaling.shape[0], dtype=torch.bool, device=d_scaling.device)
-    terms["size_change"] = size_change_loss(gaussians.get_scaling, d_scaling, moving)
-    terms["total"] = terms["total"] + weight * terms["size_change"]
 
 
 def decomposition_layers(gate: Optional[torch.Tensor], phase, camera, opt) -> Dict[str, torch.Tensor]:
@@ -524,8 +514,6 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         render_pkg, layer_pkgs = draw_step(camera, deformed, pipe, background, layers,
                                            one_draw=not pipe.speed_baseline)
         terms = step_losses(render_pkg, layer_pkgs, camera, phase, opt, dataset.depth_prior_kind, loss_graphs)
-        if opt.size_change_weight > 0 and phase.train_deform:
-            add_size_change(terms, gaussians, offsets[2], gate, opt.size_change_weight)
         # The finite check (utils/loss_check.py) is read after queueing the backward pass, so the
         # GPU works through it during the read instead of idling; deferred, only every few steps.
         # Under --detect_anomaly, backward itself would raise on a NaN: read first there.
@@ -661,8 +649,6 @@ def validate_run(args: Namespace, opt) -> None:
         raise RunError("--rasterizer cuda needs a CUDA GPU, but PyTorch sees none: use --rasterizer auto or torch.")
     if args.log_interval < 1:
         raise RunError(f"--log_interval must be at least 1 (steps between TensorBoard logs), got {args.log_interval}.")
-    if not opt.size_change_weight >= 0:   # also refuses NaN
-        raise RunError(f"--size_change_weight must be >= 0 (0: no size-change penalty), got {opt.size_change_weight}.")
     if args.time_frequencies < -1:
         raise RunError(f"--time_frequencies must be -1 (upstream's choice) or a count >= 0, got {args.time_frequencies}.")
     if not 1 <= args.viewer_port <= 65535:

@@ -191,8 +191,6 @@ class OptimizationParams(ParamGroup):
         "early_mask_weight": "mask-loss weight (x loss_reduce) before the mask phase (paper: 0)",
         "hands_layer_weight": "weight of the hands layer's opacity and colour losses (paper: 0)",
         "static_layer_weight": "weight of the static layer's colour loss (paper: 0)",
-        "size_change_weight": "weight of a penalty on the deformation resizing a moving Gaussian by more than 2x "
-                              "(0: none, upstream)",
     }
 
     def __init__(self, parser):
@@ -235,8 +233,6 @@ class OptimizationParams(ParamGroup):
         # With the gate, losses on each layer rendered alone (train.py's layer_losses); paper: 0.
         self.hands_layer_weight = 0.5
         self.static_layer_weight = 0.5
-        # A penalty on size changes beyond 2x (utils/loss_utils.size_change_loss); 0: none, as upstream.
-        self.size_change_weight = 0.0
         super().__init__(parser, "Optimization Parameters")
 
 

@@ -473,23 +473,6 @@ def test_speed_baseline_trains_the_same_model_and_the_summary_counts_every_step(
     assert phases["mask"]["deformed_rows_per_step"] < base_phases["mask"]["deformed_rows_per_step"]
 
 
-def test_size_change_penalty_is_a_loss_term_only_while_the_network_learns(tiny_scene, tmp_path, monkeypatch):
-    recorded = []
-    record = train.LossCheck.record
-
-    def spy(self, iteration, terms, context=None):
-        recorded.append((iteration, set(terms)))
-        return record(self, iteration, terms, context)
-
-    monkeypatch.setattr(train.LossCheck, "record", spy)
-    run(tiny_scene, str(tmp_path / "penalty"), "--size_change_weight", "0.1")
-    with_term = [iteration for iteration, names in recorded if "size_change" in names]
-    assert with_term == list(range(4, 10))   # TINY: the network deforms from --warm_up 4, learns until --stop_MLP 10
-    recorded.clear()
-    run(tiny_scene, str(tmp_path / "none"))
-    assert recorded and not any("size_change" in names for _, names in recorded)
-
-
 def test_tensorboard_is_written_every_log_interval_steps(tiny_scene, tmp_path, monkeypatch):
     logged = []
     monkeypatch.setattr(train, "log_scalars", lambda writer, terms, g, d, iteration, ms: logged.append(iteration))
@@ -541,7 +524,6 @@ def test_viewer_without_viser_is_a_notice_and_training_goes_on(tiny_scene, tmp_p
     (["--viewer", "--viewer_port", "70000"], "--viewer_port must be in 1..65535"),
     (["--gate_low", "0.8", "--gate_high", "0.2"], "--gate_low (0.8) must be below --gate_high (0.2)"),
     (["--static_layer_weight", "-0.5"], "--static_layer_weight must be >= 0"),
-    (["--size_change_weight", "-1"], "--size_change_weight must be >= 0"),
     (["--densification_interval", "0"], "--densification_interval must be at least 1"),
     (["--sh_degree", "4"], "sh_degree (4) must be in 0..3"),
     (["--mask_dimension", "33"], "mask_dimension (33) in 0..32"),

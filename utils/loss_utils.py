@@ -1,4 +1,4 @@
-"""Training losses: photometric (L1, SSIM), monocular depth prior, hand mask, size change.
+"""Training losses: photometric (L1, SSIM), monocular depth prior, hand mask.
 
 Shapes: images [C, H, W] or [B, C, H, W]; depth maps and masks [1, H, W].
 
@@ -14,7 +14,6 @@ to an affine map ("disparity" = relative inverse depth, or "depth"). EgoMask's d
   4. the prior is normalized in every phase (upstream skipped it during the mask phase).
 """
 import functools
-import math
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +26,6 @@ DEPTH_KINDS = ("disparity", "depth")
 _REL_EPS = 1e-6    # ranges / variances below this fraction of the values' size count as "constant"
 _TINY = 1e-20
 _MIN_DEPTH = 1e-6  # rendered z below this is "nothing rendered" and cannot be inverted
-SIZE_CHANGE_FREE = 2.0   # size_change_loss: the deformation may grow or shrink an axis this much at no cost
 
 
 def l1_loss(network_output: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -248,19 +246,3 @@ def mask_loss(hand_map: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"mask_loss expects a mask [1, {hand_map.shape[1]}, {hand_map.shape[2]}] "
                          f"matching the render, got {list(mask.shape)}.")
     return (hand_map - mask).abs().mean()
-
-
-# ---- size change of the deformation -----------------------------------------------------------
-def size_change_loss(scales: torch.Tensor, d_scaling: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
-    """How far the deformation resizes the moving Gaussians beyond SIZE_CHANGE_FREE: the mean over
-    their axes of relu(|log(|s + Δs| / s)| − log SIZE_CHANGE_FREE).
-
-    scales [N, 3] > 0: the Gaussians' own sizes; d_scaling [N, 3]: the deformation's offsets
-    (added to the sizes, as upstream); moving [N] bool: the rows to count (0 when none). A fit can
-    draw a fast hand with Gaussians that shrink away at one frame and others that grow in at the
-    next, two half-opaque copies in between; a rigid or mildly stretching motion costs nothing.
-    No host read: the count of moving rows stays on the device."""
-    resized = (scales + d_scaling).abs().clamp_min(torch.finfo(scales.dtype).tiny) / scales
-    excess = F.relu(resized.log().abs() - math.log(SIZE_CHANGE_FREE)).mean(dim=1)
-    weight = moving.to(excess.dtype)
-    return (excess * weight).sum() / weight.sum().clamp_min(1.0)

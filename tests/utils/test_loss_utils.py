@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from utils.loss_utils import (depth_loss_minmax, depth_loss_ssi, depth_valid_mask, l1_loss, mask_loss,
-                              photometric_loss, size_change_loss, ssim, to_prior_convention)
+                              photometric_loss, ssim, to_prior_convention)
 
 DEPTH_LOSSES = [depth_loss_minmax, depth_loss_ssi]
 
@@ -278,24 +278,3 @@ def test_photometric_loss_backward_by_hand_equals_autograd(lambda_dssim):
     assert torch.allclose(grad_by_hand, grad_reference, rtol=1e-9, atol=1e-14)
     small = image.detach()[:, :12, :13].clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda x: photometric_loss(x, gt[:, :12, :13], lambda_dssim), (small,))
-
-
-def test_size_change_costs_only_the_moving_gaussians_resized_beyond_twice():
-    scales = torch.ones(5, 3)
-    d = torch.zeros(5, 3)
-    d[0] = torch.tensor([0.5, -0.4, 0.0])     # 1.5x, 0.6x, 1x: within 2x, free
-    d[1, 0] = 3.0                             # 4x: log 4 - log 2 = log 2
-    d[2, 1] = -0.9                            # 0.1x: log 10 - log 2 = log 5
-    d[3, 2] = -1.5                            # |-0.5| = 0.5x (a sign flip is the same size): free
-    d[4] = 100.0                              # static: not counted
-    moving = torch.tensor([True, True, True, True, False])
-    expected = (math.log(2) / 3 + math.log(5) / 3) / 4
-    assert size_change_loss(scales, d, moving).item() == pytest.approx(expected, rel=1e-6)
-    assert size_change_loss(scales, d, torch.zeros(5, dtype=torch.bool)).item() == 0.0
-
-
-def test_size_change_gradient_shrinks_the_excess_only():
-    scales = torch.full((2, 3), 0.5)
-    d = torch.tensor([[1.5, 0.0, 0.0], [0.2, 0.0, 0.0]], requires_grad=True)   # 4x (over), 1.4x (free)
-    size_change_loss(scales, d, torch.tensor([True, True])).backward()
-    assert d.grad[0, 0] > 0 and torch.count_nonzero(d.grad[1]) == 0 and torch.count_nonzero(d.grad[0, 1:]) == 0
