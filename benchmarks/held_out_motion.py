@@ -78,17 +78,17 @@ def size_changes(sizes: torch.Tensor, opacity: torch.Tensor) -> Dict[str, float]
 
 
 def hands_at(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool, t: float):
-    """The hand Gaussians' centres [H, 3] and scales [H, 3] at time t, deformed as render.py does."""
+    """The hand Gaussians' centres [H, 3] and largest axes [H] at time t, deformed as render.py does."""
     with torch.no_grad():
         deformed = deform_gaussians(gaussians, *deform.offsets(gaussians.get_xyz, t, 0.0, gate), is_6dof=is_6dof)
-    return deformed.means3D[hands], deformed.scales[hands]
+    return deformed.means3D[hands], deformed.scales[hands].abs().max(dim=1).values
 
 
 def hand_sizes(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool,
                times: List[float]) -> Dict[str, float]:
     """size_changes of the hand Gaussians over the given (training) times."""
-    largest_axis = [hands_at(gaussians, deform, hands, gate, is_6dof, t)[1].abs().max(dim=1).values for t in times]
-    return size_changes(torch.stack(largest_axis), gaussians.get_opacity[hands].detach().reshape(-1))
+    largest_axes = [hands_at(gaussians, deform, hands, gate, is_6dof, t)[1] for t in times]
+    return size_changes(torch.stack(largest_axes), gaussians.get_opacity[hands].detach().reshape(-1))
 
 
 def view_rows(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tensor], is_6dof: bool,
@@ -107,8 +107,7 @@ def view_rows(gaussians, deform, hands: torch.Tensor, gate: Optional[torch.Tenso
         row.update(motion_progress(x_a[moving], x_t[moving], x_b[moving], (t - a) / (b - a)))
         # every hand Gaussian, moving or not: one that fades out from a to b while another fades in
         # draws two half-opaque copies at t
-        largest_axes = torch.stack([s_a.abs().max(dim=1).values, s_b.abs().max(dim=1).values])
-        row["resized_2x_by_opacity"] = size_changes(largest_axes, opacity)["over_2x_by_opacity"]
+        row["resized_2x_by_opacity"] = size_changes(torch.stack([s_a, s_b]), opacity)["over_2x_by_opacity"]
         rows.append(row)
     return rows
 
