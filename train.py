@@ -459,7 +459,8 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     fused = fused_adam(device, pipe)
     gaussians.training_setup(opt, fused=fused)
     deform.train_setting(opt, fused=fused)
-    strategy = DensificationStrategy.from_options(opt, dataset.white_background)
+    observed_pixels = sum(camera.image_width * camera.image_height for camera in scene.getTrainCameras())
+    strategy = DensificationStrategy.from_options(opt, dataset.white_background, observed_pixels)
     strategy.reset(gaussians.get_xyz.shape[0], device)
     schedule = TrainingSchedule(opt, has_masks=scene.has_masks, has_depth=scene.has_depth,
                                 is_blender=dataset.is_blender)
@@ -618,6 +619,11 @@ def write_model_folder(run: Namespace, scene: Scene) -> None:
     scene.save_inputs()
 
 
+# Flags added since configurations were first saved with checkpoints: the value a run saved
+# without them trained with.
+BEFORE_THE_FLAG = {"densify_budget": 0.0}
+
+
 def resume_configuration(args: Namespace, explicit: Dict) -> Optional[Dict]:
     """With --start_checkpoint: load it, and take every flag not given now from the configuration
     it carries (the run it came from). Returns the checkpoint, or None without the flag."""
@@ -632,6 +638,9 @@ def resume_configuration(args: Namespace, explicit: Dict) -> Optional[Dict]:
         return checkpoint
     for key, value in saved.items():
         if key not in explicit and key != "start_checkpoint" and hasattr(args, key):
+            setattr(args, key, value)
+    for key, value in BEFORE_THE_FLAG.items():   # a run saved before the flag existed goes on as it began
+        if key not in saved and key not in explicit:
             setattr(args, key, value)
     given = sorted(k for k in explicit if k != "start_checkpoint")
     print(f"Resuming with the configuration saved in {args.start_checkpoint}"

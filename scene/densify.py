@@ -11,10 +11,20 @@ State dict (``state_dict()``), N = number of Gaussians:
     denom              [N, 1]  number of views in which the Gaussian was visible
     max_radii2D        [N]     largest screen radius (pixels) since the last densification
     percent_dense      float   clone/split size boundary as a fraction of the scene extent
+
+A budget (``max_gaussians``, train.py's --densify_budget x the observed training pixels) caps the
+count: a densification adds only as many Gaussians as there is room for, the strongest mean
+gradients first. Unlimited densification on a small, low-resolution clip went on splitting to
+sub-pixel Gaussians (14 per pixel on the 128x96 synthetic bed, against 3.4 on a 506x174 real
+clip) and let every training frame keep its own copy of a fast-moving hand: at a time between
+two training frames both copies showed, half grown (README, "Hands decomposition").
 """
+from typing import Optional
+
 import torch
 
 from utils.general_utils import build_rotation, inverse_sigmoid
+from utils.system_utils import print_once
 
 SPLIT_SAMPLES = 2                             # a large Gaussian becomes this many smaller ones
 SPLIT_SCALE_DIVISOR = 0.8 * SPLIT_SAMPLES     # new scale = scale / 1.6 (upstream)
@@ -26,30 +36,35 @@ SCREEN_SIZE_LIMIT = 20                        # px, pruned after the first opaci
 
 class DensificationStrategy:
     def __init__(self, percent_dense: float = 0.01, prune_by_screen_size: bool = True, timing=None,
-                 white_background: bool = False):
+                 white_background: bool = False, max_gaussians: Optional[int] = None):
         """``prune_by_screen_size``: upstream 3DGS zeroes max_radii2D just before its screen-size
         test, so there that test never fires. True applies it as documented; False matches
         upstream's effective behaviour (prune by world size and opacity only), which is what
         train.py uses unless --prune_by_screen_size is given, so results compare with the papers'.
         ``timing``: train.py's OptimizationParams (or any object with its densify_from_iter,
         densify_until_iter, densification_interval, opacity_reset_interval and
-        densify_grad_threshold), which ``step`` follows; the operations below do not need it."""
+        densify_grad_threshold), which ``step`` follows; the operations below do not need it.
+        ``max_gaussians``: the budget (module text); None: no limit."""
         self.percent_dense = percent_dense
+        self.max_gaussians = max_gaussians
         self.prune_by_screen_size = prune_by_screen_size
         self.timing, self.white_background = timing, white_background
         self.reset(0, "cpu")
 
     @classmethod
-    def from_options(cls, opt, white_background: bool) -> "DensificationStrategy":
+    def from_options(cls, opt, white_background: bool, observed_pixels: int = 0) -> "DensificationStrategy":
         """The strategy of train.py's OptimizationParams; ValueError names a flag out of range
-        (an interval of 0 would only fail, dividing by zero, once the window is reached)."""
+        (an interval of 0 would only fail, dividing by zero, once the window is reached).
+        observed_pixels: the training views' pixels summed, which --densify_budget multiplies."""
         for flag in ("densification_interval", "opacity_reset_interval"):
             if getattr(opt, flag) < 1:
                 raise ValueError(f"--{flag} must be at least 1 (got {getattr(opt, flag)}).")
-        for flag in ("percent_dense", "densify_grad_threshold"):
-            if not getattr(opt, flag) >= 0:   # also refuses NaN
+        for flag in ("percent_dense", "densify_grad_threshold", "densify_budget"):
+            if not getattr(opt, flag, 0.0) >= 0:   # also refuses NaN
                 raise ValueError(f"--{flag} must be >= 0 (got {getattr(opt, flag)}).")
-        return cls(opt.percent_dense, opt.prune_by_screen_size, timing=opt, white_background=white_background)
+        budget = getattr(opt, "densify_budget", 0.0) * observed_pixels
+        return cls(opt.percent_dense, opt.prune_by_screen_size, timing=opt, white_background=white_background,
+                   max_gaussians=int(budget) if budget > 0 else None)
 
     # --- when ---------------------------------------------------------------------------------
     def step(self, model, render_pkg: dict, iteration: int, extent: float, valid=None) -> None:
@@ -137,7 +152,7 @@ class DensificationStrategy:
         """
         self._check_count(model.get_xyz.shape[0], "Gaussians in the model")
         with torch.no_grad():
-            hot = self.mean_grads() >= max_grad
+            hot = self.hot_rows(max_grad, model.get_xyz.shape[0])
             is_small = model.get_scaling.max(dim=1).values <= self.percent_dense * extent
             clone_mask, split_mask = hot & is_small, hot & ~is_small
             new_rows = concat_rows(clone_rows(model, clone_mask), split_rows(model, split_mask))
@@ -152,6 +167,23 @@ class DensificationStrategy:
             self.reset(model.get_xyz.shape[0], model.get_xyz.device)
         return {"cloned": int(clone_mask.sum()), "split": int(split_mask.sum()),
                 "pruned": int((prune & ~split_parents).sum())}
+
+    def hot_rows(self, max_grad: float, count: int) -> torch.Tensor:
+        """[N] bool, the Gaussians to densify: mean gradient >= max_grad, cut to the room the
+        budget leaves beside count Gaussians, the largest gradients kept. Each row adds one
+        Gaussian: a clone, or a split (two halves replace their parent)."""
+        grads = self.mean_grads()
+        hot = grads >= max_grad
+        if self.max_gaussians is None:
+            return hot
+        room = max(self.max_gaussians - count, 0)
+        if int(hot.sum()) <= room:
+            return hot
+        print_once(f"Densification budget reached: at most {self.max_gaussians} Gaussians "
+                   "(--densify_budget per observed training pixel; 0 lifts it).")
+        kept = torch.zeros_like(hot)
+        kept[torch.topk(torch.where(hot, grads, -1.0), room).indices] = True
+        return kept
 
     def _prune_mask(self, model, radii: torch.Tensor, min_opacity: float, extent: float,
                     max_screen_size) -> torch.Tensor:
