@@ -14,7 +14,10 @@ TINY = ["--iterations", "12", "--warm_up", "4", "--mask_start", "8", "--mask_sto
         "--densify_from_iter", "2", "--densification_interval", "3", "--densify_until_iter", "10",
         "--opacity_reset_interval", "9", "--position_lr_max_steps", "12", "--deform_lr_max_steps", "12",
         "--deform_depth", "2", "--deform_width", "16", "--rasterizer", "torch", "--data_device", "cpu",
-        "--quiet", "--test_iterations", "12", "--save_iterations", "12", "--sh_degree", "1"]
+        "--quiet", "--test_iterations", "12", "--save_iterations", "12", "--sh_degree", "1",
+        # 4 views of 32x24 leave the default budget room for 307 Gaussians, fewer than the 3000 initial
+        # points: unlimited here, so that these runs densify (test_the_densification_budget_... below)
+        "--densify_budget", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +181,37 @@ def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
     assert paper.hand_pixels == "map"   # hand pixels from the rendered hand feature, as the paper
     assert paper.static_fill == "off"   # the static layer as drawn: a dark hole where the hands were
     assert paper.deform_precision == "fp32"   # upstream's numerics
+    assert ours.densify_budget == 0.1 and paper.densify_budget == 0.0   # upstream densifies without limit
     assert resolved(["-s", "scene", "--time_frequencies", "6"]).time_frequencies == 6
     mixed = resolved(["-s", "scene", "--recipe", "paper", "--deform_init", "zero", "--early_mask_weight", "0.3"])
     assert (mixed.deform_gate, mixed.deform_init, mixed.early_mask_weight) == ("none", "zero", 0.3)
+
+
+def test_the_densification_budget_caps_the_gaussian_count(tiny_scene, tmp_path):
+    from plyfile import PlyData
+
+    unlimited = run(tiny_scene, str(tmp_path / "unlimited"))
+    capped = run(tiny_scene, str(tmp_path / "capped"), "--densify_budget", "0.1")
+    initial = len(PlyData.read(str(tmp_path / "capped" / "input.ply"))["vertex"])
+    assert initial > 307                             # the budget: 0.1 x 4 views x 32 x 24 pixels
+    assert capped["num_gaussians"] <= initial        # no room: nothing added, pruning only
+    assert unlimited["num_gaussians"] > initial      # the same run without the budget densifies
+
+
+def test_a_checkpoint_saved_before_the_budget_resumes_without_it(tiny_scene, tmp_path, capsys):
+    model = str(tmp_path / "older")
+    run(tiny_scene, model, "--checkpoint_iterations", "6", "--densify_budget", "0.1")
+    path = os.path.join(model, "chkpnt6.pth")
+    checkpoint = load_checkpoint(path)
+    del checkpoint["config"]["densify_budget"]       # as written before the flag existed
+    torch.save(checkpoint, path)
+    parser, _ = train.build_parser()
+    args = parser.parse_args(["--start_checkpoint", path])
+    train.resume_configuration(args, {"start_checkpoint": path})
+    assert args.densify_budget == 0.0
+    args = parser.parse_args(["--start_checkpoint", path, "--densify_budget", "0.2"])
+    train.resume_configuration(args, {"start_checkpoint": path, "densify_budget": 0.2})
+    assert args.densify_budget == 0.2                # a flag given now still wins
 
 
 def test_the_resolved_recipe_is_saved_with_the_model(tiny_scene, tmp_path):

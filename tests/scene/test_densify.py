@@ -118,6 +118,61 @@ def test_clone_small_and_split_large_above_the_threshold():
     assert strategy.denom.shape == (9, 1) and strategy.denom.sum() == 0 and strategy.max_radii2D.shape == (9,)
 
 
+def test_a_budget_keeps_the_largest_gradients_and_adds_one_gaussian_per_kept_row():
+    # four hot rows (two small, two large), two cold; room for two more Gaussians
+    model = make_model([0.05, 0.05, 0.5, 0.5, 0.05, 0.5])
+    strategy = DensificationStrategy(percent_dense=0.01, max_gaussians=8)
+    strategy.reset(6, "cpu")
+    add_view(strategy, [[3e-4, 0.0], [9e-4, 0.0], [5e-4, 0.0], [8e-4, 0.0], [1e-4, 0.0], [1e-4, 0.0]])
+    take_adam_step(model)
+    old_xyz = model.get_xyz.detach().clone()
+
+    counts = strategy.densify_and_prune(model, THRESHOLD, 0.005, EXTENT, None)
+
+    assert counts == {"cloned": 1, "split": 1, "pruned": 0}   # rows 1 (9e-4, small) and 3 (8e-4, large)
+    assert model.get_xyz.shape[0] == 8
+    assert len(find_rows(model, "xyz", old_xyz[1])) == 2    # cloned
+    assert find_rows(model, "xyz", old_xyz[3]) == []        # split: its parent is gone
+    for row in (0, 2):                                       # hot, but weaker: untouched
+        assert len(find_rows(model, "xyz", old_xyz[row])) == 1
+
+
+def test_a_full_budget_densifies_nothing_but_still_prunes():
+    model = make_model([0.05, 0.05, 0.5], opacities=[0.5, 0.001, 0.5])
+    strategy = DensificationStrategy(percent_dense=0.01, max_gaussians=3)
+    strategy.reset(3, "cpu")
+    add_view(strategy, [[9e-4, 0.0], [9e-4, 0.0], [9e-4, 0.0]])
+    counts = strategy.densify_and_prune(model, THRESHOLD, 0.005, EXTENT, None)
+    assert counts == {"cloned": 0, "split": 0, "pruned": 1}
+    assert model.get_xyz.shape[0] == 2
+    # room again after the prune: the next densification may add one
+    add_view(strategy, [[9e-4, 0.0], [9e-4, 0.0]])
+    assert strategy.densify_and_prune(model, THRESHOLD, 0.005, EXTENT, None)["cloned"] == 1
+
+
+def test_under_the_budget_densification_is_unchanged():
+    grads = [[3e-4, 0.0], [1e-4, 0.0], [0.0, 3e-4], [1e-4, 1e-4]]
+    results = []
+    for budget in (None, 100):
+        model = make_model([0.05, 0.05, 0.5, 0.5])
+        strategy = DensificationStrategy(percent_dense=0.01, max_gaussians=budget)
+        strategy.reset(4, "cpu")
+        add_view(strategy, grads)
+        results.append((strategy.densify_and_prune(model, THRESHOLD, 0.005, EXTENT, None), model.get_xyz.shape[0]))
+    assert results[0] == results[1] == ({"cloned": 1, "split": 1, "pruned": 0}, 6)
+
+
+def test_the_budget_is_the_flag_times_the_observed_pixels():
+    opt = default_opt()
+    assert opt.densify_budget == 0.1
+    assert DensificationStrategy.from_options(opt, False, observed_pixels=18 * 128 * 96).max_gaussians == 22118
+    opt.densify_budget = 0.0
+    assert DensificationStrategy.from_options(opt, False, observed_pixels=1000).max_gaussians is None
+    opt.densify_budget = -0.1
+    with pytest.raises(ValueError, match="densify_budget"):
+        DensificationStrategy.from_options(opt, False, observed_pixels=1000)
+
+
 def test_gradient_averages_over_the_views_that_saw_the_gaussian():
     model = make_model([0.05, 0.05])
     strategy = DensificationStrategy()
