@@ -252,8 +252,8 @@ RECIPES = {
     "default": {"time_frequencies": 4},
     "paper": {"deform_gate": "none", "early_mask_weight": 0.0, "hands_layer_weight": 0.0,
               "static_layer_weight": 0.0, "densify_budget": 0.0, "deform_init": "pytorch",
-              "time_outside": "extrapolate",
-              "time_frequencies": -1, "hand_pixels": "map", "static_fill": "off", "deform_precision": "fp32"},
+              "time_outside": "extrapolate", "time_frequencies": -1, "hand_pixels": "map", "static_fill": "off",
+              "deform_precision": "fp32"},
 }
 
 
