@@ -60,9 +60,9 @@ class DensificationStrategy:
             if getattr(opt, flag) < 1:
                 raise ValueError(f"--{flag} must be at least 1 (got {getattr(opt, flag)}).")
         for flag in ("percent_dense", "densify_grad_threshold", "densify_budget"):
-            if not getattr(opt, flag, 0.0) >= 0:   # also refuses NaN
+            if not getattr(opt, flag) >= 0:   # also refuses NaN
                 raise ValueError(f"--{flag} must be >= 0 (got {getattr(opt, flag)}).")
-        budget = getattr(opt, "densify_budget", 0.0) * observed_pixels
+        budget = opt.densify_budget * observed_pixels
         return cls(opt.percent_dense, opt.prune_by_screen_size, timing=opt, white_background=white_background,
                    max_gaussians=int(budget) if budget > 0 else None)
 

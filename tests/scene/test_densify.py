@@ -326,7 +326,8 @@ def test_step_decides_when_statistics_densification_and_resets_happen():
             calls.append(("reset", self._it))
     from types import SimpleNamespace
     opt = SimpleNamespace(percent_dense=0.01, prune_by_screen_size=False, densify_from_iter=2, densify_until_iter=9,
-                          densification_interval=3, opacity_reset_interval=4, densify_grad_threshold=0.5)
+                          densification_interval=3, opacity_reset_interval=4, densify_grad_threshold=0.5,
+                          densify_budget=0.0)
     strategy = Recording.from_options(opt, white_background=True)
     pkg = {"viewspace_points": None, "visibility_filter": None, "radii": None}
     for it in range(1, 13):
@@ -343,6 +344,7 @@ def test_options_out_of_range_are_refused_before_training(flag, value):
     """An interval of 0 used to train until the densification window and then divide by zero."""
     from types import SimpleNamespace
     options = dict(percent_dense=0.01, prune_by_screen_size=False, densify_from_iter=2, densify_until_iter=9,
-                   densification_interval=3, opacity_reset_interval=4, densify_grad_threshold=0.5)
+                   densification_interval=3, opacity_reset_interval=4, densify_grad_threshold=0.5,
+                   densify_budget=0.0)
     with pytest.raises(ValueError, match=f"--{flag} must be"):
         DensificationStrategy.from_options(SimpleNamespace(**{**options, flag: value}), white_background=False)
