@@ -181,7 +181,7 @@ def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
     assert paper.hand_pixels == "map"   # hand pixels from the rendered hand feature, as the paper
     assert paper.static_fill == "off"   # the static layer as drawn: a dark hole where the hands were
     assert paper.deform_precision == "fp32"   # upstream's numerics
-    assert ours.densify_budget == 0.1 and paper.densify_budget == 0.0   # upstream densifies without limit
+    assert ours.densify_budget == 0.05 and paper.densify_budget == 0.0   # upstream densifies without limit
     assert resolved(["-s", "scene", "--time_frequencies", "6"]).time_frequencies == 6
     mixed = resolved(["-s", "scene", "--recipe", "paper", "--deform_init", "zero", "--early_mask_weight", "0.3"])
     assert (mixed.deform_gate, mixed.deform_init, mixed.early_mask_weight) == ("none", "zero", 0.3)

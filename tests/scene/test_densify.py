@@ -164,8 +164,8 @@ def test_under_the_budget_densification_is_unchanged():
 
 def test_the_budget_is_the_flag_times_the_observed_pixels():
     opt = default_opt()
-    assert opt.densify_budget == 0.1
-    assert DensificationStrategy.from_options(opt, False, observed_pixels=18 * 128 * 96).max_gaussians == 22118
+    assert opt.densify_budget == 0.05
+    assert DensificationStrategy.from_options(opt, False, observed_pixels=18 * 128 * 96).max_gaussians == 11059
     opt.densify_budget = 0.0
     assert DensificationStrategy.from_options(opt, False, observed_pixels=1000).max_gaussians is None
     opt.densify_budget = -0.1
