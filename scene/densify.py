@@ -52,7 +52,7 @@ class DensificationStrategy:
         self.reset(0, "cpu")
 
     @classmethod
-    def from_options(cls, opt, white_background: bool, observed_pixels: int = 0) -> "DensificationStrategy":
+    def from_options(cls, opt, white_background: bool, observed_pixels: int) -> "DensificationStrategy":
         """The strategy of train.py's OptimizationParams; ValueError names a flag out of range
         (an interval of 0 would only fail, dividing by zero, once the window is reached).
         observed_pixels: the training views' pixels summed, which --densify_budget multiplies."""

@@ -15,7 +15,7 @@ TINY = ["--iterations", "12", "--warm_up", "4", "--mask_start", "8", "--mask_sto
         "--opacity_reset_interval", "9", "--position_lr_max_steps", "12", "--deform_lr_max_steps", "12",
         "--deform_depth", "2", "--deform_width", "16", "--rasterizer", "torch", "--data_device", "cpu",
         "--quiet", "--test_iterations", "12", "--save_iterations", "12", "--sh_degree", "1",
-        # 4 views of 32x24 leave the default budget room for 307 Gaussians, fewer than the 3000 initial
+        # 4 views of 32x24 leave the default budget room for 153 Gaussians, fewer than the 3000 initial
         # points: unlimited here, so that these runs densify (test_the_densification_budget_... below)
         "--densify_budget", "0"]
 

@@ -328,7 +328,7 @@ def test_step_decides_when_statistics_densification_and_resets_happen():
     opt = SimpleNamespace(percent_dense=0.01, prune_by_screen_size=False, densify_from_iter=2, densify_until_iter=9,
                           densification_interval=3, opacity_reset_interval=4, densify_grad_threshold=0.5,
                           densify_budget=0.0)
-    strategy = Recording.from_options(opt, white_background=True)
+    strategy = Recording.from_options(opt, white_background=True, observed_pixels=1000)
     pkg = {"viewspace_points": None, "visibility_filter": None, "radii": None}
     for it in range(1, 13):
         strategy._it = it
@@ -347,4 +347,5 @@ def test_options_out_of_range_are_refused_before_training(flag, value):
                    densification_interval=3, opacity_reset_interval=4, densify_grad_threshold=0.5,
                    densify_budget=0.0)
     with pytest.raises(ValueError, match=f"--{flag} must be"):
-        DensificationStrategy.from_options(SimpleNamespace(**{**options, flag: value}), white_background=False)
+        DensificationStrategy.from_options(SimpleNamespace(**{**options, flag: value}), white_background=False,
+                                           observed_pixels=1000)
