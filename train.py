@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from arguments import (ModelParams, OptimizationParams, PipelineParams, add_run_arguments, apply_recipe,
-                       explicit_arguments, save_config)
+                       explicit_arguments, save_config, UPSTREAM_TIME)
 from gaussian_renderer import (DeformedGaussians, background_color, deform_gaussians, render, render_deformed,
                                render_layers)
 from scene import Scene
@@ -143,8 +143,8 @@ def deform_for(camera, gaussians: GaussianModel, deform: DeformModel, phase, gat
 def recipe_without_masks(dataset, opt, run: Namespace, scene: Scene, gaussians: GaussianModel) -> List[str]:
     """Without hand masks (or without a hand feature) there are no hands to decompose: train as
     Deformable-3DGS does. --deform_gate hand would leave every Gaussian static, so the gate is
-    switched off; the recipe's time encoding (made for short hand clips) goes back to upstream's
-    unless it was given explicitly. For this run and in its saved config, which render.py reads.
+    switched off; the recipe's time handling (made for short hand clips: encoding, time network,
+    time noise) goes back to upstream's unless it was given explicitly. For this run and in its saved config, which render.py reads.
     Returns the notices."""
     if scene.has_masks and gaussians.mask_dimension > 0:
         return []
@@ -152,9 +152,16 @@ def recipe_without_masks(dataset, opt, run: Namespace, scene: Scene, gaussians: 
     if getattr(opt, "deform_gate", "none") == "hand":
         opt.deform_gate = run.deform_gate = "none"
         notices.append("No hand masks to label the hands: every Gaussian deforms (--deform_gate none for this run).")
-    if "time_frequencies" in getattr(run, "recipe_set", ()) and dataset.time_frequencies != -1:
-        dataset.time_frequencies = run.time_frequencies = -1
-        notices.append("No hand masks: the time encoding is upstream's (--time_frequencies -1 for this run).")
+    changed = [key for key, value in UPSTREAM_TIME.items()
+               if key in getattr(run, "recipe_set", ()) and getattr(run, key) != value]
+    for key in changed:
+        setattr(run, key, UPSTREAM_TIME[key])
+        for group in (dataset, opt):
+            if hasattr(group, key):
+                setattr(group, key, UPSTREAM_TIME[key])
+    if changed:
+        flags = " ".join(f"--{key} {UPSTREAM_TIME[key]}" for key in changed)
+        notices.append(f"No hand masks: the time handling is upstream's ({flags} for this run).")
     return notices
 
 
@@ -621,7 +628,7 @@ def write_model_folder(run: Namespace, scene: Scene) -> None:
 
 # Flags added since configurations were first saved with checkpoints: the value a run saved
 # without them trained with.
-BEFORE_THE_FLAG = {"densify_budget": 0.0}
+BEFORE_THE_FLAG = {"densify_budget": 0.0, "time_network": "auto", "time_noise": "auto"}
 
 
 def resume_configuration(args: Namespace, explicit: Dict) -> Optional[Dict]:

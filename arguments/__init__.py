@@ -52,7 +52,8 @@ class ParamGroup:
 class ModelParams(ParamGroup):
     choices = {"data_device": ["cpu", "cuda"], "depth_prior_kind": ["disparity", "depth"],
                "deform_init": ["zero", "pytorch"], "time_outside": ["linear", "clamp", "extrapolate"],
-               "hand_pixels": ["layer", "map"], "static_fill": ["on", "off"], "deform_scale": ["on", "off"]}
+               "hand_pixels": ["layer", "map"], "static_fill": ["on", "off"], "deform_scale": ["on", "off"],
+               "time_network": ["auto", "on", "off"]}
     help = {
         "sh_degree": "highest spherical-harmonics degree of the colours",
         "source_path": "scene folder (COLMAP/EgoMask, Blender or Nerfies layout)",
@@ -74,6 +75,8 @@ class ModelParams(ParamGroup):
         "deform_depth": "layers of the deformation MLP",
         "deform_width": "width of the deformation MLP",
         "time_frequencies": "frequencies of the time encoding (-1: upstream's 10, or 6 with --is_blender)",
+        "time_network": "a small network between the time encoding and the deformation MLP (upstream's "
+                        "D-NeRF/Blender choice): on, off, or auto (on with --is_blender)",
         "deform_init": "zero: the deformation starts as the identity; pytorch: upstream's random init",
         "deform_scale": "on: the deformation network also changes each Gaussian's size over time (upstream); off: "
                         "sizes are fixed and only positions and rotations move (hands and handled objects are "
@@ -109,6 +112,7 @@ class ModelParams(ParamGroup):
         self.deform_depth = 8
         self.deform_width = 256
         self.time_frequencies = -1
+        self.time_network = "auto"     # utils/time_utils.py's DeformNetwork says what it is
         # "zero": the deformation starts as the identity, so switching it on after warm-up keeps the
         # warm-up's scene; "pytorch": every layer at PyTorch's default init (upstream Deformable-3DGS)
         self.deform_init = "zero"
@@ -157,7 +161,7 @@ class PipelineParams(ParamGroup):
 
 
 class OptimizationParams(ParamGroup):
-    choices = {"depth_loss": ["minmax", "ssi"], "deform_gate": ["hand", "none"]}
+    choices = {"depth_loss": ["minmax", "ssi"], "deform_gate": ["hand", "none"], "time_noise": ["auto", "on", "off"]}
     help = {
         "iterations": "training iterations",
         "warm_up": "iterations before the deformation starts (Gaussians only until then)",
@@ -186,6 +190,8 @@ class OptimizationParams(ParamGroup):
         "stop_MLP": "iteration from which the deformation network is frozen",
         "loss_reduce": "scale of the depth and mask loss weights",
         "depth_loss": "minmax: EgoMask's normalized L1; ssi: scale-and-shift invariant",
+        "time_noise": "Gaussian noise on each training step's time (annealed, upstream's): on, off, or auto "
+                      "(on, except with --is_blender)",
         "time_noise_steps": "iterations over which the time noise anneals to zero",
         "deform_gate": "hand: only Gaussians labelled hand deform; none: all (the paper)",
         "gate_low": "hand score at and below which a Gaussian does not move",
@@ -228,6 +234,7 @@ class OptimizationParams(ParamGroup):
         self.stop_MLP = 40_000
         self.loss_reduce = 0.5
         self.depth_loss = "minmax"
+        self.time_noise = "auto"
         self.time_noise_steps = 20_000
         # Hands decomposition (README, "Hands decomposition"). deform_gate "hand": only Gaussians
         # labelled hand by their learned feature deform, the static scene never moves; "none": every
@@ -244,15 +251,17 @@ class OptimizationParams(ParamGroup):
 
 
 # Named sets of defaults (--recipe); flags written on the command line still win. "default" is our
-# hands decomposition: 4 time frequencies, so that held-out frames interpolate between training
-# frames (train.py goes back to upstream's count on scenes without hand masks). "paper" is EgoMask's
-# own recipe: every Gaussian deforms, the hand feature learns only in the mask phase, upstream's time
-# encoding, and the deformation network starts at PyTorch's init (README, "Hands decomposition").
+# hands decomposition: 4 time frequencies through a time network and no time noise, so that
+# held-out frames interpolate between training frames (train.py goes back to upstream's time
+# handling on scenes without hand masks). "paper" is EgoMask's own recipe: every Gaussian deforms,
+# the hand feature learns only in the mask phase, upstream's time encoding, and the deformation
+# network starts at PyTorch's init (README, "Hands decomposition").
+UPSTREAM_TIME = {"time_frequencies": -1, "time_network": "auto", "time_noise": "auto"}   # Deformable-3DGS's
 RECIPES = {
-    "default": {"time_frequencies": 4},
+    "default": {"time_frequencies": 4, "time_network": "on", "time_noise": "off"},
     "paper": {"deform_gate": "none", "early_mask_weight": 0.0, "hands_layer_weight": 0.0,
               "static_layer_weight": 0.0, "densify_budget": 0.0, "deform_init": "pytorch",
-              "time_outside": "extrapolate", "time_frequencies": -1, "hand_pixels": "map", "static_fill": "off",
+              "time_outside": "extrapolate", **UPSTREAM_TIME, "hand_pixels": "map", "static_fill": "off",
               "deform_precision": "fp32"},
 }
 

@@ -50,7 +50,7 @@ def resolve_precision(requested: str, device, recorded: bool) -> str:
 class DeformModel:
     def __init__(self, is_blender: bool = False, is_6dof: bool = False, depth: int = 8, width: int = 256,
                  precision: str = "fp32", device=None, init: str = "zero",
-                 time_frequencies: int = -1, scale_offsets: bool = True):
+                 time_frequencies: int = -1, scale_offsets: bool = True, time_network: Optional[bool] = None):
         """init: "zero" starts as the identity deformation (output heads at zero); "pytorch" keeps
         PyTorch's default init of every layer, as upstream Deformable-3DGS. scale_offsets=False:
         the Gaussians keep their size at every time (--deform_scale off, arguments/ says why)."""
@@ -62,7 +62,8 @@ class DeformModel:
         self.device = _resolve_device(device)
         self.is_blender, self.is_6dof = is_blender, is_6dof
         self.deform = DeformNetwork(D=depth, W=width, is_blender=is_blender, is_6dof=is_6dof,
-                                    time_frequencies=time_frequencies, scale_offsets=scale_offsets).to(self.device)
+                                    time_frequencies=time_frequencies, scale_offsets=scale_offsets,
+                                    time_network=time_network).to(self.device)
         if init == "zero":
             self.deform.zero_heads_()
         self.notices: List[str] = []   # one-line messages the caller prints once
@@ -77,11 +78,14 @@ class DeformModel:
     @classmethod
     def for_model(cls, dataset, precision: str = "fp32", device=None) -> "DeformModel":
         """The network a run's model parameters describe (arguments.ModelParams: --is_blender,
-        --is_6dof, --deform_depth, --deform_width, --time_frequencies, --deform_init,
-        --deform_scale): the one place that turns those flags into a DeformModel."""
+        --is_6dof, --deform_depth, --deform_width, --time_frequencies, --time_network, --deform_init,
+        --deform_scale): the one place that turns those flags into a DeformModel. A configuration
+        saved before --time_network existed means "auto" (upstream's: with --is_blender)."""
+        time_network = {"on": True, "off": False}.get(getattr(dataset, "time_network", "auto"))
         return cls(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                    precision=precision, device=device, init=dataset.deform_init,
-                   time_frequencies=dataset.time_frequencies, scale_offsets=dataset.deform_scale == "on")
+                   time_frequencies=dataset.time_frequencies, scale_offsets=dataset.deform_scale == "on",
+                   time_network=time_network)
 
     # ---- forward -------------------------------------------------------------------------
     def step(self, xyz: torch.Tensor, time_input: torch.Tensor,
@@ -302,7 +306,7 @@ class DeformModel:
     def architecture(self) -> dict:
         return {"is_blender": self.is_blender, "is_6dof": self.is_6dof,
                 "depth": self.deform.D, "width": self.deform.W,
-                "time_frequencies": self.deform.time_frequencies}
+                "time_frequencies": self.deform.time_frequencies, "time_network": self.deform.time_network}
 
     def _load_network(self, weights: dict, source: str) -> None:
         expected = {k: tuple(v.shape) for k, v in self.deform.state_dict().items()}
@@ -311,13 +315,14 @@ class DeformModel:
             raise RuntimeError(
                 f"The deformation weights in {source} do not fit this network ({self._describe()}): "
                 f"{_first_difference(expected, found)}. Use the --deform_depth, --deform_width, "
-                "--time_frequencies, --is_blender and --is_6dof of the run that wrote them.")
+                "--time_frequencies, --time_network, --is_blender and --is_6dof of the run that wrote them.")
         self.deform.load_state_dict(weights)
 
     def _describe(self) -> str:
         a = self.architecture()
         return (f"depth {a['depth']}, width {a['width']}, is_blender={a['is_blender']}, "
-                f"is_6dof={a['is_6dof']}, time_frequencies={a['time_frequencies']}")
+                f"is_6dof={a['is_6dof']}, time_frequencies={a['time_frequencies']}, "
+                f"time_network={a['time_network']}")
 
 
 def bucket_rows(m: int) -> int:

@@ -171,13 +171,15 @@ def test_recipe_paper_sets_the_papers_values_and_explicit_flags_win():
     ours = resolved(["-s", "scene"])
     assert (ours.deform_gate, ours.deform_init, ours.time_outside) == ("hand", "zero", "linear")
     assert ours.hand_pixels == "layer" and ours.static_fill == "on"
-    assert ours.time_frequencies == 4 and ours.recipe_set == ["time_frequencies"]
+    assert (ours.time_frequencies, ours.time_network, ours.time_noise) == (4, "on", "off")
+    assert ours.recipe_set == ["time_frequencies", "time_network", "time_noise"]
     assert ours.early_mask_weight > 0 and ours.hands_layer_weight > 0 and ours.static_layer_weight > 0
     assert ours.deform_precision == "auto"   # TF32 where the network trains as recorded graphs
     paper = resolved(["-s", "scene", "--recipe", "paper"])
     assert (paper.deform_gate, paper.deform_init, paper.early_mask_weight) == ("none", "pytorch", 0.0)
     assert paper.hands_layer_weight == 0.0 and paper.static_layer_weight == 0.0
-    assert paper.time_outside == "extrapolate" and paper.time_frequencies == -1   # upstream's encoding
+    assert paper.time_outside == "extrapolate" and paper.time_frequencies == -1   # upstream's encoding,
+    assert (paper.time_network, paper.time_noise) == ("auto", "auto")               # time network and noise
     assert paper.hand_pixels == "map"   # hand pixels from the rendered hand feature, as the paper
     assert paper.static_fill == "off"   # the static layer as drawn: a dark hole where the hands were
     assert paper.deform_precision == "fp32"   # upstream's numerics
@@ -199,16 +201,21 @@ def test_the_densification_budget_caps_the_gaussian_count(tiny_scene, tmp_path):
 
 
 def test_a_checkpoint_saved_before_the_budget_resumes_without_it(tiny_scene, tmp_path, capsys):
+    """... and one saved before --time_network / --time_noise with upstream's time handling (the
+    network it saved has no time network: the recipe's "on" would not fit its weights)."""
     model = str(tmp_path / "older")
-    run(tiny_scene, model, "--checkpoint_iterations", "6", "--densify_budget", "0.1")
+    run(tiny_scene, model, "--checkpoint_iterations", "6", "--densify_budget", "0.1",
+        "--time_network", "auto", "--time_noise", "auto")
     path = os.path.join(model, "chkpnt6.pth")
     checkpoint = load_checkpoint(path)
-    del checkpoint["config"]["densify_budget"]       # as written before the flag existed
+    for key in ("densify_budget", "time_network", "time_noise"):
+        del checkpoint["config"][key]                # as written before the flags existed
     torch.save(checkpoint, path)
     parser, _ = train.build_parser()
     args = parser.parse_args(["--start_checkpoint", path])
     train.resume_configuration(args, {"start_checkpoint": path})
     assert args.densify_budget == 0.0
+    assert (args.time_network, args.time_noise) == ("auto", "auto")
     args = parser.parse_args(["--start_checkpoint", path, "--densify_budget", "0.2"])
     train.resume_configuration(args, {"start_checkpoint": path, "densify_budget": 0.2})
     assert args.densify_budget == 0.2                # a flag given now still wins
@@ -454,10 +461,13 @@ def test_without_masks_every_gaussian_deforms_and_the_config_says_so(tiny_scene,
     run(tiny_scene, model, "--no_masks")
     out = capsys.readouterr().out
     assert "every Gaussian deforms (--deform_gate none for this run)" in out
-    assert "the time encoding is upstream's (--time_frequencies -1 for this run)" in out
+    assert ("the time handling is upstream's (--time_frequencies -1 --time_network auto --time_noise auto "
+            "for this run)") in out
     saved = json.loads(open(os.path.join(model, "cfg_args.json")).read())
     assert saved["deform_gate"] == "none"     # render.py deforms every Gaussian too
     assert saved["time_frequencies"] == -1    # ... with the network's own time encoding
+    assert (saved["time_network"], saved["time_noise"]) == ("auto", "auto")
+    assert "timenet.0.weight" not in saved_deformation(model)   # upstream builds none outside Blender scenes
     deform = saved_deformation(model)
     # the zero-initialised motion head learned: the network ran on the Gaussians (a closed gate never runs it)
     assert any(p.abs().sum() > 0 for name, p in deform.items() if name.startswith("gaussian_warp"))
@@ -468,9 +478,12 @@ def test_an_explicit_time_encoding_stays_without_masks_and_the_recipe_value_appl
     explicit, masked = str(tmp_path / "explicit"), str(tmp_path / "masked")
     run(tiny_scene, explicit, "--no_masks", "--time_frequencies", "3")
     run(tiny_scene, masked)
-    assert "time encoding is upstream's" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(--time_network auto --time_noise auto for this run)" in out and "--time_frequencies -1" not in out
     assert json.loads(open(os.path.join(explicit, "cfg_args.json")).read())["time_frequencies"] == 3
-    assert json.loads(open(os.path.join(masked, "cfg_args.json")).read())["time_frequencies"] == 4
+    saved = json.loads(open(os.path.join(masked, "cfg_args.json")).read())
+    assert (saved["time_frequencies"], saved["time_network"], saved["time_noise"]) == (4, "on", "off")
+    assert "timenet.0.weight" in saved_deformation(masked)   # the recipe's time network, trained and saved
 
 
 def saved_deformation(model):

@@ -12,8 +12,8 @@ its optimizer only for it < stop_MLP). Boundaries follow EgoMask's comparisons, 
 correction: at it == mask_start upstream swaps the mask/depth weights (0.2 / 0.8) for that single
 iteration, an artefact of overlapping conditions; here the mask phase starts cleanly.
 A phase whose data is missing (no masks, no depth priors) keeps its place but its weight is 0;
-``notices`` says so once. Annealing smooth training (Deformable 3DGS): for non-Blender scenes,
-once deformation is on, t gets Gaussian noise of std ``time_noise_std`` = (1 / frames) × a
+``notices`` says so once. Annealing smooth training (Deformable 3DGS): with time noise (--time_noise:
+on; auto is upstream's, on except for Blender scenes), once deformation is on, t gets Gaussian noise of std ``time_noise_std`` = (1 / frames) × a
 linear ramp 0.1 -> 1e-15 over time_noise_steps [20000] iterations counted from iteration 0.
 
 Configuration rules (checked in the constructor, ValueError otherwise): non-negative boundaries,
@@ -77,7 +77,9 @@ class TrainingSchedule:
         self.lambda_dssim = float(opt.lambda_dssim)
         self.time_noise_steps = int(getattr(opt, "time_noise_steps", 20_000))
         self.early_mask_weight = float(getattr(opt, "early_mask_weight", 0.0))
-        self.has_masks, self.has_depth, self.is_blender = bool(has_masks), bool(has_depth), bool(is_blender)
+        self.has_masks, self.has_depth = bool(has_masks), bool(has_depth)
+        # --time_noise auto is upstream's: no time noise on D-NeRF/Blender scenes
+        self.time_noise = {"on": True, "off": False}.get(getattr(opt, "time_noise", "auto"), not is_blender)
         # Position learning rates decay log-linearly (3DGS); the deformation network's starts
         # DEFORM_LR_SCALE times higher and ends at the plain final rate (Deformable 3DGS).
         self._position = (opt.position_lr_init, opt.position_lr_final, opt.position_lr_delay_mult,
@@ -107,7 +109,7 @@ class TrainingSchedule:
             mask_weight=mask_factor * self.loss_reduce if self.has_masks else 0.0,
             train_mask_feature=learns_hands,
             train_deform=deform and iteration < self.stop_MLP,
-            time_noise=deform and not self.is_blender)
+            time_noise=deform and self.time_noise)
 
     def position_lr(self, iteration: int, spatial_scale: float) -> float:
         """Learning rate of the Gaussians' positions (the scene's extent scales it, as 3DGS)."""

@@ -4,7 +4,7 @@ Architecture (Yang et al. 2024): NeRF positional encodings of xyz (10 frequencie
 (10, or 6 for Blender / D-NeRF scenes, which also pass the encoded time through a small
 256 -> 30 network; ``time_frequencies`` overrides the count: fewer frequencies make the motion
 smoother in time, so held-out frames between training frames are interpolated rather than
-guessed), D ReLU layers of width W with the encoded inputs concatenated again after layer D // 2,
+guessed; ``time_network`` builds the small network or not, whatever the scene), D ReLU layers of width W with the encoded inputs concatenated again after layer D // 2,
 and linear heads. ``scale_offsets=False`` zeroes the scale head's output (--deform_scale off).
 Module names follow the public Deformable-3DGS release (``linear.i``, ``timenet``,
 ``gaussian_warp``, ``gaussian_rotation``, ``gaussian_scaling``, ``branch_w``, ``branch_v``) so its
@@ -47,7 +47,7 @@ class PositionalEncoding(nn.Module):
 
 class DeformNetwork(nn.Module):
     def __init__(self, D: int = 8, W: int = 256, is_blender: bool = False, is_6dof: bool = False,
-                 time_frequencies: int = -1, scale_offsets: bool = True):
+                 time_frequencies: int = -1, scale_offsets: bool = True, time_network: Optional[bool] = None):
         super().__init__()
         if D < 1 or W < 1:
             raise ValueError(f"DeformNetwork needs depth >= 1 and width >= 1 (got depth={D}, width={W}); "
@@ -63,7 +63,11 @@ class DeformNetwork(nn.Module):
         self.time_frequencies = time_frequencies
         self.embed_time = PositionalEncoding(1, time_frequencies)
         time_ch = self.embed_time.out_dims
-        if is_blender:
+        # time_network: the time encoding goes through a small MLP before the deformation MLP
+        # (upstream builds it for Blender scenes only; None follows is_blender). Its learned time
+        # features gave the held-out frames of the hand clips a better interpolation (README).
+        self.time_network = is_blender if time_network is None else bool(time_network)
+        if self.time_network:
             self.timenet = nn.Sequential(nn.Linear(time_ch, TIMENET_WIDTH), nn.ReLU(inplace=True),
                                          nn.Linear(TIMENET_WIDTH, TIMENET_OUT))
             time_ch = TIMENET_OUT
@@ -95,7 +99,7 @@ class DeformNetwork(nn.Module):
     def encode(self, xyz: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Network input [N, input_ch] from xyz [N, 3] and t [N, 1]."""
         t_emb = self.embed_time(t)
-        if self.is_blender:
+        if self.time_network:
             t_emb = self.timenet(t_emb)
         return torch.cat([self.embed_xyz(xyz), t_emb], dim=1)
 

@@ -138,11 +138,39 @@ def test_fixed_sizes_zero_the_scale_offsets_and_leave_the_rest_of_the_motion_as_
 def test_for_model_builds_the_network_the_model_flags_describe():
     flags = SimpleNamespace(is_blender=False, is_6dof=False, deform_depth=3, deform_width=24, time_frequencies=2,
                             deform_init="zero", deform_scale="off")
-    model = DeformModel.for_model(flags, device="cpu")
+    model = DeformModel.for_model(flags, device="cpu")   # a configuration from before --time_network: auto
     assert model.architecture() == {"is_blender": False, "is_6dof": False, "depth": 3, "width": 24,
-                                    "time_frequencies": 2}
+                                    "time_frequencies": 2, "time_network": False}
     assert not model.deform.scale_offsets and torch.count_nonzero(model.deform.gaussian_warp.weight) == 0   # zero init
     assert DeformModel.for_model(SimpleNamespace(**{**vars(flags), "deform_scale": "on"})).deform.scale_offsets
+    for is_blender, time_network, built in ((False, "on", True), (True, "off", False), (True, "auto", True),
+                                            (False, "auto", False)):
+        net = DeformModel.for_model(SimpleNamespace(**{**vars(flags), "is_blender": is_blender,
+                                                       "time_network": time_network})).deform
+        assert net.time_network == built and hasattr(net, "timenet") == built
+
+
+def test_a_time_network_without_is_blender_changes_how_time_is_encoded_and_saves_its_weights(tmp_path):
+    """--time_network on (the default recipe's) puts upstream's Blender time network between the
+    encoding and the MLP on any scene: 4 frequencies (9 channels) -> 256 -> 30. Its weights are saved and
+    loaded with the rest; a network built without it refuses them with the flag in the message."""
+    torch.manual_seed(0)
+    net = DeformNetwork(time_frequencies=4, time_network=True)
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert shapes["timenet.0.weight"] == (256, 9) and shapes["timenet.2.weight"] == (30, 256)
+    assert shapes["linear.0.weight"] == (256, 63 + 30)
+    xyz, t = torch.randn(5, 3), torch.full((5, 1), 0.3)
+    expected = torch.cat([net.embed_xyz(xyz), net.timenet(net.embed_time(t))], dim=1)
+    torch.testing.assert_close(net.encode(xyz, t), expected)
+    with_net = DeformModel(time_frequencies=4, time_network=True, **SMALL)
+    with_net.save_weights(str(tmp_path), 7)
+    again = DeformModel(time_frequencies=4, time_network=True, **SMALL)
+    again.load_weights(str(tmp_path), 7)
+    for name, value in with_net.deform.state_dict().items():
+        assert torch.equal(value, again.deform.state_dict()[name])
+    without = DeformModel(time_frequencies=4, time_network=False, **SMALL)
+    with pytest.raises(RuntimeError, match="--time_network"):
+        without.load_weights(str(tmp_path), 7)
 
 
 def test_bad_inputs_are_rejected_with_shapes_in_the_message():

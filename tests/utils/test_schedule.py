@@ -114,6 +114,17 @@ def test_time_noise_follows_the_upstream_linear_ramp():
     assert blender.time_noise_std(4_000, num_frames=50) == 0.0
 
 
+@pytest.mark.parametrize("time_noise, is_blender, noisy", [("auto", False, True), ("auto", True, False),
+                                                           ("off", False, False), ("on", True, True)])
+def test_time_noise_flag_overrides_upstreams_blender_rule(time_noise, is_blender, noisy):
+    """--time_noise off (the default recipe's) trains every step at its camera's own time; auto is
+    upstream's (noise except on Blender scenes); on forces it."""
+    schedule = TrainingSchedule(opt(time_noise=time_noise), has_masks=True, has_depth=True, is_blender=is_blender)
+    assert schedule.phase(4_000).time_noise == noisy
+    assert (schedule.time_noise_std(4_000, num_frames=50) > 0) == noisy
+    assert not schedule.phase(2_000).time_noise   # never before the deformation starts
+
+
 def test_segments_cover_the_run_and_agree_with_phase():
     for o in CONFIGS:
         schedule = TrainingSchedule(o, has_masks=True, has_depth=False)
