@@ -77,17 +77,40 @@ def test_pull_push_keeps_covered_pixels_and_gives_a_hole_its_borders_colour():
 def test_fill_holes_paints_only_the_coverage_the_hands_took_away():
     for background in (torch.zeros(3), torch.ones(3)):
         floor = torch.tensor([0.6, 0.4, 0.3]).reshape(3, 1, 1)
-        static_alpha = torch.ones(1, 12, 12)
+        static_alpha = torch.ones(1, 32, 32)
         static_alpha[:, 4:8, 4:8] = 0.0            # the hole where the hand was
-        static_alpha[:, :, 11:] = 0.0               # empty space the full render does not cover either
-        full_alpha = torch.ones(1, 12, 12)
-        full_alpha[:, :, 11:] = 0.0
+        static_alpha[:, :, 31:] = 0.0               # empty space the full render does not cover either
+        full_alpha = torch.ones(1, 32, 32)
+        full_alpha[:, :, 31:] = 0.0
         bg = background.reshape(3, 1, 1)
         static_rgb = floor * static_alpha + (1 - static_alpha) * bg
         out = fill_holes(static_rgb, static_alpha, full_alpha, background)
-        torch.testing.assert_close(out[:, :, :11], floor.expand(3, 12, 11))
-        torch.testing.assert_close(out[:, :, 11:], bg.expand(3, 12, 1))   # not a hole: left as it was
+        # (atol: the interpolation of the painted coverage reaches a little past its blocks)
+        torch.testing.assert_close(out[:, :, :31], floor.expand(3, 32, 31), atol=1e-3, rtol=0)
+        torch.testing.assert_close(out[:, :, 31:], bg.expand(3, 32, 1))   # not a hole: left as it was
         assert torch.equal(fill_holes(static_rgb, static_alpha, static_alpha, background), static_rgb)
+
+
+def test_fill_holes_leaves_a_translucent_static_layer_as_it_is_where_it_is_as_translucent_around():
+    """A static layer fitted over a black background at alpha 0.8 everywhere carries colours that
+    already give the scene's colour at that alpha. Where the hands cover it, nothing is missing
+    against its usual coverage: painting full_alpha - static_alpha (0.2) would brighten it into a
+    ghost of the hand. A spot where its alpha drops under the hands is painted up to about the
+    usual coverage, with the colour per unit alpha around it."""
+    floor = torch.tensor([0.6, 0.4, 0.3]).reshape(3, 1, 1)
+    black = torch.zeros(3)
+    static_alpha = torch.full((1, 16, 16), 0.8)
+    full_alpha = static_alpha.clone()
+    full_alpha[:, 4:12, 4:12] = 1.0                 # the hands over the middle
+    static_rgb = floor * static_alpha / 0.8         # as fitted: the floor's colour at alpha 0.8
+    torch.testing.assert_close(fill_holes(static_rgb, static_alpha, full_alpha, black), static_rgb)
+    emptied = static_alpha.clone()
+    emptied[:, 6:10, 6:10] = 0.1                    # nothing static left under part of the hands
+    out = fill_holes(floor * emptied / 0.8, emptied, full_alpha, black)
+    torch.testing.assert_close(out[:, :, :4], floor.expand(3, 16, 4))   # away from the hands: as it was
+    spot = out[:, 7:9, 7:9]
+    assert (spot > floor * 0.1 / 0.8 + 0.3 * floor).all()   # painted well beyond what was left ...
+    assert (spot < floor * 1.05).all()                       # ... and never brighter than the floor
 
 
 def test_with_features_replaces_only_the_colours():
