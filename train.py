@@ -144,8 +144,8 @@ def recipe_without_masks(dataset, opt, run: Namespace, scene: Scene, gaussians: 
     """Without hand masks (or without a hand feature) there are no hands to decompose: train as
     Deformable-3DGS does. --deform_gate hand would leave every Gaussian static, so the gate is
     switched off; the recipe's time handling (made for short hand clips: encoding, time network,
-    time noise) goes back to upstream's unless it was given explicitly. For this run and in its saved config, which render.py reads.
-    Returns the notices."""
+    time noise) goes back to upstream's, flag by flag, unless given explicitly. For this run and in
+    its saved config, which render.py reads. Returns the notices."""
     if scene.has_masks and gaussians.mask_dimension > 0:
         return []
     notices = []

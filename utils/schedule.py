@@ -12,9 +12,10 @@ its optimizer only for it < stop_MLP). Boundaries follow EgoMask's comparisons, 
 correction: at it == mask_start upstream swaps the mask/depth weights (0.2 / 0.8) for that single
 iteration, an artefact of overlapping conditions; here the mask phase starts cleanly.
 A phase whose data is missing (no masks, no depth priors) keeps its place but its weight is 0;
-``notices`` says so once. Annealing smooth training (Deformable 3DGS): with time noise (--time_noise:
-on; auto is upstream's, on except for Blender scenes), once deformation is on, t gets Gaussian noise of std ``time_noise_std`` = (1 / frames) × a
-linear ramp 0.1 -> 1e-15 over time_noise_steps [20000] iterations counted from iteration 0.
+``notices`` says so once. Annealing smooth training (Deformable 3DGS): with time noise
+(--time_noise on; auto is upstream's, on except for Blender scenes), once deformation is on, t gets
+Gaussian noise of std ``time_noise_std`` = (1 / frames) × a linear ramp 0.1 -> 1e-15 over
+time_noise_steps [20000] iterations counted from iteration 0.
 
 Configuration rules (checked in the constructor, ValueError otherwise): non-negative boundaries,
 iterations >= 1, time_noise_steps >= 1, mask_start <= mask_stop, loss_reduce >= 0,
