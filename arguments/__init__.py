@@ -266,6 +266,12 @@ RECIPES = {
 }
 
 
+def resolve_switch(value: str, auto: bool) -> bool:
+    """An "auto" | "on" | "off" flag (--time_network, --time_noise) as a bool; auto is upstream's
+    choice, given by the caller. A configuration saved before such a flag existed reads as auto."""
+    return {"on": True, "off": False}.get(value, auto)
+
+
 def apply_recipe(args: Namespace, explicit: dict) -> None:
     """Set the --recipe's values on args, except flags given explicitly (explicit_arguments).
     args.recipe_set names the flags the recipe decided (train.py may undo them for a scene they

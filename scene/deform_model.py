@@ -14,6 +14,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from arguments import resolve_switch
 from utils.cuda_graphs import GraphedCalls
 from utils.system_utils import saved_iterations
 from utils.schedule import DEFORM_LR_SCALE
@@ -81,7 +82,7 @@ class DeformModel:
         --is_6dof, --deform_depth, --deform_width, --time_frequencies, --time_network, --deform_init,
         --deform_scale): the one place that turns those flags into a DeformModel. A configuration
         saved before --time_network existed means "auto" (upstream's: with --is_blender)."""
-        time_network = {"on": True, "off": False}.get(getattr(dataset, "time_network", "auto"))
+        time_network = resolve_switch(getattr(dataset, "time_network", "auto"), auto=dataset.is_blender)
         return cls(dataset.is_blender, dataset.is_6dof, depth=dataset.deform_depth, width=dataset.deform_width,
                    precision=precision, device=device, init=dataset.deform_init,
                    time_frequencies=dataset.time_frequencies, scale_offsets=dataset.deform_scale == "on",

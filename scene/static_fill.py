@@ -107,8 +107,9 @@ def fill_holes(static_rgb: torch.Tensor, static_alpha: torch.Tensor, full_alpha:
     cover full_alpha - static_alpha, but where the static layer is translucent around the hands
     too, its colours were fitted over the background at that alpha and already give the scene's
     colour; painting all of it brightened those pixels into a ghost of the hand (on the issue's
-    synthetic bed, 2.6-4.1 dB lost inside the hand region, README). The usual coverage is the static alpha of the
-    pixels around, those the hands leave free, interpolated into the hands' pixels (pull-push)."""
+    synthetic bed, 2.6-4.1 dB lost inside the hand region, README). The usual coverage is the
+    static alpha of the pixels around, those the hands leave free, interpolated into the hands'
+    pixels (pull-push)."""
     bg = background.reshape(3, 1, 1).to(static_rgb)
     premultiplied = static_rgb - (1.0 - static_alpha) * bg
     taken = (full_alpha - static_alpha).clamp(0.0, 1.0)

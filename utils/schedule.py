@@ -29,7 +29,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from arguments import OptimizationParams
+from arguments import OptimizationParams, resolve_switch
 from utils.general_utils import get_expon_lr_func
 
 DEFORM_LR_SCALE = 5          # upstream's "spatial_lr_scale" of the deformation network (a constant there)
@@ -80,7 +80,7 @@ class TrainingSchedule:
         self.early_mask_weight = float(getattr(opt, "early_mask_weight", 0.0))
         self.has_masks, self.has_depth = bool(has_masks), bool(has_depth)
         # --time_noise auto is upstream's: no time noise on D-NeRF/Blender scenes
-        self.time_noise = {"on": True, "off": False}.get(getattr(opt, "time_noise", "auto"), not is_blender)
+        self.time_noise = resolve_switch(getattr(opt, "time_noise", "auto"), auto=not is_blender)
         # Position learning rates decay log-linearly (3DGS); the deformation network's starts
         # DEFORM_LR_SCALE times higher and ends at the plain final rate (Deformable 3DGS).
         self._position = (opt.position_lr_init, opt.position_lr_final, opt.position_lr_delay_mult,

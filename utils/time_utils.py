@@ -4,8 +4,9 @@ Architecture (Yang et al. 2024): NeRF positional encodings of xyz (10 frequencie
 (10, or 6 for Blender / D-NeRF scenes, which also pass the encoded time through a small
 256 -> 30 network; ``time_frequencies`` overrides the count: fewer frequencies make the motion
 smoother in time, so held-out frames between training frames are interpolated rather than
-guessed; ``time_network`` builds the small network or not, whatever the scene), D ReLU layers of width W with the encoded inputs concatenated again after layer D // 2,
-and linear heads. ``scale_offsets=False`` zeroes the scale head's output (--deform_scale off).
+guessed; ``time_network`` builds the small network or not, whatever the scene), D ReLU layers of
+width W with the encoded inputs concatenated again after layer D // 2, and linear heads.
+``scale_offsets=False`` zeroes the scale head's output (--deform_scale off).
 Module names follow the public Deformable-3DGS release (``linear.i``, ``timenet``,
 ``gaussian_warp``, ``gaussian_rotation``, ``gaussian_scaling``, ``branch_w``, ``branch_v``) so its
 ``deform.pth`` files load here unchanged.
