@@ -55,15 +55,15 @@ class GraphedCalls:
         """Drop every recording (their memory goes back to PyTorch's allocator)."""
         while self._recordings:
             self._drop_oldest()
-
-    def _drop_oldest(self) -> None:
-        _, graphed = self._recordings.popitem(last=False)
-        if isinstance(graphed, torch.nn.Module):
-            graphed.__dict__.pop("forward", None)   # the recorded forward refers back to the module
-        del graphed
         # A recording lives in reference cycles (make_graphed_callables makes an autograd
         # Function class per recording): without a collection its buffers would stay allocated.
         gc.collect()
+
+    def _drop_oldest(self) -> None:
+        """Let the least recently used recording go; its memory returns at the next collection."""
+        _, graphed = self._recordings.popitem(last=False)
+        if isinstance(graphed, torch.nn.Module):
+            graphed.__dict__.pop("forward", None)   # the recorded forward refers back to the module
 
     def _recordable(self, tensors: Sequence[torch.Tensor]) -> bool:
         return (self.failure is None and torch.is_grad_enabled() and len(tensors) > 0
@@ -71,6 +71,12 @@ class GraphedCalls:
                 and not torch.is_autocast_enabled("cuda") and not torch.is_anomaly_enabled())
 
     def _record(self, key: Hashable, fn: Callable, tensors: Sequence[torch.Tensor]) -> Optional[Callable]:
+        # Room first: the recording let go is collected (below) before the new one allocates its
+        # buffers, so the two never hold memory at once, and one collection serves both (a full
+        # collection of a training process costs tens of milliseconds, and a run records often:
+        # the network's rows change bucket as the gate learns and densification runs).
+        while len(self._recordings) >= self.max_recordings:
+            self._drop_oldest()
         # Recording runs fn a few times on these copies first (warm-up), then records it.
         samples = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in tensors)
         try:
@@ -82,8 +88,6 @@ class GraphedCalls:
             self.clear()
             print_once(f"CUDA graphs off for the {self.name} ({self.failure}): it runs op by op.")
             return None
-        while len(self._recordings) >= self.max_recordings:
-            self._drop_oldest()
         self._recordings[key] = graphed
         self.recordings_made += 1
         return graphed
@@ -96,7 +100,8 @@ def _no_automatic_collection():
     process) is freed whenever the collector happens to run; if that is during a capture, its
     graph's destruction is an operation a capturing stream forbids, and the capture fails ("a
     previous error during capture"; seen on the H200 when a CUDA test ran after trainings in one
-    process). So: collect first, then no automatic collection until the recording is made."""
+    process). So: collect first (which also frees the recording _record just let go), then no
+    automatic collection until the recording is made."""
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()

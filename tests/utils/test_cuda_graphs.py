@@ -52,6 +52,27 @@ def test_no_garbage_collection_runs_while_a_recording_is_made(monkeypatch):
     assert seen == [False, False] and gc.isenabled()
 
 
+def test_a_full_set_lets_its_oldest_recording_go_before_recording_with_one_collection(monkeypatch):
+    """At max_recordings, the least recently used recording is let go before the new capture (its
+    buffers are freed first, not held beside the new ones) and a recording costs one garbage
+    collection, not one to make it and another to free the one it replaces."""
+    import gc
+    collections, present = [], []
+    monkeypatch.setattr(gc, "collect", lambda *args: collections.append(1) or 0)
+
+    def fake_record(fn, samples, allow_unused_input):
+        present.append(sorted(key for key in calls._recordings))
+        return fn
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_record)
+    calls = GraphedCalls("test", max_recordings=2)
+    for key in ("a", "b", "c", "a"):
+        assert calls._record(key, smooth, (torch.zeros(2),)) is smooth
+    assert present == [[], ["a"], ["b"], ["c"]]   # while "c" is recorded, "a" is already gone
+    assert len(collections) == 4 and sorted(calls._recordings) == ["a", "c"]
+    calls.clear()
+    assert len(collections) == 5 and not calls._recordings
+
+
 @pytest.mark.cuda
 def test_replays_give_the_functions_values_and_gradients_for_each_new_input():
     calls = GraphedCalls("test")
