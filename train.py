@@ -494,6 +494,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     check = LossCheck(device, deferred=fused and not run.detect_anomaly)
     loss_graphs = GraphedCalls("losses") if graphed else None
     deform.use_cuda_graphs(graphed)
+    graphs = {"losses": loss_graphs, "network": deform.graphs}   # their recordings go in train_summary.json
 
     interrupt = interrupt or InterruptRequest()   # main() installs it as the Ctrl-C handler
     phase_now = {"deform": False}
@@ -578,7 +579,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
             path = os.path.join(dataset.model_path, f"chkpnt{iteration}.pth")
             save_checkpoint(path, checkpoint_state(state, gaussians, deform, strategy, rng, run_config(run)))
             progress.close()
-            write_summary(dataset.model_path, state, gaussians, opt, pipe, meter)   # the speed so far
+            write_summary(dataset.model_path, state, gaussians, opt, pipe, meter, graphs)   # the speed so far
             raise TrainingInterrupted(iteration, path)
 
     progress.close()
@@ -586,7 +587,7 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
         viewer.close()
     if writer is not None:
         writer.close()
-    summary = write_summary(dataset.model_path, state, gaussians, opt, pipe, meter)
+    summary = write_summary(dataset.model_path, state, gaussians, opt, pipe, meter, graphs)
     if summary["iterations_per_second"]:
         print(f"{sum(p['steps'] for p in summary['phases'].values())} training steps at "
               f"{summary['iterations_per_second']:.1f} it/s (steps alone: no tests, saving or start-up).")
@@ -595,9 +596,11 @@ def training(dataset, opt, pipe, run: Namespace, checkpoint: Optional[Dict] = No
     return summary
 
 
-def write_summary(model_path: str, state: RunState, gaussians, opt, pipe, meter: PhaseSpeedMeter) -> Dict:
+def write_summary(model_path: str, state: RunState, gaussians, opt, pipe, meter: PhaseSpeedMeter,
+                  graphs: Dict[str, Optional[GraphedCalls]]) -> Dict:
     """train_summary.json: test PSNRs, the Gaussian count and the speed per phase, at the end of
-    a run or when it is interrupted (``last_iteration`` says how far it got)."""
+    a run or when it is interrupted (``last_iteration`` says how far it got), and how many CUDA-graph
+    recordings each graphed part made (each costs host time; 0 without --cuda_graphs or off the GPU)."""
     phases = meter.summary()
     steps_run = sum(p["steps"] for p in phases.values())
     step_seconds = sum(p["seconds"] for p in phases.values())
@@ -606,7 +609,9 @@ def write_summary(model_path: str, state: RunState, gaussians, opt, pipe, meter:
                "num_gaussians": int(gaussians.get_xyz.shape[0]), "iterations": opt.iterations,
                "last_iteration": state.iteration,
                "iterations_per_second": steps_run / step_seconds if step_seconds > 0 else None,
-               "phases": phases, "speed_baseline": bool(pipe.speed_baseline)}
+               "phases": phases, "speed_baseline": bool(pipe.speed_baseline),
+               "cuda_graph_recordings": {name: calls.recordings_made if calls is not None else 0
+                                         for name, calls in graphs.items()}}
     write_json_atomic(os.path.join(model_path, "train_summary.json"), summary)
     return summary
 

@@ -69,7 +69,8 @@ def train_once(scene: str, source: str, variant: str, flags, schedule, common, o
             "deformation_it_per_s": deformation_speed(summary["phases"]),
             "phases": summary["phases"], "gaussians": summary["num_gaussians"],
             "peak_memory_mb": max((p["peak_memory_mb"] for p in summary["phases"].values()), default=0.0),
-            "test_psnr": summary["test_psnr"][final] if final else None}
+            "test_psnr": summary["test_psnr"][final] if final else None,
+            "cuda_graph_recordings": summary.get("cuda_graph_recordings")}
 
 
 def stop_gently(process: subprocess.Popen, grace: float = 120.0) -> Optional[int]:

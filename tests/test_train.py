@@ -509,6 +509,7 @@ def test_speed_baseline_trains_the_same_model_and_the_summary_counts_every_step(
     assert set(phases) >= {"warm-up", "mask"} and sum(p["steps"] for p in phases.values()) == 12
     assert all(p["seconds"] > 0 and p["it_per_s"] > 0 for p in phases.values())
     assert summary["speed_baseline"] is False
+    assert summary["cuda_graph_recordings"] == {"losses": 0, "network": 0}   # nothing is recorded on the CPU
     with open(os.path.join(baseline, "train_summary.json")) as f:
         base_phases = json.load(f)["phases"]
     # The network's cost: no rows before warm-up; the gated default runs it on fewer rows than the baseline.
@@ -695,6 +696,10 @@ def test_training_with_cuda_graphs_gives_the_model_trained_op_by_op(tiny_scene, 
     run(tiny_scene, str(tmp_path / "graphed"), *flags)
     assert {c.name for c in made} == {"losses", "deformation network"}
     assert all(c.recordings_made > 0 and c.failure is None for c in made)
+    with open(os.path.join(str(tmp_path / "graphed"), "train_summary.json")) as f:
+        counted = json.load(f)["cuda_graph_recordings"]
+    by_name = {c.name: c.recordings_made for c in made}
+    assert counted == {"losses": by_name["losses"], "network": by_name["deformation network"]}
     runs.append(plain)
     run(tiny_scene, str(tmp_path / "plain"), *flags, "--cuda_graphs", "off")
     assert len(graphed) == len(plain) == 12
