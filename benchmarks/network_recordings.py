@@ -2,7 +2,7 @@
 
 Under --cuda_graphs on the network runs on the Gaussians the hand gate lets move, padded up to a
 bucket size (scene.deform_model.bucket_rows), and each bucket needs a recording of its own; the
-two used last are kept. Every new recording costs host time (the capture and a garbage collection),
+BUCKETS_KEPT used last are kept. Every new recording costs host time (the capture and a garbage collection),
 so their number is part of a run's speed. This script trains with train.py (any device: on the
 CPU nothing is recorded, but the gate decides the rows the same way), logs the rows of every
 learning call of the network, and counts the recordings a GPU run with those rows would make.
@@ -26,10 +26,8 @@ sys.path.insert(0, ROOT)
 from benchmarks.common import command_line, split_common_flags  # noqa: E402
 from scene import deform_model  # noqa: E402
 
-KEPT = 2   # DeformModel.use_cuda_graphs keeps the two buckets used last
 
-
-def count_recordings(rows: Sequence[int], kept: int = KEPT) -> int:
+def count_recordings(rows: Sequence[int], kept: int = deform_model.BUCKETS_KEPT) -> int:
     """Recordings a run whose network calls had these row counts makes: one per call whose bucket
     is not among the ``kept`` most recently used."""
     recent: "OrderedDict[int, None]" = OrderedDict()
@@ -83,7 +81,8 @@ def main(argv=None) -> dict:
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     print(f"{len(rows)} learning calls of the network, rows x {args.scale_rows:g}: mean {result['rows_mean']:.0f}, "
-          f"{result['buckets']} buckets, {result['recordings']} recordings (two kept) -> {args.out}")
+          f"{result['buckets']} buckets, {result['recordings']} recordings "
+          f"({deform_model.BUCKETS_KEPT} kept) -> {args.out}")
     return result
 
 

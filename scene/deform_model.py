@@ -29,6 +29,7 @@ TIME_OUTSIDE = ("linear", "clamp", "extrapolate")
 WEIGHTS_DIR = "deform"
 WEIGHTS_FILE = "deform.pth"
 MIN_BUCKET_ROWS = 1024   # smallest padded row count of a recorded network call
+BUCKETS_KEPT = 2         # recordings of the network kept (each holds its activations)
 
 
 def resolve_precision(requested: str, device, recorded: bool) -> str:
@@ -143,10 +144,10 @@ class DeformModel:
     def use_cuda_graphs(self, enabled: bool) -> None:
         """While the network learns, run its forward and backward as recorded CUDA graphs
         (utils/cuda_graphs.py; CUDA, fp32 or TF32): the rows are padded up to a bucket size
-        (bucket_rows) with gate 0, so padded rows have no output and no gradient. The two
-        buckets used last stay recorded (each holds its activations)."""
+        (bucket_rows) with gate 0, so padded rows have no output and no gradient. The
+        BUCKETS_KEPT buckets used last stay recorded (each holds its activations)."""
         usable = enabled and self.device.type == "cuda" and self.precision != "bf16"
-        self.graphs = GraphedCalls("deformation network", max_recordings=2) if usable else None
+        self.graphs = GraphedCalls("deformation network", max_recordings=BUCKETS_KEPT) if usable else None
 
     def _rows(self, xyz: torch.Tensor, t: torch.Tensor, gate: Optional[torch.Tensor]):
         """step() on M rows at time t [1, 1] with gate [M, 1] (None: the full motion), through
